@@ -1,0 +1,151 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+/**
+ * Configuration is parsed once, here, from the environment. Nothing else reads process.env.
+ * A bad value throws ConfigError naming the variable; main.ts prints that one line and exits 1.
+ */
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`invalid configuration: ${variable}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface NanogridataConfig {
+  /** Per-model secrets from NANOGRIDATA_SECRET_<MODEL hex>. */
+  secrets: Map<number, Buffer>;
+  acceptUnsigned: boolean;
+  maxDriftS: number;
+}
+
+export interface IngestConfig {
+  stream: string;
+  group: string;
+  deadLetterStream: string;
+  /** Entries per XREADGROUP. */
+  batchSize: number;
+  /** BLOCK of XREADGROUP in ms. */
+  blockMs: number;
+  /** Idle time after which another consumer's pending entry is reclaimed. */
+  claimIdleMs: number;
+  /** Consumer name in the group; stable across restarts so a restarted process reads its own pending entries first. */
+  consumerName: string;
+  flushIntervalMs: number;
+  flushBatchRows: number;
+  /** Processed buffer rows older than this are pruned. */
+  bufferRetentionS: number;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  redisUrl: string | undefined;
+  adminToken: string | undefined;
+  sessionTtlS: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  bodyLimitBytes: number;
+  duckdb: { memoryLimit: string; threads: number };
+  ingest: IngestConfig;
+  nanogridata: NanogridataConfig;
+}
+
+type Env = Record<string, string | undefined>;
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const scalars = {
+  PORT: int(0, 65535).default(8030),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\/.+/, 'must look like redis://host:port')
+    .optional(),
+  INGEST_STREAM: z.string().min(1).default('ocean:frames'),
+  INGEST_GROUP: z.string().min(1).default('ocean-core'),
+  DEAD_LETTER_STREAM: z.string().min(1).default('ocean:frames:dead'),
+  INGEST_BATCH_SIZE: int(1, 10_000).default(500),
+  INGEST_BLOCK_MS: int(1, 60_000).default(1000),
+  INGEST_CLAIM_IDLE_MS: int(1000, 3_600_000).default(30_000),
+  INGEST_CONSUMER: z.string().regex(/^[\w.:-]{1,64}$/, 'letters, digits, _ . : - only').optional(),
+  FLUSH_INTERVAL_MS: int(10, 600_000).default(500),
+  FLUSH_BATCH_ROWS: int(1, 1_000_000).default(5000),
+  BUFFER_RETENTION_S: int(0, 365 * 86400).default(86400),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  NANOGRIDATA_ACCEPT_UNSIGNED: bool.default(false),
+  NANOGRIDATA_MAX_DRIFT_S: int(1, 10 * 365 * 86400).default(3600),
+  SESSION_TTL_S: int(60, 365 * 86400).default(86400),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  DUCKDB_MEMORY_LIMIT: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must be like 512MB or 1GB')
+    .default('512MB'),
+  DUCKDB_THREADS: int(1, 64).default(2),
+};
+
+function parseVar<T extends z.ZodType>(env: Env, name: string, schema: T): z.output<T> {
+  const raw = env[name];
+  const result = schema.safeParse(raw === '' ? undefined : raw);
+  if (!result.success) {
+    throw new ConfigError(name, result.error.issues.map((i) => i.message).join('; '));
+  }
+  return result.data;
+}
+
+const SECRET_PREFIX = 'NANOGRIDATA_SECRET_';
+
+/** NANOGRIDATA_* settings alone; the frame tool uses this without the rest of the service. */
+export function loadNanogridataConfig(env: Env): NanogridataConfig {
+  const secrets = new Map<number, Buffer>();
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(SECRET_PREFIX) || value === undefined) continue;
+    const modelHex = name.slice(SECRET_PREFIX.length);
+    if (!/^[0-9a-fA-F]{1,2}$/.test(modelHex)) {
+      throw new ConfigError(name, 'the model must be one or two hex digits, e.g. NANOGRIDATA_SECRET_10');
+    }
+    if (!/^([0-9a-fA-F]{2})+$/.test(value)) throw new ConfigError(name, 'must be hex');
+    const secret = Buffer.from(value, 'hex');
+    if (secret.length < 32) throw new ConfigError(name, 'must be at least 32 bytes (64 hex digits)');
+    secrets.set(parseInt(modelHex, 16), secret);
+  }
+  return {
+    secrets,
+    acceptUnsigned: parseVar(env, 'NANOGRIDATA_ACCEPT_UNSIGNED', scalars.NANOGRIDATA_ACCEPT_UNSIGNED),
+    maxDriftS: parseVar(env, 'NANOGRIDATA_MAX_DRIFT_S', scalars.NANOGRIDATA_MAX_DRIFT_S),
+  };
+}
+
+export function loadConfig(env: Env): Config {
+  const v = <K extends keyof typeof scalars>(name: K) =>
+    parseVar(env, name, scalars[name]) as z.output<(typeof scalars)[K]>;
+  return {
+    port: v('PORT'),
+    host: v('HOST'),
+    dataDir: v('DATA_DIR'),
+    redisUrl: v('REDIS_URL'),
+    adminToken: v('ADMIN_TOKEN'),
+    sessionTtlS: v('SESSION_TTL_S'),
+    logLevel: v('LOG_LEVEL'),
+    bodyLimitBytes: v('BODY_LIMIT_BYTES'),
+    duckdb: { memoryLimit: v('DUCKDB_MEMORY_LIMIT'), threads: v('DUCKDB_THREADS') },
+    ingest: {
+      stream: v('INGEST_STREAM'),
+      group: v('INGEST_GROUP'),
+      deadLetterStream: v('DEAD_LETTER_STREAM'),
+      batchSize: v('INGEST_BATCH_SIZE'),
+      blockMs: v('INGEST_BLOCK_MS'),
+      claimIdleMs: v('INGEST_CLAIM_IDLE_MS'),
+      consumerName: v('INGEST_CONSUMER') ?? hostname(),
+      flushIntervalMs: v('FLUSH_INTERVAL_MS'),
+      flushBatchRows: v('FLUSH_BATCH_ROWS'),
+      bufferRetentionS: v('BUFFER_RETENTION_S'),
+    },
+    nanogridata: loadNanogridataConfig(env),
+  };
+}

@@ -1,0 +1,124 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Sub-millisecond to seconds. */
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Every metric the service exports, on a registry of its own (never prom-client's global one),
+ * so that tests and several apps in one process do not share counters.
+ */
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ocean_' });
+  const registers = [registry];
+
+  return {
+    registry,
+    requestsTotal: new Counter({
+      name: 'ocean_requests_total',
+      help: 'HTTP requests answered, by route pattern',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'ocean_request_duration_seconds',
+      help: 'HTTP request duration in seconds, by route pattern',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    errorsTotal: new Counter({
+      name: 'ocean_errors_total',
+      help: 'Errors: HTTP 5xx answers and failures of background workers',
+      labelNames: ['component'] as const,
+      registers,
+    }),
+    telemetryIngested: new Counter({
+      name: 'ocean_telemetry_ingested_total',
+      help: 'Telemetry messages accepted into the buffer (frames or JSON readings), by source',
+      labelNames: ['source'] as const,
+      registers,
+    }),
+    recordsIngested: new Counter({
+      name: 'ocean_records_ingested_total',
+      help: 'Measurement records accepted into the buffer, by source',
+      labelNames: ['source'] as const,
+      registers,
+    }),
+    framesRejected: new Counter({
+      name: 'ocean_frames_rejected_total',
+      help: 'Frames and stream entries rejected, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    dbQueryDuration: new Histogram({
+      name: 'ocean_database_query_duration_seconds',
+      help: 'Store operation duration in seconds, by engine and operation',
+      labelNames: ['engine', 'op'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    ingestPending: new Gauge({
+      name: 'ocean_ingest_pending',
+      help: 'Stream entries delivered to the consumer group but not yet acknowledged',
+      registers,
+    }),
+    ingestLag: new Gauge({
+      name: 'ocean_ingest_lag',
+      help: 'Stream entries not yet delivered to the consumer group',
+      registers,
+    }),
+    ingestConnected: new Gauge({
+      name: 'ocean_ingest_connected',
+      help: '1 when the Redis stream consumer is connected, 0 otherwise',
+      registers,
+    }),
+    bufferRows: new Gauge({
+      name: 'ocean_telemetry_buffer_rows',
+      help: 'Rows in the SQLite telemetry buffer, by state',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    flushDuration: new Histogram({
+      name: 'ocean_flush_duration_seconds',
+      help: 'Duration of one buffer-to-DuckDB flush in seconds',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    flushedRecords: new Counter({
+      name: 'ocean_flushed_records_total',
+      help: 'Measurement records appended to DuckDB',
+      registers,
+    }),
+    databaseSize: new Gauge({
+      name: 'ocean_database_size_bytes',
+      help: 'Size of the database files on disk, by engine',
+      labelNames: ['engine'] as const,
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Times a synchronous store operation into ocean_database_query_duration_seconds. */
+export function timed<T>(metrics: Metrics | undefined, engine: string, op: string, fn: () => T): T {
+  if (!metrics) return fn();
+  const end = metrics.dbQueryDuration.startTimer({ engine, op });
+  try {
+    return fn();
+  } finally {
+    end();
+  }
+}
+
+/** Times an asynchronous store operation into ocean_database_query_duration_seconds. */
+export async function timedAsync<T>(metrics: Metrics | undefined, engine: string, op: string, fn: () => Promise<T>): Promise<T> {
+  if (!metrics) return fn();
+  const end = metrics.dbQueryDuration.startTimer({ engine, op });
+  try {
+    return await fn();
+  } finally {
+    end();
+  }
+}

@@ -1,0 +1,160 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Db = Database.Database;
+
+/**
+ * Numbered migrations; `PRAGMA user_version` records how many have run.
+ * Append only: never edit a migration that has shipped.
+ * Times are Unix epoch seconds (REAL where sub-second matters, INTEGER otherwise).
+ */
+const MIGRATIONS: string[] = [
+  /* 1: operational schema */ `
+  CREATE TABLE users (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    username    TEXT NOT NULL UNIQUE,
+    email       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_at  INTEGER NOT NULL
+  );
+
+  -- One row per user, created in the same transaction as the user.
+  CREATE TABLE billing (
+    user_id     INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    plan        TEXT NOT NULL DEFAULT 'free',
+    credits     INTEGER NOT NULL DEFAULT 0 CHECK (credits >= 0),
+    usage       INTEGER NOT NULL DEFAULT 0,
+    updated_at  INTEGER NOT NULL
+  );
+
+  -- Append-only: every credit change, with the balance it produced.
+  CREATE TABLE billing_ledger (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    delta         INTEGER NOT NULL,
+    balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+    reason        TEXT,
+    created_at    INTEGER NOT NULL
+  );
+  CREATE INDEX billing_ledger_user ON billing_ledger(user_id, id);
+  CREATE TRIGGER billing_ledger_no_update BEFORE UPDATE ON billing_ledger
+    BEGIN SELECT RAISE(ABORT, 'billing_ledger is append-only'); END;
+  CREATE TRIGGER billing_ledger_no_delete BEFORE DELETE ON billing_ledger
+    BEGIN SELECT RAISE(ABORT, 'billing_ledger is append-only'); END;
+
+  -- Only the SHA-256 of a session token is stored, never the token.
+  CREATE TABLE sessions (
+    id          TEXT PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash  BLOB NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+  );
+  CREATE INDEX sessions_user ON sessions(user_id);
+
+  -- Key-value metadata; namespace 'kv' for /metadata, 'profile' for /profiles.
+  CREATE TABLE metadata (
+    namespace   TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    sensor_id   TEXT,
+    ts          REAL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, key)
+  ) WITHOUT ROWID;
+
+  -- A device is a sensor: its id is the analytics sensor_id. The owner reads its data.
+  CREATE TABLE devices (
+    device_id    TEXT PRIMARY KEY,
+    owner_id     INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    model_id     INTEGER,
+    secret       BLOB,
+    lab_id       TEXT,
+    created_at   INTEGER NOT NULL,
+    last_seen    REAL,
+    frames       INTEGER NOT NULL DEFAULT 0,
+    records      INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE INDEX devices_owner ON devices(owner_id);
+
+  -- Non-telemetry frames (EVENT, CONFIG, COMMAND, CALIBRATION) as sent.
+  CREATE TABLE device_events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id    TEXT NOT NULL UNIQUE,
+    device_id    TEXT NOT NULL,
+    payload_type INTEGER NOT NULL,
+    ts           INTEGER NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+  );
+  CREATE INDEX device_events_device ON device_events(device_id, id);
+
+  -- Durable buffer between ingest and DuckDB. source_id makes a redelivery a no-op.
+  CREATE TABLE telemetry_buffer (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id    TEXT NOT NULL UNIQUE,
+    source       TEXT NOT NULL,
+    sensor_id    TEXT NOT NULL,
+    ts           REAL NOT NULL,
+    lab_id       TEXT,
+    model_id     INTEGER,
+    raw          BLOB,
+    records      TEXT NOT NULL,
+    record_count INTEGER NOT NULL,
+    processed    INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL
+  );
+  CREATE INDEX telemetry_buffer_unprocessed ON telemetry_buffer(processed, id);
+
+  -- Cheap counters so /health and /metrics never COUNT(*) a growing table.
+  CREATE TABLE counters (
+    name   TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO counters(name, value) VALUES ('buffer_rows', 0), ('buffer_unprocessed', 0);
+  CREATE TRIGGER telemetry_buffer_ins AFTER INSERT ON telemetry_buffer BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'buffer_rows';
+    UPDATE counters SET value = value + 1 - NEW.processed WHERE name = 'buffer_unprocessed';
+  END;
+  CREATE TRIGGER telemetry_buffer_del AFTER DELETE ON telemetry_buffer BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'buffer_rows';
+    UPDATE counters SET value = value - 1 + OLD.processed WHERE name = 'buffer_unprocessed';
+  END;
+  CREATE TRIGGER telemetry_buffer_upd AFTER UPDATE OF processed ON telemetry_buffer
+    WHEN OLD.processed <> NEW.processed BEGIN
+    UPDATE counters SET value = value + OLD.processed - NEW.processed WHERE name = 'buffer_unprocessed';
+  END;
+  `,
+];
+
+/**
+ * Opens (creating if needed) the operational SQLite database and brings its schema up to date.
+ * One connection per process, so the pragmas below hold for every statement the service runs.
+ */
+export function openOperationalDb(path: string): Db {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`database schema version ${current} is newer than this build (${MIGRATIONS.length})`);
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}
+
+/** Current Unix time in whole seconds. */
+export const nowS = (): number => Math.floor(Date.now() / 1000);

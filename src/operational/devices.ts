@@ -1,0 +1,96 @@
+import type { Db } from './db.js';
+import { nowS } from './db.js';
+
+export interface Device {
+  device_id: string;
+  owner_id: number | null;
+  model_id: number | null;
+  lab_id: string | null;
+  has_secret: boolean;
+  created_at: number;
+  last_seen: number | null;
+  frames: number;
+  records: number;
+}
+
+interface DeviceRow extends Omit<Device, 'has_secret'> {
+  secret: Buffer | null;
+}
+
+export interface DeviceActivity {
+  deviceId: string;
+  lastSeen: number;
+  frames: number;
+  records: number;
+  labId: string | null;
+  modelId: number | null;
+}
+
+/**
+ * Devices are sensors: the device id is the analytics sensor_id. A device is created by an admin
+ * (owner, optional own frame secret), by a user's first HTTP ingest (that user owns it), or by its
+ * first accepted frame (no owner until an admin assigns one).
+ */
+export function createDevices(db: Db) {
+  const byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE device_id = ?');
+  const ownerOf = db.prepare<[string], { owner_id: number | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
+  const secretOf = db.prepare<[string], { secret: Buffer | null }>('SELECT secret FROM devices WHERE device_id = ?');
+  const upsert = db.prepare<[string, number | null, number | null, Buffer | null, string | null, number]>(
+    `INSERT INTO devices(device_id, owner_id, model_id, secret, lab_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT(device_id) DO UPDATE SET owner_id = excluded.owner_id, model_id = coalesce(excluded.model_id, model_id),
+       secret = coalesce(excluded.secret, secret), lab_id = coalesce(excluded.lab_id, lab_id)`,
+  );
+  const claim = db.prepare<[string, number, number]>(
+    'INSERT INTO devices(device_id, owner_id, created_at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO NOTHING',
+  );
+  const touch = db.prepare<[DeviceActivity & { now: number }]>(
+    `INSERT INTO devices(device_id, created_at, model_id, lab_id, last_seen, frames, records)
+     VALUES (@deviceId, @now, @modelId, @labId, @lastSeen, @frames, @records)
+     ON CONFLICT(device_id) DO UPDATE SET last_seen = max(coalesce(last_seen, 0), @lastSeen), frames = frames + @frames,
+       records = records + @records, model_id = coalesce(model_id, @modelId), lab_id = coalesce(@labId, lab_id)`,
+  );
+  const listAll = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY device_id');
+  const listOwned = db.prepare<[number], DeviceRow>('SELECT * FROM devices WHERE owner_id = ? ORDER BY device_id');
+  const ownedIds = db.prepare<[number], { device_id: string }>('SELECT device_id FROM devices WHERE owner_id = ?');
+
+  const toDevice = ({ secret, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
+
+  return {
+    get(deviceId: string): Device | undefined {
+      const row = byId.get(deviceId);
+      return row && toDevice(row);
+    },
+    /** undefined: unknown device; null: known, no owner. */
+    ownerOf(deviceId: string): number | null | undefined {
+      return ownerOf.get(deviceId)?.owner_id;
+    },
+    secretOf(deviceId: string): Buffer | undefined {
+      return secretOf.get(deviceId)?.secret ?? undefined;
+    },
+    /** Admin registration: creates the device or sets its owner / secret / model. */
+    register(input: { deviceId: string; ownerId: number | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
+      upsert.run(input.deviceId, input.ownerId, input.modelId ?? null, input.secret ?? null, input.labId ?? null, nowS());
+      return toDevice(byId.get(input.deviceId)!);
+    },
+    /**
+     * A user's HTTP ingest claims an unknown sensor for that user. Returns false when another user
+     * owns it (or an admin registered it without owner).
+     */
+    claimForUser(deviceId: string, userId: number): boolean {
+      claim.run(deviceId, userId, nowS());
+      return ownerOf.get(deviceId)?.owner_id === userId;
+    },
+    /** Ingest bookkeeping: last seen, frame and record counts. Run inside the batch transaction. */
+    recordActivity(a: DeviceActivity): void {
+      touch.run({ ...a, now: nowS() });
+    },
+    list(ownerId?: number): Device[] {
+      return (ownerId === undefined ? listAll.all() : listOwned.all(ownerId)).map(toDevice);
+    },
+    ownedIds(ownerId: number): string[] {
+      return ownedIds.all(ownerId).map((r) => r.device_id);
+    },
+  };
+}
+
+export type Devices = ReturnType<typeof createDevices>;

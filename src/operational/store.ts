@@ -1,0 +1,35 @@
+import { createBilling } from './billing.js';
+import { openOperationalDb } from './db.js';
+import { createDeviceEvents } from './device-events.js';
+import { createDevices } from './devices.js';
+import { createBuffer } from './buffer.js';
+import { createMetadata } from './metadata.js';
+import { createSessions } from './sessions.js';
+import { createUsers } from './users.js';
+
+/** The operational store: one SQLite connection and the operations the service runs on it. */
+export function openOperationalStore(path: string, options: { sessionTtlS: number }) {
+  const db = openOperationalDb(path);
+  let closed = false;
+  return {
+    db,
+    users: createUsers(db),
+    sessions: createSessions(db, { ttlS: options.sessionTtlS }),
+    billing: createBilling(db),
+    metadata: createMetadata(db),
+    devices: createDevices(db),
+    deviceEvents: createDeviceEvents(db),
+    buffer: createBuffer(db),
+    /** Runs fn in one IMMEDIATE transaction (the write lock is taken up front). */
+    transaction<T>(fn: () => T): T {
+      return db.transaction(fn).immediate();
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+export type OperationalStore = ReturnType<typeof openOperationalStore>;
