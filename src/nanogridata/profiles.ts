@@ -1,0 +1,89 @@
+/**
+ * Payload profiles by model id. Adding a model is adding one entry to PROFILES; a model without
+ * an entry is `unknown_model`.
+ */
+import { LEGACY_GAS, LEGACY_PRESSURE, isPlainMap } from './payload.js';
+import type { LegacyLayout, PayloadMap } from './payload.js';
+import type { MeasurementRecord } from './types.js';
+
+export interface Profile {
+  name: string;
+  /**
+   * Records of a TELEMETRY payload map (device_id and lab_id are read by the decoder), or null
+   * when the map does not have the profile's shape, which the decoder reports as `bad_payload`.
+   */
+  records(map: PayloadMap, sensorId: string, headerTs: number): MeasurementRecord[] | null;
+  /** Binary layout accepted when the payload is not a CBOR map (C firmware). */
+  legacy?: LegacyLayout;
+}
+
+/**
+ * A finite CBOR int or float. NaN and ±Infinity are refused too: the decoded form is JSON, which
+ * cannot carry them, and they would poison every aggregate downstream.
+ */
+function isMeasurement(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v);
+}
+
+/** Appends the records of `entries: [{ts?, <valueKey>}]`; false when the shape is wrong. */
+function appendEntries(
+  out: MeasurementRecord[],
+  entries: unknown,
+  valueKey: string,
+  sensorId: string,
+  metric: string,
+  unit: string,
+  headerTs: number,
+): boolean {
+  if (!Array.isArray(entries)) return false;
+  for (const entry of entries) {
+    if (!isPlainMap(entry)) return false;
+    const value = entry[valueKey];
+    if (!isMeasurement(value)) return false;
+    let ts = headerTs;
+    if ('ts' in entry) {
+      if (!isMeasurement(entry.ts)) return false;
+      ts = entry.ts;
+    }
+    out.push({ sensor_id: sensorId, metric, unit, ts, value });
+  }
+  return true;
+}
+
+/** `{entries: [{ts, <valueKey>}]}` with a fixed metric and unit. */
+function singleMetric(metric: string, unit: string, valueKey: string): Profile['records'] {
+  return (map, sensorId, headerTs) => {
+    const out: MeasurementRecord[] = [];
+    return appendEntries(out, map.entries, valueKey, sensorId, metric, unit, headerTs) ? out : null;
+  };
+}
+
+/** `{gas_type, entries: [{ts, ppm}]}`: the metric is the gas. */
+const gasRecords: Profile['records'] = (map, sensorId, headerTs) => {
+  const gas = map.gas_type;
+  if (typeof gas !== 'string' || gas === '') return null;
+  const out: MeasurementRecord[] = [];
+  return appendEntries(out, map.entries, 'ppm', sensorId, gas, 'ppm', headerTs) ? out : null;
+};
+
+/** `{sensors: [{type, unit, entries: [{ts, value}]}]}`: one metric per sensor. */
+const multiRecords: Profile['records'] = (map, sensorId, headerTs) => {
+  const sensors = map.sensors;
+  if (!Array.isArray(sensors)) return null;
+  const out: MeasurementRecord[] = [];
+  for (const s of sensors) {
+    if (!isPlainMap(s)) return null;
+    const { type, unit } = s;
+    if (typeof type !== 'string' || type === '' || typeof unit !== 'string') return null;
+    if (!appendEntries(out, s.entries, 'value', sensorId, type, unit, headerTs)) return null;
+  }
+  return out;
+};
+
+export const PROFILES: ReadonlyMap<number, Profile> = new Map<number, Profile>([
+  [0x10, { name: 'NANO-ESP32-PRESSURE', records: singleMetric('pressure', 'Pa', 'value'), legacy: LEGACY_PRESSURE }],
+  [0x20, { name: 'NANO-STM32-GAS', records: gasRecords, legacy: LEGACY_GAS }],
+  [0x30, { name: 'NANO-ASIC-MULTI', records: multiRecords }],
+  [0x40, { name: 'NANO-RPI-NODE', records: multiRecords }],
+  [0xff, { name: 'CUSTOM', records: multiRecords }],
+]);
