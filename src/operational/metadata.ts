@@ -1,0 +1,72 @@
+import type { Db } from './db.js';
+import { nowS } from './db.js';
+import { isoFromS } from './time.js';
+
+export interface MetadataEntry {
+  key: string;
+  value: unknown;
+  /** ISO 8601, UTC. */
+  updated_at: string;
+}
+
+export interface Profile {
+  profile_id: string;
+  sensor_id: string;
+  /** ISO 8601, UTC. */
+  timestamp: string;
+  metadata: Record<string, unknown>;
+}
+
+interface Row {
+  key: string;
+  value: string;
+  sensor_id: string | null;
+  ts: number | null;
+  updated_at: number;
+}
+
+const KV = 'kv';
+const PROFILE = 'profile';
+
+/**
+ * Key-value metadata (namespace 'kv') and sensor profiles (namespace 'profile') in one table.
+ * Values are stored as JSON text.
+ */
+export function createMetadata(db: Db) {
+  const upsert = db.prepare<[string, string, string, string | null, number | null, number]>(
+    `INSERT INTO metadata(namespace, key, value, sensor_id, ts, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, sensor_id = excluded.sensor_id,
+       ts = excluded.ts, updated_at = excluded.updated_at`,
+  );
+  const select = db.prepare<[string, string], Row>(
+    'SELECT key, value, sensor_id, ts, updated_at FROM metadata WHERE namespace = ? AND key = ?',
+  );
+
+  return {
+    /** Sets a key to any JSON value (undefined is not JSON: store null instead). */
+    set(key: string, value: unknown): void {
+      upsert.run(KV, key, JSON.stringify(value ?? null), null, null, nowS());
+    },
+    get(key: string): MetadataEntry | undefined {
+      const row = select.get(KV, key);
+      return row && { key: row.key, value: JSON.parse(row.value) as unknown, updated_at: isoFromS(row.updated_at) };
+    },
+    /** Stores (or replaces) a profile; `timestamp` is Unix seconds, default now. */
+    storeProfile(input: { profile_id: string; sensor_id: string; timestamp?: number; metadata: Record<string, unknown> }): void {
+      const now = nowS();
+      upsert.run(PROFILE, input.profile_id, JSON.stringify(input.metadata), input.sensor_id, input.timestamp ?? now, now);
+    },
+    getProfile(profileId: string): Profile | undefined {
+      const row = select.get(PROFILE, profileId);
+      if (!row) return undefined;
+      return {
+        profile_id: row.key,
+        sensor_id: row.sensor_id ?? '',
+        timestamp: isoFromS(row.ts ?? row.updated_at),
+        metadata: JSON.parse(row.value) as Record<string, unknown>,
+      };
+    },
+  };
+}
+
+export type Metadata = ReturnType<typeof createMetadata>;

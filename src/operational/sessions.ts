@@ -1,0 +1,103 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { BadRequestError, NotFoundError } from '../errors.js';
+import type { Db } from './db.js';
+import { nowS } from './db.js';
+
+/** What a valid session token stands for. Times are Unix epoch seconds. */
+export interface SessionInfo {
+  session_id: string;
+  user_id: number;
+  username: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface CreatedSession {
+  session_id: string;
+  /** Shown once, to the caller of create; only its SHA-256 is stored. */
+  token: string;
+  /** ISO 8601, UTC. */
+  expires_at: string;
+}
+
+export interface SessionsOptions {
+  ttlS: number;
+  /** Clock in Unix seconds; injectable for tests. */
+  now?: () => number;
+}
+
+/** A token is 32 random bytes, base64url: 43 characters. */
+const TOKEN_BYTES = 32;
+const TOKEN_LENGTH = 43;
+
+const hashToken = (token: string): Buffer => createHash('sha256').update(token).digest();
+
+/**
+ * Sessions. Only SHA-256(token) is stored. Expiry compares integer epoch seconds, so a session is
+ * dead the second it expires (the original compared ISO text with CURRENT_TIMESTAMP).
+ */
+export function createSessions(db: Db, options: SessionsOptions) {
+  const now = options.now ?? nowS;
+  const ttlS = options.ttlS;
+
+  const userById = db.prepare<[number], { username: string }>('SELECT username FROM users WHERE id = ?');
+  const insert = db.prepare<[string, number, Buffer, number, number]>(
+    'INSERT INTO sessions(id, user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+  );
+  // The one statement behind every authenticated user request: an index lookup, no writes.
+  const verify = db.prepare<[Buffer, number], SessionInfo>(
+    `SELECT s.id AS session_id, s.user_id, u.username, s.created_at, s.expires_at
+     FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?`,
+  );
+  const byId = db.prepare<[string], { session_id: string; user_id: number; revoked_at: number | null }>(
+    'SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE id = ?',
+  );
+  const byHash = db.prepare<[Buffer], { session_id: string; user_id: number; revoked_at: number | null }>(
+    'SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE token_hash = ?',
+  );
+  const revoke = db.prepare<[number, string]>('UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
+  const purge = db.prepare<[number]>('DELETE FROM sessions WHERE expires_at <= ?');
+
+  return {
+    /**
+     * Opens a session for an existing user. The username must be that user's (the original
+     * accepted any user id and any name).
+     */
+    create(userId: number, username: string): CreatedSession {
+      const user = userById.get(userId);
+      if (!user) throw new NotFoundError(`user ${userId} not found`);
+      if (user.username !== username) {
+        throw new BadRequestError(`username does not match user ${userId}`, 'username_mismatch');
+      }
+      const token = randomBytes(TOKEN_BYTES).toString('base64url');
+      const sessionId = randomUUID();
+      const createdAt = now();
+      const expiresAt = createdAt + ttlS;
+      insert.run(sessionId, userId, hashToken(token), createdAt, expiresAt);
+      return { session_id: sessionId, token, expires_at: new Date(expiresAt * 1000).toISOString() };
+    },
+    /** The session a token stands for, or null when unknown, expired or revoked. */
+    verify(token: string): SessionInfo | null {
+      if (token.length !== TOKEN_LENGTH) return null;
+      return verify.get(hashToken(token), now()) ?? null;
+    },
+    /** Who a session belongs to (whatever its state), for revocation checks. */
+    find(ref: { sessionId: string } | { token: string }): { session_id: string; user_id: number; revoked: boolean } | undefined {
+      const row = 'sessionId' in ref ? byId.get(ref.sessionId) : byHash.get(hashToken(ref.token));
+      return row && { session_id: row.session_id, user_id: row.user_id, revoked: row.revoked_at !== null };
+    },
+    /** Revokes a session by id or by its token. Returns false when it was unknown or already revoked. */
+    revoke(ref: { sessionId: string } | { token: string }): boolean {
+      const sessionId = 'sessionId' in ref ? ref.sessionId : byHash.get(hashToken(ref.token))?.session_id;
+      if (sessionId === undefined) return false;
+      return revoke.run(now(), sessionId).changes === 1;
+    },
+    /** Deletes sessions that expired; returns how many. */
+    purgeExpired(): number {
+      return purge.run(now()).changes;
+    },
+  };
+}
+
+export type Sessions = ReturnType<typeof createSessions>;
