@@ -16,6 +16,7 @@ import { registerErrorHandling } from './http/errors.js';
 import { analyticsRoutes } from './http/routes/analytics.js';
 import { billingRoutes } from './http/routes/billing.js';
 import { devicesRoutes } from './http/routes/devices.js';
+import { framesRoutes } from './http/routes/frames.js';
 import { metadataRoutes } from './http/routes/metadata.js';
 import { sessionsRoutes } from './http/routes/sessions.js';
 import { systemRoutes } from './http/routes/system.js';
@@ -115,6 +116,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     metadataRoutes,
     devicesRoutes,
     telemetryRoutes,
+    framesRoutes,
     analyticsRoutes,
   ]) {
     await app.register(plugin, { ...ctx, prefix: API_PREFIX });

@@ -121,6 +121,16 @@ export function loadNanogridataConfig(env: Env): NanogridataConfig {
   };
 }
 
+/** NANOGRIDATA_NOW (Unix seconds) pins the frame tool's clock, for reproducible decoding; unset → system clock. */
+export function loadClockOverride(env: Env): number | undefined {
+  return parseVar(env, 'NANOGRIDATA_NOW', z.coerce.number().int().min(0).max(0xffffffff).optional());
+}
+
+/** INGEST_STREAM alone, for tools (the simulator) that push frames without the rest of the service. */
+export function loadIngestStream(env: Env): string {
+  return parseVar(env, 'INGEST_STREAM', scalars.INGEST_STREAM);
+}
+
 export function loadConfig(env: Env): Config {
   const v = <K extends keyof typeof scalars>(name: K) =>
     parseVar(env, name, scalars[name]) as z.output<(typeof scalars)[K]>;

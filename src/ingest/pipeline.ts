@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics.js';
 import type { IngestSource } from '../operational/buffer.js';
 import type { OperationalStore } from '../operational/store.js';
 import { inspectFrame } from '../nanogridata/decoder.js';
+import { splitFrames } from './split-frames.js';
 import type { DecodeResult, DecodedFrame, FrameContext, MeasurementRecord, ReplayCheck, ReplayMemory } from '../nanogridata/types.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
@@ -98,30 +99,20 @@ export class IngestPipeline {
   /** A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a replay. */
   async ingestFrameBody(body: Buffer, deviceId?: string): Promise<FramesResult> {
     const requestId = randomUUID();
-    const units: IngestUnit[] = [];
-    const rejected: FramesResult['rejected'] = [];
-    const outcomeIndex: number[] = [];
-    let offset = 0;
-    for (let index = 0; offset < body.length; index++) {
-      const inspection = inspectFrame(body.subarray(offset), { deviceId }, this.decodeOptions());
-      if (inspection.frameLength === undefined) {
-        // The header does not say where the next frame starts: the rest of the body cannot be read.
-        rejected.push({ index, reason: inspection.ok ? 'truncated' : inspection.reason });
-        this.options.metrics.framesRejected.inc({ reason: inspection.ok ? 'truncated' : inspection.reason });
-        break;
-      }
-      units.push({ kind: 'frame', sourceId: `http:${requestId}:${index}`, bytes: body.subarray(offset, offset + inspection.frameLength), ...(deviceId ? { deviceId } : {}) });
-      outcomeIndex.push(index);
-      offset += inspection.frameLength;
-    }
+    const { frames, unreadable } = splitFrames(body);
+    const units: IngestUnit[] = frames.map((bytes, index) => ({
+      kind: 'frame',
+      sourceId: `http:${requestId}:${index}`,
+      bytes,
+      ...(deviceId !== undefined ? { deviceId } : {}),
+    }));
+    if (unreadable) units.push({ kind: 'invalid', sourceId: `http:${requestId}:${unreadable.index}`, reason: unreadable.reason });
     const outcomes = await this.ingestUnits(units, 'http_frames');
-    let accepted = 0;
-    outcomes.forEach((outcome, i) => {
-      if (outcome.ok) accepted++;
-      else rejected.push({ index: outcomeIndex[i]!, reason: outcome.reason });
+    const rejected: FramesResult['rejected'] = [];
+    outcomes.forEach((outcome, index) => {
+      if (!outcome.ok) rejected.push({ index, reason: outcome.reason });
     });
-    rejected.sort((a, b) => a.index - b.index);
-    return { accepted, rejected };
+    return { accepted: outcomes.length - rejected.length, rejected };
   }
 
   /**
