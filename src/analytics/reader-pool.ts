@@ -1,0 +1,93 @@
+import type { DuckDBConnection, DuckDBInstance, DuckDBPreparedStatement, DuckDBType, DuckDBValue } from '@duckdb/node-api';
+
+export type Row = Record<string, unknown>;
+
+/** One read-only connection and the statements prepared on it. */
+export interface Reader {
+  readonly connection: DuckDBConnection;
+  /** Runs a parameterised statement (prepared once per connection, then re-bound) and returns its rows. */
+  all(sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<Row[]>;
+  /** Runs a one-off statement (not kept prepared), e.g. a COPY to a fresh temp path. */
+  exec(sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<void>;
+}
+
+class PooledReader implements Reader {
+  // The SQL texts are built from fixed fragments only, so this cache stays small.
+  private readonly prepared = new Map<string, DuckDBPreparedStatement>();
+
+  constructor(readonly connection: DuckDBConnection) {}
+
+  async all(sql: string, values: readonly DuckDBValue[] = [], types?: readonly DuckDBType[]): Promise<Row[]> {
+    let statement = this.prepared.get(sql);
+    if (!statement) {
+      statement = await this.connection.prepare(sql);
+      this.prepared.set(sql, statement);
+    }
+    statement.clearBindings();
+    if (values.length > 0) statement.bind([...values], types ? [...types] : undefined);
+    const reader = await statement.runAndReadAll();
+    return reader.getRowObjectsJS() as Row[];
+  }
+
+  async exec(sql: string, values: readonly DuckDBValue[] = [], types?: readonly DuckDBType[]): Promise<void> {
+    await this.connection.run(sql, [...values], types ? [...types] : undefined);
+  }
+
+  close(): void {
+    for (const statement of this.prepared.values()) statement.destroySync();
+    this.prepared.clear();
+    this.connection.closeSync();
+  }
+}
+
+/**
+ * A few connections for queries, separate from the flusher's writer: each query sees only
+ * committed data and never waits behind an append. One query per connection at a time.
+ */
+export class ReaderPool {
+  private readonly idle: PooledReader[];
+  private readonly waiters: Array<(reader: PooledReader) => void> = [];
+  private lent = 0;
+  private drained: (() => void) | null = null;
+  private closed = false;
+
+  private constructor(private readonly all: PooledReader[]) {
+    this.idle = [...all];
+  }
+
+  static async create(instance: DuckDBInstance, size: number): Promise<ReaderPool> {
+    const readers: PooledReader[] = [];
+    for (let i = 0; i < size; i++) readers.push(new PooledReader(await instance.connect()));
+    return new ReaderPool(readers);
+  }
+
+  /** Lends a connection to fn and takes it back when fn settles. */
+  async use<T>(fn: (reader: Reader) => Promise<T>): Promise<T> {
+    if (this.closed) throw new Error('analytics engine is closed');
+    let reader = this.idle.pop();
+    if (reader) this.lent++;
+    // A waiter is handed a connection by the one releasing it, so `lent` is unchanged then.
+    else reader = await new Promise<PooledReader>((resolve) => this.waiters.push(resolve));
+    try {
+      return await fn(reader);
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next(reader);
+      else {
+        this.idle.push(reader);
+        this.lent--;
+        if (this.lent === 0) this.drained?.();
+      }
+    }
+  }
+
+  /** Refuses new work, waits for running queries, then closes every connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.lent > 0) {
+      await new Promise<void>((resolve) => (this.drained = resolve));
+    }
+    for (const reader of this.all) reader.close();
+  }
+}
