@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseStreamEntry } from '../../src/ingest/stream-entry.js';
+import { encodeFrame, gasPayload, pressurePayload } from '../../src/nanogridata/encoder.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+
+/** Per-sensor totals as DuckDB holds them. */
+async function duckTotals(t: TestApp) {
+  const rows = await t.service.analytics.all(
+    'test',
+    `SELECT sensor_id, count(*)::INTEGER AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
+            (count(*) - count(DISTINCT (sensor_id, metric, ts, value)))::INTEGER AS duplicates
+     FROM measurements GROUP BY sensor_id ORDER BY sensor_id`,
+  );
+  return new Map(rows.map((r) => [String(r.sensor_id), { count: Number(r.count), sum: Number(r.sum), min: Number(r.min), max: Number(r.max), duplicates: Number(r.duplicates) }]));
+}
+
+async function duckCount(t: TestApp): Promise<number> {
+  const rows = await t.service.analytics.all('test', 'SELECT count(*)::INTEGER AS n FROM measurements');
+  return Number(rows[0]!.n);
+}
+
+async function xaddFrames(redis: Redis, stream: string, frames: Buffer[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < frames.length; i += 500) {
+    const pipeline = redis.pipeline();
+    for (const frame of frames.slice(i, i + 500)) pipeline.xadd(stream, '*', 'frame', frame);
+    for (const [err, id] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      ids.push(String(id));
+    }
+  }
+  return ids;
+}
+
+describe('Redis stream ingest', () => {
+  let redisServer: RedisServer;
+  let redis: Redis;
+  let apps: TestApp[];
+  let env: Record<string, string>;
+  let secret: Buffer;
+  let stream: string;
+  let dead: string;
+
+  beforeEach(async () => {
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url);
+    redis.on('error', () => undefined); // the restart test takes the server away on purpose
+    apps = [];
+    const s = pressureSecret();
+    secret = s.secret;
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    stream = `${prefix}:frames`;
+    dead = `${prefix}:dead`;
+    env = {
+      ...s.env,
+      REDIS_URL: redisServer.url,
+      INGEST_STREAM: stream,
+      INGEST_GROUP: 'ocean',
+      DEAD_LETTER_STREAM: dead,
+      INGEST_BLOCK_MS: '100',
+      INGEST_CONSUMER: 'c1',
+      FLUSH_INTERVAL_MS: '50',
+    };
+  });
+
+  afterEach(async () => {
+    for (const t of apps) await t.close();
+    redis.disconnect();
+    await redisServer.stop();
+  });
+
+  const start = async (extra: Record<string, string> = {}) => {
+    const t = await createTestApp({ env: { ...env, ...extra }, start: true });
+    apps.push(t);
+    return t;
+  };
+
+  it('stores every good entry once and dead-letters each bad one with its reason', async () => {
+    const t = await start();
+    const now = Math.floor(Date.now() / 1000);
+    const good = pressureFrames({ count: 30, devices: 3, secret, now });
+    const frame = (deviceId: string, extra: Partial<Parameters<typeof encodeFrame>[0]> = {}) =>
+      encodeFrame({ modelId: 0x10, level: 1, timestamp: now, payload: pressurePayload({ deviceId, entries: [{ value: 1 }] }), secret, ...extra });
+    const badMac = frame('X-1');
+    badMac[badMac.length - 1]! ^= 0xff;
+    const bad: Array<{ reason: string; fields: Array<string | Buffer> }> = [
+      { reason: 'bad_mac', fields: ['frame', badMac] },
+      { reason: 'bad_magic', fields: ['frame', Buffer.from('not a frame at all, just text')] },
+      { reason: 'truncated', fields: ['frame', frame('X-2').subarray(0, 20)] },
+      { reason: 'timestamp_drift', fields: ['frame', frame('X-3', { timestamp: now - 7200 })] },
+      { reason: 'unsigned', fields: ['frame', frame('X-4', { level: 0 })] },
+      { reason: 'no_secret', fields: ['frame', encodeFrame({ modelId: 0x20, level: 1, timestamp: now, payload: gasPayload({ deviceId: 'G-1', gasType: 'CO2', entries: [{ value: 400 }] }), secret })] },
+      { reason: 'unknown_model', fields: ['frame', frame('X-5', { modelId: 0x55 })] },
+      { reason: 'bad_payload', fields: ['frame', frame('X-6', { payload: Buffer.from([0x01, 0x02, 0x03]) })] },
+      { reason: 'device_mismatch', fields: ['frame', frame('X-7'), 'device_id', 'someone-else'] },
+      { reason: 'replay', fields: ['frame', good.frames[0]!] },
+      { reason: 'bad_hex', fields: ['frame_hex', 'zz-not-hex'] },
+      { reason: 'bad_reading', fields: ['sensor_id', 'J-1', 'data', 'not json'] },
+      { reason: 'bad_entry', fields: ['something', 'else'] },
+    ];
+    await xaddFrames(redis, stream, good.frames);
+    await redis.xadd(stream, '*', 'sensor_id', 'J-1', 'data', JSON.stringify({ temperature: 21.5, note: 'text is kept, not a record' }));
+    await redis.xadd(stream, '*', 'frame_hex', frame('H-1').toString('hex'));
+    const badIds = new Map<string, string>();
+    for (const b of bad) badIds.set(String(await redis.xadd(stream, '*', ...b.fields)), b.reason);
+
+    await waitFor(async () => (await redis.xlen(dead)) === bad.length, { what: 'dead letters' });
+    await waitFor(async () => (await duckCount(t)) === good.records + 2, { what: 'records in DuckDB' });
+
+    const deadEntries = await redis.xrange(dead, '-', '+');
+    const byReason = new Map<string, string>();
+    for (const [, fields] of deadEntries) {
+      const f = new Map<string, string>();
+      for (let i = 0; i < fields.length; i += 2) if (!f.has(fields[i]!)) f.set(fields[i]!, fields[i + 1]!);
+      byReason.set(f.get('reason')!, f.get('source_id')!);
+    }
+    for (const [id, reason] of badIds) expect(byReason.get(reason), reason).toBe(id);
+
+    const totals = await duckTotals(t);
+    for (const [sensor, expected] of good.totals) {
+      expect(totals.get(sensor)).toEqual({ ...expected, duplicates: 0 });
+    }
+    expect(totals.get('J-1')?.count).toBe(1);
+    expect(totals.get('H-1')?.count).toBe(1);
+    // Everything was acknowledged.
+    await waitFor(async () => {
+      const summary = (await redis.xpending(stream, 'ocean')) as [number, ...unknown[]];
+      return summary[0] === 0;
+    }, { what: 'no pending entries' });
+  });
+
+  it('stores a redelivered entry once and does not call it a replay', async () => {
+    // A first life of consumer c1 read the entry and stored it, then died before XACK.
+    const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
+    await redis.xgroup('CREATE', stream, 'ocean', '0', 'MKSTREAM');
+    const id = String(await redis.xadd(stream, '*', 'frame', frame!));
+    await redis.xreadgroup('GROUP', 'ocean', 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
+    const first = await createTestApp({ env });
+    const units = parseStreamEntry(id, new Map([['frame', frame!]]));
+    // Replay memory shared through Redis: the first life remembered the frame under this entry id.
+    expect(await first.service.pipeline.ingestUnits(units, 'stream')).toEqual([{ ok: true, records: 1 }]);
+    const dataDir = first.dataDir;
+    await first.close({ keepDir: true });
+
+    // The restarted consumer reads its pending entry again.
+    const t = await createTestApp({ env, dataDir, start: true });
+    apps.push(t);
+    await waitFor(async () => ((await redis.xpending(stream, 'ocean')) as [number])[0] === 0, { what: 'entry acked' });
+    await t.service.flusher.flush();
+    expect(await duckCount(t)).toBe(1);
+    expect(await redis.xlen(dead)).toBe(0);
+    expect(t.service.store.buffer.counts().rows).toBe(1);
+  });
+
+  it('reclaims entries another consumer left pending', async () => {
+    const { frames, records } = pressureFrames({ count: 5, devices: 1, secret });
+    await redis.xgroup('CREATE', stream, 'ocean', '0', 'MKSTREAM');
+    await xaddFrames(redis, stream, frames);
+    // A consumer that died holding all five.
+    await redis.xreadgroup('GROUP', 'ocean', 'dead-consumer', 'COUNT', 10, 'STREAMS', stream, '>');
+    const t = await start({ INGEST_CLAIM_IDLE_MS: '1000' });
+    await waitFor(async () => (await duckCount(t)) === records, { what: 'reclaimed records', timeoutMs: 15_000 });
+  });
+
+  it('splits the work between two consumers of one group and the union is exact', async () => {
+    const a = await start({ INGEST_CONSUMER: 'c1', INGEST_BATCH_SIZE: '50' });
+    const b = await start({ INGEST_CONSUMER: 'c2', INGEST_BATCH_SIZE: '50' });
+    const { frames, totals, records } = pressureFrames({ count: 3000, devices: 7, secret });
+    await xaddFrames(redis, stream, frames);
+    await waitFor(async () => (await duckCount(a)) + (await duckCount(b)) === records, { what: 'all records', timeoutMs: 30_000 });
+    const [ta, tb] = [await duckTotals(a), await duckTotals(b)];
+    expect(await duckCount(a)).toBeGreaterThan(0);
+    expect(await duckCount(b)).toBeGreaterThan(0);
+    for (const [sensor, expected] of totals) {
+      const x = ta.get(sensor) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, duplicates: 0 };
+      const y = tb.get(sensor) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, duplicates: 0 };
+      expect({ count: x.count + y.count, sum: x.sum + y.sum, min: Math.min(x.min, y.min), max: Math.max(x.max, y.max) }).toEqual(expected);
+    }
+    // No record is in both stores.
+    const keys = async (t: TestApp) =>
+      (await t.service.analytics.all('test', 'SELECT sensor_id, ts::VARCHAR AS ts, value FROM measurements')).map((r) => `${String(r.sensor_id)}|${String(r.ts)}|${String(r.value)}`);
+    const inA = new Set(await keys(a));
+    expect((await keys(b)).filter((k) => inA.has(k))).toEqual([]);
+  });
+
+  it('reconnects after a Redis restart and loses nothing', async () => {
+    await redisServer.stop();
+    redisServer = await startRedis({ appendonly: true });
+    redis.disconnect();
+    redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
+    redis.on('error', () => undefined);
+    env.REDIS_URL = redisServer.url;
+    const t = await start();
+    const { frames, totals, records } = pressureFrames({ count: 4000, devices: 5, secret });
+    await xaddFrames(redis, stream, frames.slice(0, 2000));
+    await waitFor(async () => (await duckCount(t)) > 0, { what: 'first records' });
+    await redisServer.restart();
+    await xaddFrames(redis, stream, frames.slice(2000));
+    await waitFor(async () => (await duckCount(t)) === records, { what: 'every record after the restart', timeoutMs: 30_000 });
+    const got = await duckTotals(t);
+    for (const [sensor, expected] of totals) expect(got.get(sensor)).toEqual({ ...expected, duplicates: 0 });
+    expect(t.service.consumer?.status().connected).toBe(true);
+  });
+
+  it('rejects an HTTP-posted frame that the stream already delivered as a replay', async () => {
+    const t = await start();
+    const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
+    await redis.xadd(stream, '*', 'frame', frame!);
+    await waitFor(async () => t.service.store.buffer.counts().rows === 1, { what: 'frame stored' });
+    const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
+    expect(res.json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }] });
+    // Replay keys expire with the drift window.
+    const keys = await redis.keys(`${stream}:replay:*`);
+    expect(keys.length).toBe(1);
+    expect(await redis.ttl(keys[0]!)).toBeGreaterThan(0);
+  });
+});
