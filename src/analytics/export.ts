@@ -27,7 +27,7 @@ const FORMATS: Record<ExportFormat, { copy: string; select: string; contentType:
   ndjson: { copy: 'FORMAT json', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'application/x-ndjson', extension: 'ndjson' },
 };
 
-export const EXPORT_FORMATS = Object.keys(FORMATS) as ExportFormat[];
+export const EXPORT_FORMATS = ['parquet', 'csv', 'json', 'ndjson'] as const satisfies readonly ExportFormat[];
 
 /**
  * Writes the matching measurements with DuckDB's COPY (parameterised SELECT) into a private
