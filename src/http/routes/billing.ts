@@ -1,0 +1,83 @@
+import type { RoutePlugin } from '../../app.js';
+import { BadRequestError, NotFoundError } from '../../errors.js';
+import {
+  addCreditsBody,
+  addCreditsQuery,
+  billingAccountSchema,
+  billingParams,
+  creditChangeSchema,
+  ledgerQuery,
+  ledgerSchema,
+} from '../schemas/billing.js';
+import { errors } from '../schemas/common.js';
+
+/** Billing: credits (admin changes them, atomically, with a ledger row each) and usage. */
+export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
+  const { billing } = deps.store;
+
+  app.post(
+    '/billing/:user_id/add-credits',
+    {
+      onRequest: auth.requireAdmin,
+      schema: {
+        summary: 'Add credits (negative amount debits); the balance never goes below 0',
+        tags: ['billing'],
+        params: billingParams,
+        querystring: addCreditsQuery,
+        body: addCreditsBody,
+        response: { 200: creditChangeSchema, ...errors(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { query, body } = request;
+      if (query.amount !== undefined && body != null && query.amount !== body.amount) {
+        throw new BadRequestError('amount given twice (query and body) with different values');
+      }
+      const amount = body?.amount ?? query.amount;
+      if (amount === undefined) throw new BadRequestError('amount is required (query ?amount= or JSON body)');
+      return billing.addCredits(request.params.user_id, amount, body?.reason ?? query.reason);
+    },
+  );
+
+  app.get(
+    '/billing/:user_id',
+    {
+      onRequest: auth.requireUser,
+      schema: {
+        summary: "Get a user's billing account",
+        tags: ['billing'],
+        params: billingParams,
+        response: { 200: billingAccountSchema, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { user_id } = request.params;
+      auth.assertUser(request, user_id);
+      const account = billing.get(user_id);
+      if (!account) throw new NotFoundError(`user ${user_id} not found`);
+      return account;
+    },
+  );
+
+  app.get(
+    '/billing/:user_id/ledger',
+    {
+      onRequest: auth.requireUser,
+      schema: {
+        summary: "List a user's credit changes, newest first",
+        tags: ['billing'],
+        params: billingParams,
+        querystring: ledgerQuery,
+        response: { 200: ledgerSchema, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { user_id } = request.params;
+      auth.assertUser(request, user_id);
+      if (!billing.get(user_id)) throw new NotFoundError(`user ${user_id} not found`);
+      const { limit, before } = request.query;
+      const entries = billing.ledger(user_id, before === undefined ? { limit } : { limit, before });
+      return { user_id, entries, next_before: entries.length === limit ? entries[entries.length - 1]!.id : null };
+    },
+  );
+};

@@ -1,0 +1,125 @@
+import type { RoutePlugin } from '../../app.js';
+import { ForbiddenError, NotFoundError } from '../../errors.js';
+import type { Device } from '../../operational/devices.js';
+import { isoFromS } from '../../operational/time.js';
+import { errors } from '../schemas/common.js';
+import {
+  deviceListSchema,
+  deviceParams,
+  deviceSchema,
+  eventsQuery,
+  eventsSchema,
+  listDevicesQuery,
+  registerDeviceBody,
+} from '../schemas/devices.js';
+
+const toJson = (d: Device) => ({
+  device_id: d.device_id,
+  owner_id: d.owner_id,
+  model_id: d.model_id,
+  lab_id: d.lab_id,
+  has_secret: d.has_secret,
+  created_at: isoFromS(d.created_at),
+  last_seen: d.last_seen === null ? null : isoFromS(d.last_seen),
+  frames: d.frames,
+  records: d.records,
+});
+
+/** Devices (= sensors): the admin registers them with an owner and optionally their own frame secret. */
+export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
+  const { devices, deviceEvents, users } = deps.store;
+
+  app.post(
+    '/devices',
+    {
+      onRequest: auth.requireAdmin,
+      schema: {
+        summary: 'Register a device or update its owner, model, lab or secret (the secret is never returned)',
+        tags: ['devices'],
+        body: registerDeviceBody,
+        response: { 200: deviceSchema, 201: deviceSchema, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      if (body.owner_id != null && !users.get(body.owner_id)) throw new NotFoundError(`user ${body.owner_id} not found`);
+      const existingOwner = devices.ownerOf(body.device_id);
+      const isNew = existingOwner === undefined;
+      const ownerId = body.owner_id !== undefined ? body.owner_id : (existingOwner ?? null);
+      const device = devices.register({
+        deviceId: body.device_id,
+        ownerId,
+        ...(body.model_id !== undefined ? { modelId: body.model_id } : {}),
+        ...(body.secret !== undefined ? { secret: Buffer.from(body.secret, 'hex') } : {}),
+        ...(body.lab_id !== undefined ? { labId: body.lab_id } : {}),
+      });
+      return reply.code(isNew ? 201 : 200).send(toJson(device));
+    },
+  );
+
+  app.get(
+    '/devices',
+    {
+      onRequest: auth.requireUser,
+      schema: {
+        summary: "List devices: the caller's own (admin: all, or one owner's)",
+        tags: ['devices'],
+        querystring: listDevicesQuery,
+        response: { 200: deviceListSchema, ...errors(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const p = request.principal!;
+      const { owner_id } = request.query;
+      if (p.kind === 'user' && owner_id !== undefined && owner_id !== p.userId) {
+        throw new ForbiddenError(`not allowed to list the devices of user ${owner_id}`);
+      }
+      const list = devices.list(p.kind === 'user' ? p.userId : owner_id).map(toJson);
+      return { count: list.length, devices: list };
+    },
+  );
+
+  app.get(
+    '/devices/:device_id',
+    {
+      onRequest: auth.requireUser,
+      schema: {
+        summary: 'Get a device (its owner or admin)',
+        tags: ['devices'],
+        params: deviceParams,
+        response: { 200: deviceSchema, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { device_id } = request.params;
+      auth.assertSensor(request, device_id);
+      const device = devices.get(device_id);
+      if (!device) throw new NotFoundError(`device '${device_id}' not found`);
+      return toJson(device);
+    },
+  );
+
+  app.get(
+    '/devices/:device_id/events',
+    {
+      onRequest: auth.requireUser,
+      schema: {
+        summary: "A device's non-telemetry frames (event, config, command, calibration), newest first",
+        tags: ['devices'],
+        params: deviceParams,
+        querystring: eventsQuery,
+        response: { 200: eventsSchema, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { device_id } = request.params;
+      auth.assertSensor(request, device_id);
+      if (!devices.get(device_id)) throw new NotFoundError(`device '${device_id}' not found`);
+      const { limit, before } = request.query;
+      const events = deviceEvents
+        .list(device_id, before === undefined ? { limit } : { limit, before })
+        .map(({ device_id: _d, ...e }) => e);
+      return { device_id, events, next_before: events.length === limit ? events[events.length - 1]!.id : null };
+    },
+  );
+};

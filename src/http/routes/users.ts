@@ -1,0 +1,43 @@
+import type { RoutePlugin } from '../../app.js';
+import { NotFoundError } from '../../errors.js';
+import { errors } from '../schemas/common.js';
+import { createUserBody, userParams, userSchema } from '../schemas/users.js';
+
+/** Users: created by the admin (with their billing row); a session reads only its own user. */
+export const usersRoutes: RoutePlugin = async (app, { deps, auth }) => {
+  const { users } = deps.store;
+
+  app.post(
+    '/users',
+    {
+      onRequest: auth.requireAdmin,
+      schema: {
+        summary: 'Create a user (and its billing account)',
+        tags: ['users'],
+        body: createUserBody,
+        response: { 201: userSchema, ...errors(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => reply.code(201).send(users.create(request.body)),
+  );
+
+  app.get(
+    '/users/:user_id',
+    {
+      onRequest: auth.requireUser,
+      schema: {
+        summary: 'Get a user',
+        tags: ['users'],
+        params: userParams,
+        response: { 200: userSchema, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { user_id } = request.params;
+      auth.assertUser(request, user_id);
+      const user = users.get(user_id);
+      if (!user) throw new NotFoundError(`user ${user_id} not found`);
+      return user;
+    },
+  );
+};

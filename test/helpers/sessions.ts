@@ -1,0 +1,31 @@
+import type { TestApp } from './app.js';
+
+export interface TestUser {
+  id: number;
+  username: string;
+  email: string;
+  token: string;
+  /** Authorization header with the user's session token. */
+  auth: { authorization: string };
+}
+
+/** Creates a user through the API (admin) and opens a session for it. */
+export async function createUserWithSession(t: TestApp, username: string): Promise<TestUser> {
+  const created = await t.app.inject({
+    method: 'POST',
+    url: '/api/ocean/users',
+    headers: t.admin,
+    payload: { username, email: `${username}@example.com` },
+  });
+  if (created.statusCode !== 201) throw new Error(`create user ${username}: ${created.statusCode} ${created.body}`);
+  const user = created.json<{ id: number; username: string; email: string }>();
+  const session = await t.app.inject({
+    method: 'POST',
+    url: '/api/ocean/sessions/create',
+    headers: t.admin,
+    payload: { user_id: user.id, username },
+  });
+  if (session.statusCode !== 201) throw new Error(`create session ${username}: ${session.statusCode} ${session.body}`);
+  const { token } = session.json<{ token: string }>();
+  return { ...user, token, auth: { authorization: `Bearer ${token}` } };
+}

@@ -1,0 +1,113 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
+
+describe('HTTP metadata and profiles', () => {
+  let t: TestApp;
+  let alice: TestUser;
+  let bob: TestUser;
+  beforeEach(async () => {
+    t = await createTestApp();
+    alice = await createUserWithSession(t, 'alice');
+    bob = await createUserWithSession(t, 'bob');
+  });
+  afterEach(async () => {
+    await t.close();
+  });
+
+  const setMeta = (key: string, opts: { query?: string; payload?: object; headers?: Record<string, string> }) =>
+    t.app.inject({
+      method: 'POST',
+      url: `/api/ocean/metadata/${encodeURIComponent(key)}${opts.query ?? ''}`,
+      headers: opts.headers ?? t.admin,
+      ...(opts.payload ? { payload: opts.payload } : {}),
+    });
+  const getMeta = (key: string, headers: Record<string, string> = alice.auth) =>
+    t.app.inject({ method: 'GET', url: `/api/ocean/metadata/${encodeURIComponent(key)}`, headers });
+
+  it('sets a value from ?value= (text, as the original) and from JSON {value} (any JSON)', async () => {
+    const q = await setMeta('site', { query: '?value=Lab%201' });
+    expect(q.statusCode).toBe(200);
+    expect(q.json()).toEqual({ key: 'site', set: true });
+    expect((await getMeta('site')).json()).toMatchObject({ key: 'site', value: 'Lab 1' });
+    await setMeta('site', { payload: { value: { floors: [1, 2], open: true } } });
+    const got = await getMeta('site');
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toEqual({ key: 'site', value: { floors: [1, 2], open: true }, updated_at: expect.any(String) });
+  });
+
+  it('refuses a set without a value or with two values (400)', async () => {
+    expect((await setMeta('k', {})).statusCode).toBe(400);
+    expect((await setMeta('k', { payload: {} })).statusCode).toBe(400);
+    expect((await setMeta('k', { query: '?value=a', payload: { value: 'b' } })).statusCode).toBe(400);
+    expect((await getMeta('k')).statusCode).toBe(404);
+  });
+
+  it('lets only the admin set metadata and any session read it', async () => {
+    expect((await setMeta('k', { query: '?value=1', headers: {} })).statusCode).toBe(401);
+    expect((await setMeta('k', { query: '?value=1', headers: alice.auth })).statusCode).toBe(403);
+    await setMeta('k', { query: '?value=1' });
+    expect((await getMeta('k', {})).statusCode).toBe(401);
+    expect((await getMeta('k', bob.auth)).statusCode).toBe(200);
+    expect((await getMeta('k', t.admin)).statusCode).toBe(200);
+    const missing = await getMeta('missing');
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({ error: 'not_found', statusCode: 404 });
+  });
+
+  const ingest = (user: TestUser, sensorId: string) =>
+    t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: sensorId, data: { v: 1 } } });
+  const storeProfile = (payload: object, headers: Record<string, string>) =>
+    t.app.inject({ method: 'POST', url: '/api/ocean/profiles/store', headers, payload });
+  const getProfile = (id: string, headers: Record<string, string>) =>
+    t.app.inject({ method: 'GET', url: `/api/ocean/profiles/${id}`, headers });
+
+  it("stores and reads a profile of the user's own sensor", async () => {
+    await ingest(alice, 'alice-s1');
+    const stored = await storeProfile(
+      { profile_id: 'p1', sensor_id: 'alice-s1', timestamp: '2026-01-01T00:00:00Z', metadata: { depth_m: 12, site: 'north' } },
+      alice.auth,
+    );
+    expect(stored.statusCode).toBe(200);
+    expect(stored.json()).toEqual({ profile_id: 'p1', stored: true });
+    const got = await getProfile('p1', alice.auth);
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toEqual({
+      profile_id: 'p1',
+      sensor_id: 'alice-s1',
+      timestamp: '2026-01-01T00:00:00.000Z',
+      metadata: { depth_m: 12, site: 'north' },
+    });
+    expect((await getProfile('p1', t.admin)).statusCode).toBe(200);
+  });
+
+  it("refuses profiles of another user's sensor (403), on store and on read, and of a sensor nobody owns", async () => {
+    await ingest(alice, 'alice-s1');
+    await ingest(bob, 'bob-s1');
+    await storeProfile({ profile_id: 'p1', sensor_id: 'alice-s1', metadata: {} }, alice.auth);
+    expect((await storeProfile({ profile_id: 'p2', sensor_id: 'alice-s1', metadata: {} }, bob.auth)).statusCode).toBe(403);
+    expect((await getProfile('p1', bob.auth)).statusCode).toBe(403);
+    // Bob cannot overwrite Alice's profile by pointing it at his own sensor.
+    expect((await storeProfile({ profile_id: 'p1', sensor_id: 'bob-s1', metadata: { x: 1 } }, bob.auth)).statusCode).toBe(403);
+    expect((await getProfile('p1', alice.auth)).json()).toMatchObject({ sensor_id: 'alice-s1', metadata: {} });
+    expect((await storeProfile({ profile_id: 'p3', sensor_id: 'nobody', metadata: {} }, alice.auth)).statusCode).toBe(403);
+    // The admin stores and reads anything.
+    expect((await storeProfile({ profile_id: 'p3', sensor_id: 'nobody', metadata: {} }, t.admin)).statusCode).toBe(200);
+    expect((await getProfile('p3', t.admin)).statusCode).toBe(200);
+  });
+
+  it('answers 404 for an unknown profile, 401 without a session and 400 for invalid bodies', async () => {
+    expect((await getProfile('nope', t.admin)).statusCode).toBe(404);
+    expect((await getProfile('nope', {})).statusCode).toBe(401);
+    for (const payload of [
+      { sensor_id: 's', metadata: {} },
+      { profile_id: 'p', sensor_id: 's', metadata: 'text' },
+      { profile_id: 'p', sensor_id: 's', metadata: {}, timestamp: 'yesterday' },
+      { profile_id: '', sensor_id: 's', metadata: {} },
+    ]) {
+      const res = await storeProfile(payload, t.admin);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 400 });
+    }
+  });
+});

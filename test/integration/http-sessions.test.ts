@@ -1,0 +1,137 @@
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSessions } from '../../src/operational/sessions.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
+
+describe('HTTP sessions', () => {
+  let t: TestApp;
+  let alice: TestUser;
+  beforeEach(async () => {
+    t = await createTestApp();
+    alice = await createUserWithSession(t, 'alice');
+  });
+  afterEach(async () => {
+    await t.close();
+  });
+
+  const create = (payload: object, headers: Record<string, string> = t.admin) =>
+    t.app.inject({ method: 'POST', url: '/api/ocean/sessions/create', headers, payload });
+  const validate = (opts: { url?: string; headers?: Record<string, string>; payload?: object }) =>
+    t.app.inject({ method: 'POST', url: opts.url ?? '/api/ocean/sessions/validate', headers: opts.headers ?? {}, ...(opts.payload ? { payload: opts.payload } : {}) });
+
+  it('creates a session (201) whose token validates', async () => {
+    const res = await create({ user_id: alice.id, username: 'alice' });
+    expect(res.statusCode).toBe(201);
+    const body = res.json();
+    expect(body).toEqual({ session_id: expect.any(String), token: expect.stringMatching(/^[\w-]{43}$/), expires_at: expect.any(String) });
+    const expiresIn = Date.parse(body.expires_at) - Date.now();
+    expect(expiresIn).toBeGreaterThan(86_300_000);
+    expect(expiresIn).toBeLessThanOrEqual(86_400_000);
+  });
+
+  it('refuses an unknown user_id (404) and a username that does not match (400) — no ghost sessions', async () => {
+    const unknown = await create({ user_id: 999, username: 'ghost' });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toMatchObject({ error: 'not_found', statusCode: 404 });
+    const mismatch = await create({ user_id: alice.id, username: 'ghost' });
+    expect(mismatch.statusCode).toBe(400);
+    expect(mismatch.json()).toMatchObject({ error: 'username_mismatch', statusCode: 400 });
+  });
+
+  it('lets only the admin create sessions', async () => {
+    expect((await create({ user_id: alice.id, username: 'alice' }, {})).statusCode).toBe(401);
+    expect((await create({ user_id: alice.id, username: 'alice' }, alice.auth)).statusCode).toBe(403);
+  });
+
+  it('validates a token sent as Bearer header, JSON {token} or ?token=', async () => {
+    const expected = { valid: true, session: { user_id: alice.id, username: 'alice', session_id: expect.any(String), created_at: expect.any(String), expires_at: expect.any(String) } };
+    const viaHeader = await validate({ headers: alice.auth });
+    expect(viaHeader.statusCode).toBe(200);
+    expect(viaHeader.json()).toEqual(expected);
+    const viaBody = await validate({ payload: { token: alice.token } });
+    expect(viaBody.json()).toEqual(expected);
+    const viaQuery = await validate({ url: `/api/ocean/sessions/validate?token=${alice.token}` });
+    expect(viaQuery.json()).toEqual(expected);
+    // An explicit token wins over the caller's own header (the admin checking a user's token).
+    const adminChecks = await validate({ headers: t.admin, payload: { token: alice.token } });
+    expect(adminChecks.json()).toEqual(expected);
+  });
+
+  it('answers 401 in the JSON error shape for a missing, unknown or malformed token', async () => {
+    for (const opts of [{}, { payload: { token: 'x'.repeat(43) } }, { headers: { authorization: 'Bearer nope' } }, { url: '/api/ocean/sessions/validate?token=' }]) {
+      const res = await validate(opts);
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ error: 'unauthorized', statusCode: 401, message: expect.any(String) });
+    }
+  });
+
+  it('does not validate an expired session, nor use it for anything', async () => {
+    // A session that expired an hour ago, written through the same store with a clock in the past.
+    const past = createSessions(t.service.store.db, { ttlS: 60, now: () => Math.floor(Date.now() / 1000) - 3600 });
+    const expired = past.create(alice.id, 'alice');
+    const res = await validate({ payload: { token: expired.token } });
+    expect(res.statusCode).toBe(401);
+    const use = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${alice.id}`, headers: { authorization: `Bearer ${expired.token}` } });
+    expect(use.statusCode).toBe(401);
+  });
+
+  it('stops validating a session at its expiry second (short TTL)', async () => {
+    let clock = Math.floor(Date.now() / 1000);
+    const sessions = createSessions(t.service.store.db, { ttlS: 60, now: () => clock });
+    const s = sessions.create(alice.id, 'alice');
+    expect((await validate({ payload: { token: s.token } })).statusCode).toBe(200);
+    clock += 60;
+    expect(sessions.verify(s.token)).toBeNull();
+  });
+
+  it('revokes the calling session, after which its token is refused everywhere', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/api/ocean/sessions/revoke', headers: alice.auth });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ revoked: true });
+    expect((await validate({ headers: alice.auth })).statusCode).toBe(401);
+    expect((await t.app.inject({ method: 'GET', url: `/api/ocean/users/${alice.id}`, headers: alice.auth })).statusCode).toBe(401);
+  });
+
+  it("lets a user revoke its own other sessions but not another user's (403); the admin revokes any", async () => {
+    const second = (await create({ user_id: alice.id, username: 'alice' })).json();
+    const bob = await createUserWithSession(t, 'bob');
+    const bobSession = (await validate({ headers: bob.auth })).json().session.session_id;
+    const revoke = (payload: object, headers: Record<string, string>) =>
+      t.app.inject({ method: 'POST', url: '/api/ocean/sessions/revoke', headers, payload });
+
+    expect((await revoke({ session_id: bobSession }, alice.auth)).statusCode).toBe(403);
+    expect((await validate({ headers: bob.auth })).statusCode).toBe(200);
+    expect((await revoke({ session_id: second.session_id }, alice.auth)).statusCode).toBe(200);
+    expect((await validate({ payload: { token: second.token } })).statusCode).toBe(401);
+    expect((await validate({ headers: alice.auth })).statusCode).toBe(200);
+    expect((await revoke({ token: bob.token }, t.admin)).statusCode).toBe(200);
+    expect((await validate({ headers: bob.auth })).statusCode).toBe(401);
+    expect((await revoke({ session_id: 'nope' }, t.admin)).statusCode).toBe(404);
+    expect((await t.app.inject({ method: 'POST', url: '/api/ocean/sessions/revoke', headers: t.admin })).statusCode).toBe(400);
+    expect((await t.app.inject({ method: 'POST', url: '/api/ocean/sessions/revoke' })).statusCode).toBe(401);
+  });
+
+  it('never writes a session token to the database files', async () => {
+    const tokens = [alice.token];
+    for (let i = 0; i < 10; i++) tokens.push((await create({ user_id: alice.id, username: 'alice' })).json().token);
+    for (const token of tokens) expect((await validate({ payload: { token } })).statusCode).toBe(200);
+    const scan = () => {
+      const files = readdirSync(t.dataDir).filter((f) => f.startsWith('ocean.db'));
+      expect(files).toContain('ocean.db');
+      for (const f of files) {
+        const path = join(t.dataDir, f);
+        if (!existsSync(path)) continue;
+        const bytes = readFileSync(path);
+        for (const token of tokens) {
+          expect(bytes.includes(Buffer.from(token))).toBe(false);
+          expect(bytes.includes(Buffer.from(token, 'base64url'))).toBe(false);
+        }
+      }
+    };
+    scan();
+    t.service.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    scan();
+  });
+});
