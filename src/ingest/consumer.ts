@@ -98,19 +98,29 @@ export class StreamConsumer {
     let backoff = 100;
     // Own pending entries first: those of a previous life of this consumer, or of a failed batch.
     let history = true;
+    // The next batch is read while this one is stored. Entries it brings that are never processed
+    // (stop, error) stay pending under this consumer and come back through the history read.
+    let prefetch: Promise<RawEntry[]> | undefined;
     while (!signal.aborted) {
       try {
         if (!this.groupReady) await this.ensureGroup();
         if (Date.now() - this.lastClaimAt > this.cfg.claimIdleMs / 2) await this.reclaimStale();
-        const entries = await this.read(history ? '0' : '>');
+        const entries = await (prefetch ?? this.read(history ? '0' : '>'));
+        prefetch = undefined;
         this.setConnected(true);
         if (history && entries.length === 0) {
           history = false;
           continue;
         }
-        if (entries.length > 0) await this.process(entries);
+        if (entries.length === 0) continue;
+        if (!history && !signal.aborted) {
+          prefetch = this.read('>');
+          prefetch.catch(() => undefined);
+        }
+        await this.process(entries);
         backoff = 100;
       } catch (err) {
+        prefetch = undefined;
         if (signal.aborted) break;
         const message = err instanceof Error ? err.message : String(err);
         if (message.includes('NOGROUP')) this.groupReady = false;
@@ -123,6 +133,7 @@ export class StreamConsumer {
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }
     }
+    await prefetch?.catch(() => undefined);
   }
 
   private setConnected(connected: boolean): void {

@@ -3,7 +3,8 @@ import type { NanogridataConfig } from '../config.js';
 import { ForbiddenError } from '../errors.js';
 import type { Principal } from '../http/auth.js';
 import type { Metrics } from '../metrics.js';
-import type { IngestSource } from '../operational/buffer.js';
+import type { BufferInsert, IngestSource } from '../operational/buffer.js';
+import type { DeviceActivity } from '../operational/devices.js';
 import type { OperationalStore } from '../operational/store.js';
 import { inspectFrame } from '../nanogridata/decoder.js';
 import { splitFrames } from './split-frames.js';
@@ -73,8 +74,8 @@ export class IngestPipeline {
    * someone else fails the whole call (403) and nothing is stored.
    */
   ingestReadings(readings: Reading[], principal: Principal, source: IngestSource = 'http'): { ids: number[]; records: number } {
-    const sourceIds = readings.map(() => `${source}:${randomUUID()}`);
-    const { ids, records } = this.store.transaction(() => {
+    const units: IngestUnit[] = readings.map((reading) => ({ kind: 'reading', sourceId: `${source}:${randomUUID()}`, reading }));
+    const stored = this.store.transaction(() => {
       if (principal.kind === 'user') {
         for (const sensorId of new Set(readings.map((r) => r.sensor_id))) {
           if (!this.store.devices.claimForUser(sensorId, principal.userId)) {
@@ -82,18 +83,10 @@ export class IngestPipeline {
           }
         }
       }
-      const ids: number[] = [];
-      let records = 0;
-      readings.forEach((reading, i) => {
-        const stored = this.storeReading(sourceIds[i]!, source, reading);
-        ids.push(stored.id!);
-        records += stored.records;
-      });
-      return { ids, records };
+      return this.storeBatch(units, [], source);
     });
-    this.options.metrics.telemetryIngested.inc({ source }, readings.length);
-    this.options.metrics.recordsIngested.inc({ source }, records);
-    return { ids, records };
+    this.countOutcomes(stored.outcomes, source);
+    return { ids: stored.bufferIds as number[], records: stored.records };
   }
 
   /** A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a replay. */
@@ -121,47 +114,99 @@ export class IngestPipeline {
    */
   async ingestUnits(units: IngestUnit[], source: IngestSource): Promise<UnitOutcome[]> {
     const results = await this.decodeFrames(units);
-    const outcomes: UnitOutcome[] = new Array(units.length);
+    const { outcomes } = this.store.transaction(() => this.storeBatch(units, results, source));
+    this.countOutcomes(outcomes, source);
+    return outcomes;
+  }
+
+  private countOutcomes(outcomes: UnitOutcome[], source: IngestSource): void {
+    const { metrics } = this.options;
     let accepted = 0;
     let records = 0;
-    this.store.transaction(() => {
-      // Usage is billed to the sensor's owner, once per stored message (a redelivery is not billed again).
-      const usage = new Map<number, number>();
-      const countUsage = (sensorId: string, n: number) => {
-        const owner = this.store.devices.ownerOf(sensorId);
-        if (owner != null && n > 0) usage.set(owner, (usage.get(owner) ?? 0) + n);
-      };
-      units.forEach((unit, i) => {
-        let outcome: UnitOutcome;
-        if (unit.kind === 'invalid') {
-          outcome = { ok: false, reason: unit.reason };
-        } else if (unit.kind === 'reading') {
-          const stored = this.storeReading(unit.sourceId, source, unit.reading);
-          outcome = { ok: true, records: stored.records };
-          if (stored.id !== null) countUsage(unit.reading.sensor_id, stored.records);
-        } else {
-          const result = results[i]!;
-          if (result.ok) {
-            const fresh = this.storeFrame(unit, source, result);
-            outcome = { ok: true, records: result.records.length };
-            if (fresh) countUsage(result.device_id, result.records.length);
-          } else {
-            outcome = result;
-          }
-        }
-        if (outcome.ok) {
-          accepted++;
-          records += outcome.records;
-        }
-        outcomes[i] = outcome;
-      });
-      for (const [userId, n] of usage) this.store.billing.addUsage(userId, n);
-    });
-    const { metrics } = this.options;
+    for (const o of outcomes) {
+      if (o.ok) {
+        accepted++;
+        records += o.records;
+      } else {
+        metrics.framesRejected.inc({ reason: o.reason });
+      }
+    }
     metrics.telemetryIngested.inc({ source }, accepted);
     metrics.recordsIngested.inc({ source }, records);
-    for (const o of outcomes) if (!o.ok) metrics.framesRejected.inc({ reason: o.reason });
-    return outcomes;
+  }
+
+  /**
+   * Writes a decoded batch; runs inside the caller's transaction. Rows whose source id was stored
+   * before (a redelivery) are skipped and counted nowhere a second time. Device activity and usage
+   * are written once per device per batch.
+   */
+  private storeBatch(units: IngestUnit[], results: Array<DecodeResult | undefined>, source: IngestSource) {
+    const outcomes: UnitOutcome[] = new Array(units.length);
+    const rows: BufferInsert[] = [];
+    const rowUnits: number[] = [];
+    const fresh: boolean[] = new Array(units.length).fill(false);
+    const sensorOf: string[] = new Array(units.length);
+    const frameOf: Array<DecodedFrame | undefined> = new Array(units.length);
+    let records = 0;
+
+    units.forEach((unit, i) => {
+      if (unit.kind === 'invalid') {
+        outcomes[i] = { ok: false, reason: unit.reason };
+      } else if (unit.kind === 'reading') {
+        const recs = readingRecords(unit.reading);
+        rows.push({ sourceId: unit.sourceId, source, sensorId: unit.reading.sensor_id, ts: unit.reading.timestamp, labId: null, modelId: null, raw: Buffer.from(JSON.stringify(unit.reading.data)), records: recs });
+        rowUnits.push(i);
+        sensorOf[i] = unit.reading.sensor_id;
+        outcomes[i] = { ok: true, records: recs.length };
+      } else {
+        const result = results[i]!;
+        if (!result.ok) {
+          outcomes[i] = result;
+          return;
+        }
+        frameOf[i] = result;
+        sensorOf[i] = result.device_id;
+        outcomes[i] = { ok: true, records: result.records.length };
+        if (result.header.payload_type === PAYLOAD_TELEMETRY) {
+          rows.push({ sourceId: unit.sourceId, source, sensorId: result.device_id, ts: result.header.timestamp, labId: result.lab_id, modelId: result.header.model_id, raw: unit.bytes, records: result.records });
+          rowUnits.push(i);
+        } else {
+          fresh[i] = this.store.deviceEvents.add({ sourceId: unit.sourceId, deviceId: result.device_id, payloadType: result.header.payload_type, ts: result.header.timestamp, body: result.event ?? {} });
+        }
+      }
+      const outcome = outcomes[i]!;
+      if (outcome.ok) records += outcome.records;
+    });
+
+    const bufferIds: Array<number | null> = new Array(units.length).fill(null);
+    this.store.buffer.insertMany(rows).forEach((id, k) => {
+      bufferIds[rowUnits[k]!] = id;
+      fresh[rowUnits[k]!] = id !== null;
+    });
+
+    const now = this.now();
+    const activity = new Map<string, DeviceActivity>();
+    units.forEach((_unit, i) => {
+      if (!fresh[i]) return;
+      const frame = frameOf[i];
+      const a = activity.get(sensorOf[i]!) ?? { deviceId: sensorOf[i]!, lastSeen: now, frames: 0, records: 0, labId: null, modelId: null };
+      a.records += (outcomes[i] as { records: number }).records;
+      if (frame) {
+        a.frames++;
+        a.labId = frame.lab_id ?? a.labId;
+        a.modelId = frame.header.model_id;
+      }
+      activity.set(a.deviceId, a);
+    });
+    // Usage is billed to the sensor's owner, once per stored message.
+    const usage = new Map<number, number>();
+    for (const a of activity.values()) {
+      this.store.devices.recordActivity(a);
+      const owner = this.store.devices.ownerOf(a.deviceId);
+      if (owner != null && a.records > 0) usage.set(owner, (usage.get(owner) ?? 0) + a.records);
+    }
+    for (const [userId, n] of usage) this.store.billing.addUsage(userId, n);
+    return { outcomes, bufferIds, records };
   }
 
   private decodeOptions() {
@@ -203,61 +248,5 @@ export class IngestPipeline {
       });
     }
     return results;
-  }
-
-  /** Stores a reading; id is null when this source id was stored before (a redelivery). */
-  private storeReading(sourceId: string, source: IngestSource, reading: Reading): { id: number | null; records: number } {
-    const records = readingRecords(reading);
-    const { buffer, devices } = this.store;
-    const id = buffer.insert({
-      sourceId,
-      source,
-      sensorId: reading.sensor_id,
-      ts: reading.timestamp,
-      labId: null,
-      modelId: null,
-      raw: Buffer.from(JSON.stringify(reading.data)),
-      records,
-    });
-    if (id !== null) {
-      devices.recordActivity({ deviceId: reading.sensor_id, lastSeen: this.now(), frames: 0, records: records.length, labId: null, modelId: null });
-    }
-    return { id, records: records.length };
-  }
-
-  /** Stores a decoded frame; false when this source id was stored before (a redelivery). */
-  private storeFrame(unit: Extract<IngestUnit, { kind: 'frame' }>, source: IngestSource, frame: DecodedFrame): boolean {
-    const { header } = frame;
-    let fresh: boolean;
-    if (header.payload_type === PAYLOAD_TELEMETRY) {
-      fresh = this.store.buffer.insert({
-        sourceId: unit.sourceId,
-        source,
-        sensorId: frame.device_id,
-        ts: header.timestamp,
-        labId: frame.lab_id,
-        modelId: header.model_id,
-        raw: unit.bytes,
-        records: frame.records,
-      }) !== null;
-    } else {
-      fresh = this.store.deviceEvents.add({
-        sourceId: unit.sourceId,
-        deviceId: frame.device_id,
-        payloadType: header.payload_type,
-        ts: header.timestamp,
-        body: frame.event ?? {},
-      });
-    }
-    if (!fresh) return false;
-    this.store.devices.recordActivity({
-      deviceId: frame.device_id,
-      lastSeen: this.now(),
-      frames: 1,
-      records: frame.records.length,
-      labId: frame.lab_id,
-      modelId: header.model_id,
-    });
-    return true;
   }
 }

@@ -90,7 +90,9 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX device_events_device ON device_events(device_id, id);
 
-  -- Durable buffer between ingest and DuckDB. source_id makes a redelivery a no-op.
+  -- Durable buffer between ingest and DuckDB. source_id makes a redelivery a no-op. No index on
+  -- processed: every row up to counters.flushed_through is processed, so reads of unprocessed rows
+  -- are rowid range scans above it, and inserts stay cheap.
   CREATE TABLE telemetry_buffer (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     source_id    TEXT NOT NULL UNIQUE,
@@ -105,26 +107,14 @@ const MIGRATIONS: string[] = [
     processed    INTEGER NOT NULL DEFAULT 0,
     created_at   INTEGER NOT NULL
   );
-  CREATE INDEX telemetry_buffer_unprocessed ON telemetry_buffer(processed, id);
 
-  -- Cheap counters so /health and /metrics never COUNT(*) a growing table.
+  -- Cheap counters so /health and /metrics never COUNT(*) a growing table. Kept by buffer.ts in the
+  -- same transactions that change the rows (one update per batch, not a trigger per row).
   CREATE TABLE counters (
     name   TEXT PRIMARY KEY,
     value  INTEGER NOT NULL
   ) WITHOUT ROWID;
-  INSERT INTO counters(name, value) VALUES ('buffer_rows', 0), ('buffer_unprocessed', 0);
-  CREATE TRIGGER telemetry_buffer_ins AFTER INSERT ON telemetry_buffer BEGIN
-    UPDATE counters SET value = value + 1 WHERE name = 'buffer_rows';
-    UPDATE counters SET value = value + 1 - NEW.processed WHERE name = 'buffer_unprocessed';
-  END;
-  CREATE TRIGGER telemetry_buffer_del AFTER DELETE ON telemetry_buffer BEGIN
-    UPDATE counters SET value = value - 1 WHERE name = 'buffer_rows';
-    UPDATE counters SET value = value - 1 + OLD.processed WHERE name = 'buffer_unprocessed';
-  END;
-  CREATE TRIGGER telemetry_buffer_upd AFTER UPDATE OF processed ON telemetry_buffer
-    WHEN OLD.processed <> NEW.processed BEGIN
-    UPDATE counters SET value = value + OLD.processed - NEW.processed WHERE name = 'buffer_unprocessed';
-  END;
+  INSERT INTO counters(name, value) VALUES ('buffer_rows', 0), ('buffer_unprocessed', 0), ('flushed_through', 0);
   `,
 ];
 
