@@ -49,25 +49,24 @@ export function inspectFrame(buf: Buffer, ctx: FrameContext = NO_CONTEXT, opts: 
   const head = checkHeader(buf);
   if (!head.ok) return head;
   const { header, frameLength } = head;
-  const fail = (reason: RejectReason): Inspection => ({ ok: false, reason, frameLength });
 
   const profile = PROFILES.get(header.model_id);
-  if (profile === undefined) return fail('unknown_model');
+  if (profile === undefined) return { ok: false, reason: 'unknown_model', frameLength };
 
   const level = header.security_level;
   let secret: Buffer | undefined;
   if (level === 0) {
-    if (!opts.config.acceptUnsigned) return fail('unsigned');
+    if (!opts.config.acceptUnsigned) return { ok: false, reason: 'unsigned', frameLength };
   } else {
     // A device registered with its own secret wins over the model's secret.
     secret = ctx.deviceSecret ?? opts.config.secrets.get(header.model_id);
-    if (secret === undefined || secret.length === 0) return fail('no_secret');
+    if (secret === undefined || secret.length === 0) return { ok: false, reason: 'no_secret', frameLength };
   }
   const macStart = frameLength - head.macSize;
-  if (!verifyMac(level, buf, macStart, secret)) return fail('bad_mac');
+  if (!verifyMac(level, buf, macStart, secret)) return { ok: false, reason: 'bad_mac', frameLength };
 
   const maxDriftS = opts.config.maxDriftS;
-  if (Math.abs(header.timestamp - opts.nowS) > maxDriftS) return fail('timestamp_drift');
+  if (Math.abs(header.timestamp - opts.nowS) > maxDriftS) return { ok: false, reason: 'timestamp_drift', frameLength };
 
   return {
     ok: true,

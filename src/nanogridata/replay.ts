@@ -6,10 +6,9 @@ export interface SyncReplayMemory {
   checkOne(item: ReplayCheck): boolean;
 }
 
-interface Entry {
-  messageId: string | undefined;
-  expiresAt: number;
-}
+/** Expiry time alone when the frame came without a message id (no object to allocate), else both. */
+type Entry = number | { messageId: string; expiresAt: number };
+const expiryOf = (e: Entry) => (typeof e === 'number' ? e : e.expiresAt);
 
 export interface InMemoryReplayOptions {
   /** Clock in Unix seconds; defaults to the system clock. */
@@ -34,12 +33,13 @@ export class InMemoryReplayMemory implements ReplayMemory, SyncReplayMemory {
   checkOne(item: ReplayCheck): boolean {
     const now = this.now();
     const known = this.entries.get(item.key);
-    if (known !== undefined && known.expiresAt > now) {
+    if (known !== undefined && expiryOf(known) > now) {
       // The same transport message delivered again (e.g. a stream entry after a crash) is not a replay.
-      return item.messageId === undefined || known.messageId !== item.messageId;
+      return item.messageId === undefined || typeof known === 'number' || known.messageId !== item.messageId;
     }
     if (item.remember) {
-      this.entries.set(item.key, { messageId: item.messageId, expiresAt: now + item.ttlS });
+      const expiresAt = now + item.ttlS;
+      this.entries.set(item.key, item.messageId === undefined ? expiresAt : { messageId: item.messageId, expiresAt });
       if (this.entries.size >= this.sweepAt) this.sweep(now);
     } else if (known !== undefined) {
       this.entries.delete(item.key);
@@ -67,7 +67,7 @@ export class InMemoryReplayMemory implements ReplayMemory, SyncReplayMemory {
    * insert and the map within about twice the number of frames accepted in one drift window.
    */
   private sweep(now: number): void {
-    for (const [key, entry] of this.entries) if (entry.expiresAt <= now) this.entries.delete(key);
+    for (const [key, entry] of this.entries) if (expiryOf(entry) <= now) this.entries.delete(key);
     this.sweepAt = Math.max(this.minSweepSize, 2 * this.entries.size);
   }
 }

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import type { NanogridataConfig } from '../../src/config.js';
+import { createDecoder } from '../../src/nanogridata/decoder.js';
+import { encodeFrame, legacyPressurePayload } from '../../src/nanogridata/encoder.js';
+import { encodeCbor, isValidPayloadCbor } from '../../src/nanogridata/payload.js';
+import type { DecodeResult } from '../../src/nanogridata/types.js';
+
+const NOW = 1_767_225_600;
+const config: NanogridataConfig = { secrets: new Map(), acceptUnsigned: true, maxDriftS: 3600 };
+
+/** Decodes `payload` in a level-0 frame of `modelId`. */
+function decodePayload(payload: object | Buffer, modelId = 0x10, payloadType = 1): DecodeResult {
+  const frame = encodeFrame({ modelId, payloadType, level: 0, timestamp: NOW, payload });
+  return createDecoder({ config, now: () => NOW }).decode(frame);
+}
+
+/** CBOR text string header + bytes (short strings only). */
+const t = (s: string) => Buffer.concat([Buffer.from([0x60 + Buffer.byteLength(s)]), Buffer.from(s)]);
+/** `{device_id: "D", entries: [{value: <raw item>}]}` with the value given as raw CBOR. */
+const withRawValue = (item: Buffer) =>
+  Buffer.concat([Buffer.from([0xa2]), t('device_id'), t('D'), t('entries'), Buffer.from([0x81, 0xa1]), t('value'), item]);
+
+describe('Nanogridata payload rules beyond the shared vectors', () => {
+  it('accepts a raw-built payload as a baseline', () => {
+    expect(decodePayload(withRawValue(Buffer.from([0x18, 0x2a])))).toMatchObject({ ok: true, records: [{ value: 42, ts: NOW }] });
+  });
+
+  it('rejects CBOR simple values other than false/true/null/undefined', () => {
+    expect(decodePayload(withRawValue(Buffer.from([0xf0])))).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload(withRawValue(Buffer.from([0xf8, 0x40])))).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('rejects NaN and infinite readings, which the JSON decoded form cannot carry', () => {
+    expect(decodePayload(withRawValue(Buffer.from('f97e00', 'hex')))).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload(withRawValue(Buffer.from('fa7f800000', 'hex')))).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', entries: [{ ts: Infinity, value: 1 }] })).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('decodes 64-bit integers as numbers', () => {
+    expect(decodePayload(withRawValue(Buffer.from('1b0000000100000000', 'hex')))).toMatchObject({ ok: true, records: [{ value: 2 ** 32 }] });
+    expect(decodePayload(withRawValue(Buffer.from('3b0000000100000000', 'hex')))).toMatchObject({ ok: true, records: [{ value: -(2 ** 32) - 1 }] });
+  });
+
+  it('rejects text that is not valid UTF-8', () => {
+    const bad = Buffer.concat([Buffer.from([0xa2]), t('device_id'), Buffer.from([0x62, 0xc3, 0x28]), t('entries'), Buffer.from([0x80])]);
+    expect(isValidPayloadCbor(bad)).toBe(false);
+    expect(decodePayload(bad)).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('requires a non-empty text device_id and a text lab_id when there is one', () => {
+    expect(decodePayload({ device_id: '', entries: [] })).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 7, entries: [] })).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', lab_id: 3, entries: [] })).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', lab_id: null, entries: [] })).toMatchObject({ ok: true, lab_id: null });
+  });
+
+  it('requires the profile shape for telemetry but only a device_id map for the other payload types', () => {
+    expect(decodePayload({ device_id: 'D' })).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', entries: {} })).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', sensors: [{ type: 'x', entries: [] }] }, 0x30)).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', note: 'rebooted' }, 0x10, 3)).toMatchObject({ ok: true, records: [], event: { device_id: 'D', note: 'rebooted' } });
+    expect(decodePayload({ note: 'rebooted' }, 0x10, 3)).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('takes a legacy layout only for telemetry of 0x10 and 0x20', () => {
+    const legacy = legacyPressurePayload({ deviceId: 'ESP32-L', labId: '', ts: NOW, pressurePa: 1 });
+    expect(decodePayload(legacy)).toMatchObject({ ok: true, lab_id: null });
+    expect(decodePayload(legacy, 0x10, 2)).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload(legacy, 0x30)).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload(Buffer.alloc(0))).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('rejects trailing bytes after the CBOR map and a top level that is not a map', () => {
+    const map = encodeCbor({ device_id: 'D', entries: [] });
+    expect(decodePayload(Buffer.concat([map, Buffer.from([0x00])]))).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload(encodeCbor([{ device_id: 'D', entries: [] }]), 0x30)).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('refuses map keys that are not scalars (cbor-x cannot make them object keys)', () => {
+    const byteKey = Buffer.concat([Buffer.from([0xa3]), t('device_id'), t('D'), t('entries'), Buffer.from([0x80, 0x41, 0x00, 0x01])]);
+    expect(isValidPayloadCbor(byteKey)).toBe(true);
+    expect(decodePayload(byteKey)).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
+  it('ignores a "__proto__" key instead of letting it reach an object prototype', () => {
+    const result = decodePayload({ device_id: 'D', entries: [], ['__proto__']: { polluted: true } }, 0x10, 3);
+    expect(result).toMatchObject({ ok: true });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
