@@ -12,7 +12,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ocean_' });
   const registers = [registry];
 
-  return {
+  const metrics = {
     registry,
     requestsTotal: new Counter({
       name: 'ocean_requests_total',
@@ -97,6 +97,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
     }),
   };
+  // Known label values start at 0, so that rate() sees their first increment and dashboards show 0
+  // rather than "no data" before anything happened (the ingest sources are IngestSource's values).
+  for (const component of ['http', 'consumer', 'flusher']) metrics.errorsTotal.inc({ component }, 0);
+  for (const source of ['http', 'http_frames', 'stream']) {
+    metrics.telemetryIngested.inc({ source }, 0);
+    metrics.recordsIngested.inc({ source }, 0);
+  }
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
