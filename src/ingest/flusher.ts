@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AnalyticsEngine } from '../analytics/engine.js';
 import type { MeasurementRow } from '../analytics/types.js';
-import type { Metrics } from '../metrics.js';
+import { timed, type Metrics } from '../metrics.js';
 import type { MeasurementRecord } from '../nanogridata/types.js';
 import type { OperationalStore } from '../operational/store.js';
 
@@ -102,7 +102,7 @@ export class Flusher {
   /** Appends one batch; returns the records appended, or -1 when there was nothing to flush. */
   private async flushBatch(): Promise<number> {
     const { store, analytics, metrics, batchRows } = this.options;
-    const pending = store.buffer.after(this.highWater, batchRows);
+    const pending = timed(metrics, 'sqlite', 'buffer_read', () => store.buffer.after(this.highWater, batchRows));
     if (pending.length === 0) return -1;
     const end = metrics.flushDuration.startTimer();
     const rows: MeasurementRow[] = [];
@@ -124,7 +124,7 @@ export class Flusher {
     const highWater = pending[pending.length - 1]!.id;
     await analytics.appendBatch(rows, highWater);
     this.highWater = highWater;
-    store.buffer.markFlushed(highWater);
+    timed(metrics, 'sqlite', 'buffer_mark', () => store.buffer.markFlushed(highWater));
     end();
     metrics.flushedRecords.inc(rows.length);
     this.lastFlushAt = new Date();

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { NanogridataConfig } from '../config.js';
 import { ForbiddenError } from '../errors.js';
 import type { Principal } from '../http/auth.js';
-import type { Metrics } from '../metrics.js';
+import { timed, type Metrics } from '../metrics.js';
 import type { BufferInsert, IngestSource } from '../operational/buffer.js';
 import type { DeviceActivity } from '../operational/devices.js';
 import type { OperationalStore } from '../operational/store.js';
@@ -75,7 +75,7 @@ export class IngestPipeline {
    */
   ingestReadings(readings: Reading[], principal: Principal, source: IngestSource = 'http'): { ids: number[]; records: number } {
     const units: IngestUnit[] = readings.map((reading) => ({ kind: 'reading', sourceId: `${source}:${randomUUID()}`, reading }));
-    const stored = this.store.transaction(() => {
+    const stored = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store.transaction(() => {
       if (principal.kind === 'user') {
         for (const sensorId of new Set(readings.map((r) => r.sensor_id))) {
           if (!this.store.devices.claimForUser(sensorId, principal.userId)) {
@@ -84,7 +84,7 @@ export class IngestPipeline {
         }
       }
       return this.storeBatch(units, [], source);
-    });
+    }));
     this.countOutcomes(stored.outcomes, source);
     return { ids: stored.bufferIds as number[], records: stored.records };
   }
@@ -114,7 +114,9 @@ export class IngestPipeline {
    */
   async ingestUnits(units: IngestUnit[], source: IngestSource): Promise<UnitOutcome[]> {
     const results = await this.decodeFrames(units);
-    const { outcomes } = this.store.transaction(() => this.storeBatch(units, results, source));
+    const { outcomes } = timed(this.options.metrics, 'sqlite', 'ingest_batch', () =>
+      this.store.transaction(() => this.storeBatch(units, results, source)),
+    );
     this.countOutcomes(outcomes, source);
     return outcomes;
   }
