@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadRequestError } from '../errors.js';
 import type { SqlRunner } from './engine.js';
-import { Params, whereClause } from './filters.js';
+import { Params, matching } from './filters.js';
 import type { ExportFile, ExportFormat, ExportRequest } from './types.js';
 
 /** ISO-8601 UTC with microseconds, for the text formats. */
@@ -39,13 +39,13 @@ export async function exportMeasurements(db: SqlRunner, request: ExportRequest):
   const format = FORMATS[request.format];
   if (!format) throw new BadRequestError(`format must be one of ${EXPORT_FORMATS.join(', ')}`, 'invalid_format');
   const p = new Params();
-  const where = whereClause(p, request);
+  const source = matching(p, request);
   const dir = await mkdtemp(join(tmpdir(), 'ocean-export-'));
   try {
     const file = join(dir, `export.${format.extension}`);
     await db.exec(
       'export',
-      `COPY (SELECT ${format.select} FROM measurements ${where}) TO '${file.replaceAll("'", "''")}' (${format.copy})`,
+      `COPY (SELECT ${format.select} FROM ${source} AS m) TO '${file.replaceAll("'", "''")}' (${format.copy})`,
       p.values,
       p.types,
     );

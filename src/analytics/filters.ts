@@ -1,13 +1,14 @@
-import { DOUBLE, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import { BOOLEAN, DOUBLE, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import { BadRequestError } from '../errors.js';
+import { PARTITION_TABLES, partitionOf } from './partitions.js';
 import type { RangeFilter } from './types.js';
 
 /**
- * A WHERE clause and its bound values. The clause text comes only from the fixed fragments
- * below (one variant per combination of filters present), so every user value is a parameter
- * and each variant is prepared once per connection. Absent filters are left out of the text
- * rather than written as `$n IS NULL OR …`, which keeps the predicates simple enough for
- * DuckDB to push into the scan (zone maps on ts).
+ * Bound values of a statement. SQL text comes only from the fixed fragments of this module
+ * (one variant per combination of filters present), so every user value is a parameter and
+ * each variant is prepared once per connection. Absent filters are left out of the text rather
+ * than written as `$n IS NULL OR …`, which keeps the predicates simple enough for DuckDB to
+ * push into the scan (zone maps on ts).
  */
 export class Params {
   readonly values: DuckDBValue[] = [];
@@ -26,6 +27,10 @@ export class Params {
 
   number(value: number): string {
     return this.add(value, DOUBLE);
+  }
+
+  bool(value: boolean): string {
+    return this.add(value, BOOLEAN);
   }
 
   time(seconds: number): string {
@@ -57,18 +62,34 @@ export function checkRange(filter: RangeFilter): void {
   }
 }
 
+export type Selection = RangeFilter & { sensorId?: string | undefined; sensorIds?: readonly string[] | undefined };
+
 /**
- * `sensor_id = $n` (one sensor), `list_contains($n, sensor_id)` (a list) or nothing (all
- * sensors), then metric and time range.
+ * The measurements matching a selection, as a parenthesised subquery to select FROM:
+ * - one sensor: its partition table only;
+ * - a list of sensors: every partition, each branch gated by a bound boolean that is true only
+ *   for partitions holding one of the sensors (one fixed SQL text, whatever the list);
+ * - no sensor: all partitions.
+ * Conditions sit inside each branch so DuckDB pushes them into the scans.
  */
-export function whereClause(params: Params, filter: RangeFilter & { sensorId?: string; sensorIds?: readonly string[] }): string {
-  checkRange(filter);
+export function matching(params: Params, selection: Selection): string {
+  checkRange(selection);
   const conditions: string[] = [];
-  if (filter.sensorId !== undefined) conditions.push(`sensor_id = ${params.text(filter.sensorId)}`);
+  if (selection.sensorId !== undefined) conditions.push(`sensor_id = ${params.text(selection.sensorId)}`);
   // list_contains measured faster than `= ANY` or an IN-subquery for up to 100 ids.
-  if (filter.sensorIds !== undefined) conditions.push(`list_contains(${params.textList(filter.sensorIds)}, sensor_id)`);
-  if (filter.metric !== undefined) conditions.push(`metric = ${params.text(filter.metric)}`);
-  if (filter.start !== undefined) conditions.push(`ts >= ${params.time(filter.start)}`);
-  if (filter.end !== undefined) conditions.push(`ts <= ${params.time(filter.end)}`);
-  return conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+  if (selection.sensorIds !== undefined) conditions.push(`list_contains(${params.textList(selection.sensorIds)}, sensor_id)`);
+  if (selection.metric !== undefined) conditions.push(`metric = ${params.text(selection.metric)}`);
+  if (selection.start !== undefined) conditions.push(`ts >= ${params.time(selection.start)}`);
+  if (selection.end !== undefined) conditions.push(`ts <= ${params.time(selection.end)}`);
+
+  if (selection.sensorId !== undefined) {
+    return `(SELECT * FROM ${PARTITION_TABLES[partitionOf(selection.sensorId)]} WHERE ${conditions.join(' AND ')})`;
+  }
+  let wanted: Set<number> | undefined;
+  if (selection.sensorIds !== undefined) wanted = new Set(selection.sensorIds.map(partitionOf));
+  const branches = PARTITION_TABLES.map((table, i) => {
+    const branch = wanted ? [params.bool(wanted.has(i)), ...conditions] : conditions;
+    return `SELECT * FROM ${table}${branch.length > 0 ? ` WHERE ${branch.join(' AND ')}` : ''}`;
+  });
+  return `(${branches.join(' UNION ALL ')})`;
 }

@@ -1,7 +1,7 @@
 import { DuckDBIntervalValue, INTERVAL } from '@duckdb/node-api';
 import { BadRequestError } from '../errors.js';
 import type { SqlRunner } from './engine.js';
-import { Params, isoOrNull, whereClause } from './filters.js';
+import { Params, isoOrNull, matching } from './filters.js';
 import { parseInterval } from './interval.js';
 import type { Row } from './reader-pool.js';
 import type {
@@ -78,10 +78,10 @@ function requireSensorId(sensorId: string): void {
 export async function sensorStats(db: SqlRunner, sensorId: string, filter: RangeFilter = {}): Promise<SensorStats> {
   requireSensorId(sensorId);
   const p = new Params();
-  const where = whereClause(p, { ...filter, sensorId });
+  const source = matching(p, { ...filter, sensorId });
   const rows = await db.all(
     'stats',
-    `SELECT metric, unit, ${AGGREGATES} FROM measurements ${where} GROUP BY metric, unit ORDER BY metric, unit`,
+    `SELECT metric, unit, ${AGGREGATES} FROM ${source} AS m GROUP BY metric, unit ORDER BY metric, unit`,
     p.values,
     p.types,
   );
@@ -94,14 +94,14 @@ export async function timeseries(db: SqlRunner, sensorId: string, options: Range
   requireSensorId(sensorId);
   const seconds = parseInterval(options.interval);
   const p = new Params();
-  const where = whereClause(p, { ...options, sensorId });
+  const source = matching(p, { ...options, sensorId });
   const width = p.add(new DuckDBIntervalValue(0, 0, BigInt(seconds) * 1_000_000n), INTERVAL);
   const limit = p.number(MAX_TIMESERIES_ROWS + 1);
   const rows = await db.all(
     'timeseries',
     `SELECT time_bucket(${width}, ts, TIMESTAMP '1970-01-01 00:00:00') AS bucket, metric,
        count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max
-     FROM measurements ${where}
+     FROM ${source} AS m
      GROUP BY bucket, metric ORDER BY bucket, metric LIMIT ${limit}`,
     p.values,
     p.types,
@@ -141,13 +141,13 @@ export async function anomalies(
     throw new BadRequestError(`limit must be an integer from 1 to ${MAX_ANOMALY_LIMIT}`);
   }
   const p = new Params();
-  const where = whereClause(p, { ...options, sensorId });
+  const source = matching(p, { ...options, sensorId });
   const t = p.number(threshold);
   const n = p.number(limit);
   // MATERIALIZED: the sensor's readings are scanned once, not once per reference.
   const rows = await db.all(
     'anomalies',
-    `WITH readings AS MATERIALIZED (SELECT ts, metric, value FROM measurements ${where}),
+    `WITH readings AS MATERIALIZED (SELECT ts, metric, value FROM ${source} AS m),
        stats AS (SELECT metric, avg(value) AS mean, stddev_samp(value) AS sd FROM readings GROUP BY metric)
      SELECT r.ts, r.metric, r.value, (r.value - s.mean) / s.sd AS z_score, s.mean, s.sd
      FROM readings r JOIN stats s ON r.metric = s.metric
@@ -179,8 +179,8 @@ export async function compare(db: SqlRunner, sensorIds: readonly string[], filte
   }
   ids.forEach(requireSensorId);
   const p = new Params();
-  const where = whereClause(p, { ...filter, sensorIds: ids });
-  const rows = await db.all('compare', `SELECT sensor_id, ${AGGREGATES} FROM measurements ${where} GROUP BY sensor_id`, p.values, p.types);
+  const source = matching(p, { ...filter, sensorIds: ids });
+  const rows = await db.all('compare', `SELECT sensor_id, ${AGGREGATES} FROM ${source} AS m GROUP BY sensor_id`, p.values, p.types);
   const bySensor = new Map(rows.map((row) => [String(row.sensor_id), row]));
   return { sensors: ids.map((id) => ({ sensor_id: id, ...aggregate(bySensor.get(id)) })) };
 }
@@ -189,12 +189,12 @@ export async function compare(db: SqlRunner, sensorIds: readonly string[], filte
 export async function sensors(db: SqlRunner, options: { sensorIds?: readonly string[] | undefined } = {}): Promise<SensorList> {
   if (options.sensorIds !== undefined && options.sensorIds.length === 0) return { count: 0, sensors: [] };
   const p = new Params();
-  const where = whereClause(p, options.sensorIds ? { sensorIds: options.sensorIds } : {});
+  const source = matching(p, options.sensorIds ? { sensorIds: options.sensorIds } : {});
   const rows = await db.all(
     'sensors',
     `SELECT sensor_id, count(*) AS count, list(DISTINCT metric ORDER BY metric) AS metrics,
        min(ts) AS first_reading, max(ts) AS last_reading
-     FROM measurements ${where} GROUP BY sensor_id ORDER BY sensor_id`,
+     FROM ${source} AS m GROUP BY sensor_id ORDER BY sensor_id`,
     p.values,
     p.types,
   );
@@ -214,7 +214,7 @@ export async function countMeasurements(
   filter: RangeFilter & { sensorId?: string; sensorIds?: readonly string[] } = {},
 ): Promise<number> {
   const p = new Params();
-  const where = whereClause(p, filter);
-  const rows = await db.all('count', `SELECT count(*) AS count FROM measurements ${where}`, p.values, p.types);
+  const source = matching(p, filter);
+  const rows = await db.all('count', `SELECT count(*) AS count FROM ${source} AS m`, p.values, p.types);
   return Number(rows[0]?.count ?? 0);
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { buffer as readAll } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AnalyticsEngine, type MeasurementRow } from '../../src/analytics/engine.js';
+import { partitionOf } from '../../src/analytics/partitions.js';
 import { countMeasurements } from '../../src/analytics/queries.js';
 import { BadRequestError } from '../../src/errors.js';
 import { BASE_TS, expectedAggregate, generateRows, iso } from '../helpers/measurements.js';
@@ -46,7 +47,7 @@ describe('analytics engine: appendBatch and the high-water mark', () => {
     await t.engine.appendBatch(generateRows({ count: 100 }), 25);
     // Bad at the end of a batch long enough for the appender to have flushed chunks already.
     const bad = generateRows({ count: 300_000, firstBufferId: 26 });
-    bad[299_999] = { ...bad[299_999]!, sensor_id: null as unknown as string };
+    bad[299_999] = { ...bad[299_999]!, metric: null as unknown as string };
     await expect(t.engine.appendBatch(bad, 150)).rejects.toThrow();
     expect(await countMeasurements(t.engine)).toBe(100);
     // A value DuckDB itself refuses (out of SMALLINT range) in the middle of a batch.
@@ -89,6 +90,29 @@ describe('analytics engine: appendBatch and the high-water mark', () => {
     seen.add(await countMeasurements(t.engine));
     expect([...seen].every((n) => n === 0 || n === 200_000)).toBe(true);
     expect(seen.has(200_000)).toBe(true);
+  });
+
+  it('refuses to open a file written with another partition count', async () => {
+    await t.engine.close();
+    const instance = await DuckDBInstance.create(t.path);
+    const c = await instance.connect();
+    await c.run(`UPDATE analytics_meta SET value = '4' WHERE key = 'partitions'`);
+    c.closeSync();
+    instance.closeSync();
+    await expect(AnalyticsEngine.open({ path: t.path, memoryLimit: '256MB', threads: 1 })).rejects.toThrow(/partitions/);
+  });
+
+  it('spreads sensors over the partitions and reads each back from its own', async () => {
+    const sensors = Array.from({ length: 64 }, (_, i) => `sensor-${i}`);
+    const rows = generateRows({ count: 6400, sensors });
+    await t.engine.appendBatch(rows, 1600);
+    const used = new Set(sensors.map(partitionOf));
+    expect(used.size).toBeGreaterThanOrEqual(12);
+    for (const id of sensors.slice(0, 8)) {
+      expect((await t.engine.sensorStats(id)).count).toBe(100);
+    }
+    expect(await countMeasurements(t.engine)).toBe(6400);
+    expect((await t.engine.compare(sensors.slice(0, 40))).sensors.every((s) => s.count === 100)).toBe(true);
   });
 
   it('can be closed twice and refuses work once closed', async () => {
