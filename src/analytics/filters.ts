@@ -67,8 +67,9 @@ export type Selection = RangeFilter & { sensorId?: string | undefined; sensorIds
 /**
  * The measurements matching a selection, as a parenthesised subquery to select FROM:
  * - one sensor: its partition table only;
- * - a list of sensors: every partition, each branch gated by a bound boolean that is true only
- *   for partitions holding one of the sensors (one fixed SQL text, whatever the list);
+ * - a list of sensors: every partition, each branch with its own bound list (the sensors that
+ *   hash to it) behind a bound boolean gate, false when the list is empty; one fixed SQL text
+ *   whatever the list, and each row is checked against one or two ids rather than all of them;
  * - no sensor: all partitions.
  * Conditions sit inside each branch so DuckDB pushes them into the scans.
  */
@@ -76,8 +77,6 @@ export function matching(params: Params, selection: Selection): string {
   checkRange(selection);
   const conditions: string[] = [];
   if (selection.sensorId !== undefined) conditions.push(`sensor_id = ${params.text(selection.sensorId)}`);
-  // list_contains measured faster than `= ANY` or an IN-subquery for up to 100 ids.
-  if (selection.sensorIds !== undefined) conditions.push(`list_contains(${params.textList(selection.sensorIds)}, sensor_id)`);
   if (selection.metric !== undefined) conditions.push(`metric = ${params.text(selection.metric)}`);
   if (selection.start !== undefined) conditions.push(`ts >= ${params.time(selection.start)}`);
   if (selection.end !== undefined) conditions.push(`ts <= ${params.time(selection.end)}`);
@@ -85,10 +84,12 @@ export function matching(params: Params, selection: Selection): string {
   if (selection.sensorId !== undefined) {
     return `(SELECT * FROM ${PARTITION_TABLES[partitionOf(selection.sensorId)]} WHERE ${conditions.join(' AND ')})`;
   }
-  let wanted: Set<number> | undefined;
-  if (selection.sensorIds !== undefined) wanted = new Set(selection.sensorIds.map(partitionOf));
+  const lists = selection.sensorIds === undefined ? undefined : PARTITION_TABLES.map((): string[] => []);
+  for (const id of selection.sensorIds ?? []) lists![partitionOf(id)]!.push(id);
   const branches = PARTITION_TABLES.map((table, i) => {
-    const branch = wanted ? [params.bool(wanted.has(i)), ...conditions] : conditions;
+    const own = lists?.[i];
+    // list_contains measured faster than `= ANY` or an IN-subquery.
+    const branch = own ? [params.bool(own.length > 0), `list_contains(${params.textList(own)}, sensor_id)`, ...conditions] : conditions;
     return `SELECT * FROM ${table}${branch.length > 0 ? ` WHERE ${branch.join(' AND ')}` : ''}`;
   });
   return `(${branches.join(' UNION ALL ')})`;
