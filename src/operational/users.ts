@@ -20,7 +20,7 @@ interface UserRow {
   created_at: number;
 }
 
-const toUser = (row: UserRow): User => ({ ...row, created_at: isoFromS(row.created_at) });
+const toUser = (row: UserRow): User => ({ id: row.id, username: row.username, email: row.email, created_at: isoFromS(row.created_at) });
 
 /** Which UNIQUE column a constraint error is about, from SQLite's message ("UNIQUE constraint failed: users.email"). */
 function uniqueColumn(err: unknown): string | undefined {

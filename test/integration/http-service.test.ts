@@ -114,11 +114,11 @@ describe('HTTP service behaviour', () => {
     expect(fullMs).toBeLessThan(emptyMs * 3 + 2);
 
     // Processed and pruned rows leave the counters exact.
-    const maxId = store.buffer.maxId();
-    const oldest = Array.from({ length: 50_000 }, (_, i) => maxId - N + 1 + i);
-    expect(store.buffer.markProcessed(oldest)).toBe(50_000);
+    // As the flusher does: mark the oldest 50k flushed, then prune them.
+    const flushedThrough = store.buffer.maxId() - 150_000;
+    expect(store.buffer.markFlushed(flushedThrough)).toBe(50_000);
     expect(await health()).toMatchObject({ telemetry_buffer: N, telemetry_unprocessed: 150_000 });
-    expect(store.buffer.prune(maxId - 150_000, Math.floor(Date.now() / 1000) + 10)).toBe(50_000);
+    expect(store.buffer.prune(flushedThrough, Math.floor(Date.now() / 1000) + 10)).toBe(50_000);
     expect(await health()).toMatchObject({ telemetry_buffer: 150_000, telemetry_unprocessed: 150_000 });
   });
 

@@ -70,6 +70,23 @@ describe('HTTP telemetry', () => {
     expect(counts().rows).toBe(1);
   });
 
+  it('answers each of many concurrent ingests on its own: accepted ones stored, refused ones not', async () => {
+    await post('ingest', { sensor_id: 'alice-s1', data: { v: 0 } }, alice.auth);
+    const requests = Array.from({ length: 200 }, (_, i) =>
+      i % 4 === 3
+        ? post('ingest', { sensor_id: 'alice-s1', data: { v: i } }, bob.auth) // Alice's sensor: 403
+        : post('ingest', { sensor_id: i % 2 ? 'alice-s1' : 'alice-s2', data: { v: i, w: 1 } }, alice.auth),
+    );
+    const results = await Promise.all(requests);
+    const accepted = results.filter((r) => r.statusCode === 200);
+    expect(accepted).toHaveLength(150);
+    expect(results.filter((r) => r.statusCode === 403)).toHaveLength(50);
+    expect(new Set(accepted.map((r) => r.json().id)).size).toBe(150);
+    expect(counts().rows).toBe(151);
+    const stored = new Set(t.service.store.buffer.unprocessed(1000).map((r) => r.id));
+    for (const r of accepted) expect(stored.has(r.json().id)).toBe(true);
+  });
+
   it('ingests a batch in one go and answers with every id', async () => {
     const readings = Array.from({ length: 50 }, (_, i) => ({ sensor_id: `alice-s${i % 3}`, data: { v: i, w: i * 2 }, timestamp: 1_767_225_600 + i }));
     const res = await post('batch', readings, alice.auth);

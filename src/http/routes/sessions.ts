@@ -2,6 +2,7 @@ import type { RoutePlugin } from '../../app.js';
 import { AuthError, BadRequestError, ForbiddenError, NotFoundError } from '../../errors.js';
 import { isoFromS } from '../../operational/time.js';
 import { bearerToken } from '../auth.js';
+import { plainJsonSerializer } from '../plain-serializer.js';
 import { errors } from '../schemas/common.js';
 import {
   createdSessionSchema,
@@ -34,6 +35,7 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
   app.post(
     '/sessions/validate',
     {
+      serializerCompiler: plainJsonSerializer,
       schema: {
         summary: 'Validate a session token (JSON {token}, ?token= or Authorization: Bearer)',
         tags: ['sessions'],

@@ -1,4 +1,6 @@
 import type { RoutePlugin } from '../../app.js';
+import { IngestCoalescer } from '../ingest-coalescer.js';
+import { plainJsonSerializer } from '../plain-serializer.js';
 import { errors } from '../schemas/common.js';
 import {
   batchBody,
@@ -17,11 +19,14 @@ import {
  */
 export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
   const { pipeline, store } = deps;
+  // Single readings from concurrent requests share one transaction (group commit).
+  const coalescer = new IngestCoalescer(store, pipeline);
 
   app.post(
     '/telemetry/ingest',
     {
       onRequest: auth.requireUser,
+      serializerCompiler: plainJsonSerializer,
       schema: {
         summary: 'Ingest one reading; numeric fields of data become records (metric = key)',
         tags: ['telemetry'],
@@ -31,7 +36,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const reading = request.body;
-      const { ids, records } = pipeline.ingestReadings([reading], request.principal!);
+      const { ids, records } = await coalescer.submit([reading], request.principal!);
       return { status: 'accepted' as const, id: ids[0]!, sensor_id: reading.sensor_id, records, buffered: true as const };
     },
   );

@@ -1,5 +1,6 @@
 import type { RoutePlugin } from '../../app.js';
 import { NotFoundError } from '../../errors.js';
+import { plainJsonSerializer } from '../plain-serializer.js';
 import { errors } from '../schemas/common.js';
 import { createUserBody, userParams, userSchema } from '../schemas/users.js';
 
@@ -25,6 +26,7 @@ export const usersRoutes: RoutePlugin = async (app, { deps, auth }) => {
     '/users/:user_id',
     {
       onRequest: auth.requireUser,
+      serializerCompiler: plainJsonSerializer,
       schema: {
         summary: 'Get a user',
         tags: ['users'],

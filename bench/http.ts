@@ -1,0 +1,179 @@
+/**
+ * HTTP benchmark (`npm run bench:http`): one Ocean Core server in a child process (temp data dir,
+ * 127.0.0.1, an ephemeral port) with a bare constant-JSON route added as the baseline, driven by
+ * autocannon from this process. Cases: GET /api/ocean/users/:id (the user's own session),
+ * POST /api/ocean/sessions/validate, POST /api/ocean/telemetry/ingest. Each case runs `--rounds`
+ * times (default 2), alternating with the baseline, because the load generator shares the
+ * machine's cores; the report compares medians.
+ *
+ * Options: --duration S (default 10), --connections N (default 50), --rounds N (default 2),
+ * --sqlite-exclusive (experiment: the server's SQLite connection in locking_mode=EXCLUSIVE).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { pino } from 'pino';
+
+interface Ready {
+  port: number;
+  userId: number;
+  token: string;
+}
+
+/** The server side: the whole service as main.ts composes it, plus the baseline route. */
+async function serve(): Promise<void> {
+  const { loadConfig } = await import('../src/config.js');
+  const { openService } = await import('../src/service.js');
+  const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-http-'));
+  const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: 'bench-admin-token-0123456789', LOG_LEVEL: 'silent' });
+  const service = await openService(config, { logger: pino({ level: 'silent' }) });
+  if (process.argv.includes('--sqlite-exclusive')) {
+    // Experiment: hold the SQLite file lock for the connection's lifetime (no per-read shm locking).
+    service.store.db.pragma('locking_mode = EXCLUSIVE');
+  }
+  service.app.get('/bench/constant', async () => ({ status: 'ok', service: 'ocean-core', n: 1 }));
+  await service.start();
+  await service.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = service.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  const user = service.store.users.create({ username: 'bench', email: 'bench@example.com' });
+  const session = service.store.sessions.create(user.id, 'bench');
+  process.send!({ port: address.port, userId: user.id, token: session.token } satisfies Ready);
+  process.on('message', (msg) => {
+    if (msg === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send!({ cpuUs: user + system });
+      return;
+    }
+    if (msg !== 'stop') return;
+    void service
+      .close()
+      .then(() => rm(dataDir, { recursive: true, force: true }))
+      .then(() => process.exit(0));
+  });
+}
+
+interface CaseResult {
+  rps: number;
+  /** Server CPU time per answered request: robust to a busy machine, unlike req/s. */
+  cpuUsPerReq: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function drive(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '50' },
+      rounds: { type: 'string', default: '2' },
+      'sqlite-exclusive': { type: 'boolean', default: false },
+    },
+  });
+  const duration = Number(values.duration);
+  const connections = Number(values.connections);
+  const rounds = Number(values.rounds);
+
+  const child: ChildProcess = fork(new URL(import.meta.url).pathname, ['--serve', ...(values['sqlite-exclusive'] ? ['--sqlite-exclusive'] : [])], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as Ready));
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  const base = `http://127.0.0.1:${ready.port}`;
+  const bearer = { authorization: `Bearer ${ready.token}` };
+  const json = { 'content-type': 'application/json' };
+
+  const cases: Record<string, autocannon.Options> = {
+    baseline: { url: `${base}/bench/constant` },
+    'GET users/:id': { url: `${base}/api/ocean/users/${ready.userId}`, headers: bearer },
+    'POST sessions/validate': {
+      url: `${base}/api/ocean/sessions/validate`,
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ token: ready.token }),
+    },
+    'POST telemetry/ingest': {
+      url: `${base}/api/ocean/telemetry/ingest`,
+      method: 'POST',
+      headers: { ...bearer, ...json },
+      body: JSON.stringify({ sensor_id: 'bench-s1', data: { temperature: 21.5, humidity: 40.2, pressure: 101325 } }),
+    },
+  };
+
+  const serverCpuUs = () =>
+    new Promise<number>((resolve) => {
+      child.once('message', (m) => resolve((m as { cpuUs: number }).cpuUs));
+      child.send('cpu');
+    });
+  const run = async (name: string): Promise<CaseResult> => {
+    const cpuBefore = await serverCpuUs();
+    const r = await autocannon({ ...cases[name]!, connections, duration });
+    const cpuUsPerReq = ((await serverCpuUs()) - cpuBefore) / Math.max(1, r.requests.total);
+    const result = { rps: r.requests.average, cpuUsPerReq, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+    console.log(
+      `  ${name.padEnd(24)} ${result.rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50} ms  p99 ${result.p99} ms  server CPU ${cpuUsPerReq.toFixed(0)} µs/req` +
+        (result.non2xx || result.errors ? `  non-2xx ${result.non2xx} errors ${result.errors}` : ''),
+    );
+    return result;
+  };
+
+  console.log(
+    `bench:http — ${connections} connections, ${duration} s per run, ${rounds} rounds, server pid ${child.pid}` +
+      (values['sqlite-exclusive'] ? ', SQLite locking_mode=EXCLUSIVE' : ''),
+  );
+  await autocannon({ ...cases['baseline']!, connections, duration: 2 }); // warm-up
+  for (const name of Object.keys(cases).slice(1)) await autocannon({ ...cases[name]!, connections, duration: 1 });
+
+  const results = new Map<string, CaseResult[]>();
+  const record = async (name: string) => {
+    const r = await run(name);
+    results.set(name, [...(results.get(name) ?? []), r]);
+  };
+  for (let round = 0; round < rounds; round++) {
+    for (const name of Object.keys(cases).slice(1)) {
+      await record('baseline');
+      await record(name);
+    }
+  }
+  await record('baseline');
+
+  child.send('stop');
+  await new Promise((resolve) => child.once('exit', resolve));
+
+  const targets: Record<string, number> = { 'GET users/:id': 0.8, 'POST sessions/validate': 0.7, 'POST telemetry/ingest': 0.5 };
+  const baseRps = median(results.get('baseline')!.map((r) => r.rps));
+  const baseCpu = median(results.get('baseline')!.map((r) => r.cpuUsPerReq));
+  console.log('\nmedians (ratio = req/s ÷ baseline req/s; cpu ratio = baseline CPU/req ÷ case CPU/req)');
+  console.log('  case                       req/s   p50 ms  p99 ms  ratio  µs/req  cpu ratio  target');
+  for (const [name, rs] of results) {
+    const rps = median(rs.map((r) => r.rps));
+    const p99 = median(rs.map((r) => r.p99));
+    const cpu = median(rs.map((r) => r.cpuUsPerReq));
+    const target = targets[name];
+    const ratio = rps / baseRps;
+    const ok = target === undefined ? '' : ratio >= target && p99 <= 5 ? 'ok' : 'MISSED';
+    console.log(
+      `  ${name.padEnd(24)} ${rps.toFixed(0).padStart(7)} ${median(rs.map((r) => r.p50)).toFixed(1).padStart(8)} ${p99.toFixed(1).padStart(7)} ` +
+        `${ratio.toFixed(2).padStart(6)} ${cpu.toFixed(0).padStart(7)} ${(baseCpu / cpu).toFixed(2).padStart(10)}  ${target === undefined ? '' : `≥${target}× p99≤5 ${ok}`}`,
+    );
+  }
+  const failures = [...results.values()].flat().reduce((n, r) => n + r.non2xx + r.errors, 0);
+  if (failures) console.log(`\n${failures} non-2xx answers or errors: the figures above are not valid`);
+}
+
+if (process.argv.includes('--serve')) await serve();
+else await drive();

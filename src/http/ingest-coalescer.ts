@@ -1,0 +1,74 @@
+import type { Principal } from './auth.js';
+import type { IngestPipeline, Reading } from '../ingest/pipeline.js';
+import type { OperationalStore } from '../operational/store.js';
+
+type Result = ReturnType<IngestPipeline['ingestReadings']>;
+
+interface Pending {
+  readings: Reading[];
+  principal: Principal;
+  resolve: (r: Result) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit for HTTP ingest. Requests that arrive in the same turn of the event loop are
+ * written in one SQLite transaction: each request runs in its own savepoint (a 403 for one
+ * rolls back only that one), and every request is answered only after the shared COMMIT
+ * succeeded. If the COMMIT — or the transaction itself — fails, every request of the group fails:
+ * nothing is reported accepted that is not stored.
+ *
+ * One COMMIT per group instead of per request is what makes single-reading ingest cheap: a commit
+ * writes every page the transaction touched to the WAL, and those pages are shared by the group.
+ */
+export class IngestCoalescer {
+  private queue: Pending[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly store: Pick<OperationalStore, 'transaction' | 'db'>,
+    private readonly pipeline: Pick<IngestPipeline, 'ingestReadings'>,
+    /** Most requests per transaction; the rest go in the next one. */
+    private readonly maxGroup = 256,
+  ) {}
+
+  submit(readings: Reading[], principal: Principal): Promise<Result> {
+    return new Promise<Result>((resolve, reject) => {
+      this.queue.push({ readings, principal, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flush);
+      }
+    });
+  }
+
+  private readonly flush = (): void => {
+    const group = this.queue.length > this.maxGroup ? this.queue.splice(0, this.maxGroup) : this.queue.splice(0);
+    if (this.queue.length > 0) setImmediate(this.flush);
+    else this.scheduled = false;
+
+    const outcomes: Array<{ ok: true; result: Result } | { ok: false; err: unknown }> = [];
+    try {
+      this.store.transaction(() => {
+        for (const p of group) {
+          try {
+            outcomes.push({ ok: true, result: this.pipeline.ingestReadings(p.readings, p.principal) });
+          } catch (err) {
+            outcomes.push({ ok: false, err });
+          }
+          // An I/O or full-disk error can roll back the whole transaction, not just the savepoint:
+          // then nothing of the group is stored, and later statements must not run outside it.
+          if (!this.store.db.inTransaction) throw new Error('the ingest transaction was rolled back');
+        }
+      });
+    } catch (err) {
+      for (const p of group) p.reject(err);
+      return;
+    }
+    group.forEach((p, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) p.resolve(outcome.result);
+      else p.reject(outcome.err);
+    });
+  };
+}
