@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { NanogridataConfig } from '../config.js';
 import { ForbiddenError } from '../errors.js';
 import type { Principal } from '../http/auth.js';
@@ -63,6 +63,16 @@ interface PipelineOptions {
 export class IngestPipeline {
   private readonly store: OperationalStore;
   private readonly now: () => number;
+  /**
+   * HTTP messages have no transport id: they get `<prefix>:<sequence>`, unique per pipeline
+   * instance (start time + random bytes) and increasing, so the UNIQUE source_id index takes
+   * appends instead of random inserts (random UUIDs made every row dirty its own index page).
+   */
+  private readonly idPrefix = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+  private idSeq = 0;
+  private nextId(): string {
+    return `${this.idPrefix}:${(this.idSeq++).toString(36).padStart(10, '0')}`;
+  }
 
   constructor(private readonly options: PipelineOptions) {
     this.store = options.store;
@@ -74,7 +84,7 @@ export class IngestPipeline {
    * someone else fails the whole call (403) and nothing is stored.
    */
   ingestReadings(readings: Reading[], principal: Principal, source: IngestSource = 'http'): { ids: number[]; records: number } {
-    const units: IngestUnit[] = readings.map((reading) => ({ kind: 'reading', sourceId: `${source}:${randomUUID()}`, reading }));
+    const units: IngestUnit[] = readings.map((reading) => ({ kind: 'reading', sourceId: `${source}:${this.nextId()}`, reading }));
     const stored = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store.transaction(() => {
       if (principal.kind === 'user') {
         for (const sensorId of new Set(readings.map((r) => r.sensor_id))) {
@@ -91,7 +101,7 @@ export class IngestPipeline {
 
   /** A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a replay. */
   async ingestFrameBody(body: Buffer, deviceId?: string): Promise<FramesResult> {
-    const requestId = randomUUID();
+    const requestId = this.nextId();
     const { frames, unreadable } = splitFrames(body);
     const units: IngestUnit[] = frames.map((bytes, index) => ({
       kind: 'frame',
