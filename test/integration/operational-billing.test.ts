@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runTsx } from '../helpers/run-cli.js';
 import { openTempStore, type TempStore } from '../helpers/temp-store.js';
 
 describe('operational billing', () => {
@@ -19,6 +20,17 @@ describe('operational billing', () => {
       [-30, 70, null],
       [100, 100, 'top-up'],
     ]);
+  });
+
+  it('keeps credits exact when several processes change them at once (IMMEDIATE transactions, busy timeout)', async () => {
+    const runs = await Promise.all(
+      [0, 1, 2].map(() => runTsx('test/helpers/credit-worker.ts', [t.path, String(userId), '200'], { timeoutMs: 60_000 })),
+    );
+    for (const run of runs) expect(run, run.stderr).toMatchObject({ code: 0 });
+    expect(t.store.billing.get(userId)!.credits).toBe(600);
+    const ledger = t.store.billing.ledger(userId, { limit: 1000 });
+    expect(ledger).toHaveLength(600);
+    expect(ledger.map((e) => e.balance_after).sort((a, b) => a - b)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
   });
 
   it('refuses a debit that would make the balance negative and changes nothing', () => {
