@@ -7,7 +7,8 @@
  * machine's cores; the report compares medians.
  *
  * Options: --duration S (default 10), --connections N (default 50), --rounds N (default 2),
- * --sqlite-exclusive (experiment: the server's SQLite connection in locking_mode=EXCLUSIVE).
+ * --sqlite-exclusive (experiment: the server's SQLite connection in locking_mode=EXCLUSIVE),
+ * --no-flusher (experiment: do not start the buffer → DuckDB flusher, to separate its cost).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -35,7 +36,8 @@ async function serve(): Promise<void> {
     service.store.db.pragma('locking_mode = EXCLUSIVE');
   }
   service.app.get('/bench/constant', async () => ({ status: 'ok', service: 'ocean-core', n: 1 }));
-  await service.start();
+  // The flusher (buffer → DuckDB) is part of the service; --no-flusher isolates the HTTP + SQLite cost.
+  if (!process.argv.includes('--no-flusher')) await service.start();
   await service.app.listen({ host: '127.0.0.1', port: 0 });
   const address = service.app.server.address();
   if (address === null || typeof address === 'string') throw new Error('no TCP address');
@@ -79,13 +81,14 @@ async function drive(): Promise<void> {
       connections: { type: 'string', default: '50' },
       rounds: { type: 'string', default: '2' },
       'sqlite-exclusive': { type: 'boolean', default: false },
+      'no-flusher': { type: 'boolean', default: false },
     },
   });
   const duration = Number(values.duration);
   const connections = Number(values.connections);
   const rounds = Number(values.rounds);
 
-  const child: ChildProcess = fork(new URL(import.meta.url).pathname, ['--serve', ...(values['sqlite-exclusive'] ? ['--sqlite-exclusive'] : [])], {
+  const child: ChildProcess = fork(new URL(import.meta.url).pathname, ['--serve', ...(values['sqlite-exclusive'] ? ['--sqlite-exclusive'] : []), ...(values['no-flusher'] ? ['--no-flusher'] : [])], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -133,7 +136,8 @@ async function drive(): Promise<void> {
 
   console.log(
     `bench:http — ${connections} connections, ${duration} s per run, ${rounds} rounds, server pid ${child.pid}` +
-      (values['sqlite-exclusive'] ? ', SQLite locking_mode=EXCLUSIVE' : ''),
+      (values['sqlite-exclusive'] ? ', SQLite locking_mode=EXCLUSIVE' : '') +
+      (values['no-flusher'] ? ', flusher not started' : ''),
   );
   await autocannon({ ...cases['baseline']!, connections, duration: 2 }); // warm-up
   for (const name of Object.keys(cases).slice(1)) await autocannon({ ...cases[name]!, connections, duration: 1 });
