@@ -33,7 +33,9 @@ export interface InspectOptions {
 export type PassedInspection = Extract<Inspection, { ok: true }>;
 
 const NO_CONTEXT: FrameContext = Object.freeze({});
-const MODEL_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+/** Scratch for replay keys: `hh:` or `hh:frame:`, then up to 64 hex digits. */
+const keyScratch = Buffer.alloc(9 + 64);
 const rejection = (reason: RejectReason): Rejection => Object.freeze({ ok: false, reason });
 const BAD_PAYLOAD = rejection('bad_payload');
 const DEVICE_MISMATCH = rejection('device_mismatch');
@@ -74,7 +76,7 @@ export function inspectFrame(buf: Buffer, ctx: FrameContext = NO_CONTEXT, opts: 
     replayKey: replayKeyOf(buf, header.model_id, level, macStart, frameLength),
     // Past this the frame's timestamp is outside the window, so a copy would be timestamp_drift anyway.
     replayTtlS: Math.max(1, Math.ceil(header.timestamp + maxDriftS - opts.nowS)),
-    result: decodePayload(buf.subarray(HEADER_SIZE, macStart), header, profile, ctx),
+    result: decodePayload(buf, macStart, header, profile, ctx),
   };
 }
 
@@ -83,14 +85,34 @@ export function inspectFrame(buf: Buffer, ctx: FrameContext = NO_CONTEXT, opts: 
  * whole frame, because two different frames easily share a 2-byte CRC.
  */
 function replayKeyOf(buf: Buffer, model: number, level: number, macStart: number, frameLength: number): string {
-  if (level !== 0) return `${MODEL_HEX[model]}:${buf.toString('hex', macStart, frameLength)}`;
-  return `${MODEL_HEX[model]}:frame:${createHash('sha256').update(buf.subarray(0, frameLength)).digest('hex')}`;
+  if (level !== 0) return hexKey(model, '', buf, macStart, frameLength);
+  const digest = createHash('sha256').update(buf.subarray(0, frameLength)).digest();
+  return hexKey(model, 'frame:', digest, 0, digest.length);
 }
 
-function decodePayload(payload: Buffer, header: FrameHeader, profile: Profile, ctx: FrameContext): DecodeResult {
+/**
+ * `hh:<prefix><hex of bytes[start..end)>`, written into one flat string: a concatenation would make
+ * a rope that every consumer (Map hashing, the replay memory's parser) must flatten again.
+ */
+function hexKey(model: number, prefix: string, bytes: Uint8Array, start: number, end: number): string {
+  const k = keyScratch;
+  k[0] = HEX_DIGITS[model >> 4]!;
+  k[1] = HEX_DIGITS[model & 15]!;
+  k[2] = 0x3a; // ':'
+  let p = 3 + k.write(prefix, 3, 'latin1');
+  for (let i = start; i < end; i++) {
+    const b = bytes[i]!;
+    k[p++] = HEX_DIGITS[b >> 4]!;
+    k[p++] = HEX_DIGITS[b & 15]!;
+  }
+  return k.toString('latin1', 0, p);
+}
+
+/** The payload is `frame[HEADER_SIZE..payloadEnd)`. */
+function decodePayload(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile, ctx: FrameContext): DecodeResult {
   let decoded: DecodedFrame | null;
   try {
-    decoded = decodeBody(payload, header, profile);
+    decoded = decodeBody(frame, payloadEnd, header, profile);
   } catch {
     decoded = null; // defensive: a payload that trips anything unforeseen is still only a bad payload
   }
@@ -99,11 +121,11 @@ function decodePayload(payload: Buffer, header: FrameHeader, profile: Profile, c
   return decoded;
 }
 
-function decodeBody(payload: Buffer, header: FrameHeader, profile: Profile): DecodedFrame | null {
-  if (!isCborMapHeader(payload[0])) {
+function decodeBody(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile): DecodedFrame | null {
+  if (payloadEnd === HEADER_SIZE || !isCborMapHeader(frame[HEADER_SIZE])) {
     // Only telemetry has a legacy layout; other payload types must be CBOR maps.
     if (header.payload_type !== PayloadType.TELEMETRY || profile.legacy === undefined) return null;
-    const r = profile.legacy.decode(payload);
+    const r = profile.legacy.decode(frame.subarray(HEADER_SIZE, payloadEnd));
     if (r === null) return null;
     return {
       ok: true,
@@ -113,7 +135,7 @@ function decodeBody(payload: Buffer, header: FrameHeader, profile: Profile): Dec
       records: [{ sensor_id: r.deviceId, metric: r.metric, unit: r.unit, ts: r.ts, value: r.value }],
     };
   }
-  const map = decodePayloadMap(payload);
+  const map = decodePayloadMap(frame, HEADER_SIZE, payloadEnd);
   if (map === null) return null;
   const deviceId = map.device_id;
   if (typeof deviceId !== 'string' || deviceId === '') return null;

@@ -138,7 +138,10 @@ function httpSink(base: string): Sink {
         }
         return outcome;
       } catch (err) {
-        return { ok: 0, failed: frames.length, error: (err as Error).message };
+        // fetch reports "fetch failed" and puts the reason (ECONNREFUSED, a reset, …) in `cause`.
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        const detail = cause?.code ?? cause?.message;
+        return { ok: 0, failed: frames.length, error: `${(err as Error).message}${detail ? ` (${detail})` : ''}` };
       }
     },
     async close() {},

@@ -82,6 +82,12 @@ describe('Nanogridata payload rules beyond the shared vectors', () => {
     expect(decodePayload(byteKey)).toEqual({ ok: false, reason: 'bad_payload' });
   });
 
+  it('keeps byte strings of an event intact after later frames are decoded', () => {
+    const first = decodePayload({ device_id: 'D', blob: Buffer.from('0102030405', 'hex') }, 0x10, 3);
+    decodePayload({ device_id: 'E', blob: Buffer.from('ffffffffff', 'hex') }, 0x10, 3);
+    expect(first.ok && Buffer.from(first.event!.blob as Uint8Array).toString('hex')).toBe('0102030405');
+  });
+
   it('ignores a "__proto__" key instead of letting it reach an object prototype', () => {
     const result = decodePayload({ device_id: 'D', entries: [], ['__proto__']: { polluted: true } }, 0x10, 3);
     expect(result).toMatchObject({ ok: true });

@@ -251,30 +251,68 @@ describe('Nanogridata decoder with what the transport knows', () => {
 });
 
 describe('InMemoryReplayMemory', () => {
-  it('expires keys after their TTL and sweeps them so memory stays bounded by the window', () => {
-    let now = 0;
-    const memory = new InMemoryReplayMemory({ now: () => now, minSweepSize: 100 });
+  const hexKey = (i: number, digits = 32) => `10:${i.toString(16).padStart(digits, '0')}`;
+
+  it('expires keys after their TTL and reclaims them so memory stays bounded by the window', () => {
+    let now = 1;
+    const memory = new InMemoryReplayMemory({ now: () => now, initialSlots: 16 });
     let replays = 0;
     for (let i = 0; i < 10_000; i++) {
-      now = i; // one frame per second, each remembered for 60 s
-      if (memory.checkOne({ key: `k${i}`, ttlS: 60, remember: true })) replays++;
+      now = 1 + i; // one frame per second, each remembered for 60 s
+      if (memory.checkOne({ key: hexKey(i * 7919), ttlS: 60, remember: true })) replays++;
+      if (memory.checkOne({ key: `custom-${i}`, ttlS: 60, remember: true })) replays++;
     }
     expect(replays).toBe(0);
-    expect(memory.size).toBeLessThanOrEqual(2 * 100 + 60);
-    expect(memory.checkOne({ key: 'k9990', ttlS: 60, remember: false })).toBe(true);
-    expect(memory.checkOne({ key: 'k100', ttlS: 60, remember: false })).toBe(false);
+    expect(memory.size).toBeLessThanOrEqual(8 * 60 + 2 * 1024);
+    expect(memory.checkOne({ key: hexKey(9990 * 7919), ttlS: 60, remember: false })).toBe(true);
+    expect(memory.checkOne({ key: hexKey(100 * 7919), ttlS: 60, remember: false })).toBe(false);
+    expect(memory.checkOne({ key: 'custom-9990', ttlS: 60, remember: false })).toBe(true);
+    expect(memory.checkOne({ key: 'custom-100', ttlS: 60, remember: false })).toBe(false);
   });
 
   it('answers a batch in order, an earlier item of the batch counting for a later one', async () => {
-    const memory = new InMemoryReplayMemory({ now: () => 0 });
+    const memory = new InMemoryReplayMemory({ now: () => 1 });
     const answers = await memory.check([
-      { key: 'a', messageId: '1-0', ttlS: 10, remember: true },
-      { key: 'a', messageId: '2-0', ttlS: 10, remember: true },
-      { key: 'b', ttlS: 10, remember: false },
-      { key: 'b', ttlS: 10, remember: true },
-      { key: 'a', messageId: '1-0', ttlS: 10, remember: true },
+      { key: hexKey(1), messageId: '1-0', ttlS: 10, remember: true },
+      { key: hexKey(1), messageId: '2-0', ttlS: 10, remember: true },
+      { key: hexKey(2), ttlS: 10, remember: false },
+      { key: hexKey(2), ttlS: 10, remember: true },
+      { key: hexKey(1), messageId: '1-0', ttlS: 10, remember: true },
+      { key: hexKey(2), ttlS: 10, remember: true },
     ]);
-    expect(answers).toEqual([false, true, false, false, false]);
+    expect(answers).toEqual([false, true, false, false, false, true]);
+  });
+
+  it('agrees with a plain map model on any sequence of checks, expiries and table rebuilds', () => {
+    // Few distinct keys and a tiny table: probe chains, reused expired slots and rebuilds all happen.
+    const keys = [
+      ...Array.from({ length: 24 }, (_, i) => hexKey(i * 0x01000193, 32)),
+      ...Array.from({ length: 8 }, (_, i) => `3f:frame:${(i * 977).toString(16).padStart(64, 'a')}`),
+      'not-a-decoder-key',
+      '10:short',
+    ];
+    const op = fc.record({
+      key: fc.constantFrom(...keys),
+      messageId: fc.option(fc.constantFrom('1-0', '2-0', '3-0'), { nil: undefined }),
+      ttlS: fc.integer({ min: 1, max: 40 }),
+      remember: fc.boolean(),
+      advance: fc.integer({ min: 0, max: 6 }),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 300 }), (ops) => {
+        let now = 1000;
+        const memory = new InMemoryReplayMemory({ now: () => now, initialSlots: 16 });
+        const model = new Map<string, { messageId?: string; expiresAt: number }>();
+        for (const o of ops) {
+          now += o.advance;
+          const known = model.get(o.key);
+          const expected = known !== undefined && known.expiresAt > now && (o.messageId === undefined || known.messageId !== o.messageId);
+          if (!(known !== undefined && known.expiresAt > now) && o.remember) model.set(o.key, { messageId: o.messageId, expiresAt: now + o.ttlS });
+          expect(memory.checkOne(o)).toBe(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
