@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSimulation } from '../../src/nanogridata/simulator.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { waitFor } from '../helpers/frames.js';
+
+const MODELS = [0x10, 0x20, 0x30, 0x40];
+
+describe('sensor simulator against the HTTP frames endpoint', () => {
+  const secrets = new Map(MODELS.map((m) => [m, randomBytes(32)]));
+  let t: TestApp;
+  let base: string;
+
+  beforeAll(async () => {
+    const env = Object.fromEntries([...secrets].map(([m, s]) => [`NANOGRIDATA_SECRET_${m.toString(16)}`, s.toString('hex')]));
+    t = await createTestApp({ env: { ...env, FLUSH_INTERVAL_MS: '50' }, start: true });
+    base = await t.app.listen({ port: 0, host: '127.0.0.1' });
+  });
+
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('delivers frames of every profile that the service accepts and flushes to DuckDB', async () => {
+    const summary = await runSimulation({ target: base, sensors: 6, rate: 200, durationS: 1.5, profile: 'mixed', level: 1, secrets, batchSize: 20, seed: 7 });
+    expect(summary).toMatchObject({ target: 'http', errors: 0, rejected: 0 });
+    expect(summary.sent).toBeGreaterThan(150);
+    expect(summary.accepted).toBe(summary.sent);
+    expect(t.service.store.buffer.counts().rows).toBe(summary.sent);
+    await waitFor(() => t.service.store.buffer.counts().unprocessed === 0, { what: 'flushed' });
+    const sensors = await t.service.analytics.sensors();
+    expect(sensors.count).toBe(6);
+  });
+});
