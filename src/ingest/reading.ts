@@ -1,14 +1,8 @@
 import { z } from 'zod';
+import { timestampInput } from '../timestamps.js';
 import type { Reading } from './pipeline.js';
 
 const SENSOR_ID = /^[\w.:@-]{1,128}$/;
-
-/** A reading's timestamp: Unix seconds or an ISO-8601 date-time; absent = now. */
-export const timestampSchema = z.union([
-  z.number().finite().nonnegative(),
-  z.string().regex(/^\d+(\.\d+)?$/).transform(Number),
-  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s) / 1000),
-]);
 
 const dataObject = z.record(z.string().min(1).max(128), z.unknown());
 
@@ -33,7 +27,7 @@ export const readingSchema = z
   .object({
     sensor_id: z.string().regex(SENSOR_ID, 'sensor_id: 1–128 of letters, digits, _ . : @ -'),
     data: readingDataSchema,
-    timestamp: timestampSchema.optional(),
+    timestamp: timestampInput.optional(),
   })
   .transform((r): Reading => ({ sensor_id: r.sensor_id, data: r.data, timestamp: r.timestamp ?? Date.now() / 1000 }));
 
