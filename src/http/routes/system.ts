@@ -13,6 +13,7 @@ const fileSize = (path: string) => {
 /** Health, metrics, status and the docs index. None of them needs auth, and none scans a table. */
 export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
   const { store, analytics, metrics, config } = deps;
+  const sqlitePing = store.db.prepare('SELECT 1');
   const sqlitePath = join(config.dataDir, 'ocean.db');
   const duckdbPath = join(config.dataDir, 'analytics.duckdb');
 
@@ -28,7 +29,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
     const checks = { sqlite: 'ok', duckdb: 'ok' };
     let buffer = { rows: 0, unprocessed: 0 };
     try {
-      store.db.prepare('SELECT 1').get();
+      sqlitePing.get();
       buffer = store.buffer.counts();
     } catch {
       checks.sqlite = 'unavailable';
