@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runTsx } from '../helpers/run-cli.js';
+import { VECTORS_PATH } from '../helpers/vectors.js';
 
-const VECTORS = new URL('../../../shared/vectors/nanogridata-v1.jsonl', import.meta.url);
-const [first, ...cases] = readFileSync(VECTORS, 'utf8')
+const [first, ...cases] = readFileSync(VECTORS_PATH, 'utf8')
   .split('\n')
   .filter((l) => l.trim() !== '')
   .map((l) => JSON.parse(l) as Record<string, unknown>);

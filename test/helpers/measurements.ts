@@ -1,16 +1,5 @@
 import type { MeasurementRow } from '../../src/analytics/engine.js';
-
-/** Small deterministic PRNG (mulberry32), so generated data and expectations are reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
 
 export const BASE_TS = 1_700_000_000;
 
@@ -32,7 +21,7 @@ export function generateRows(options: {
     { metric: 'humidity', unit: '%' },
   ];
   const span = options.spanS ?? 2 * 86400;
-  const random = prng(options.seed ?? 1);
+  const random = mulberry32(options.seed ?? 1);
   const rows: MeasurementRow[] = [];
   for (let i = 0; i < options.count; i++) {
     const m = metrics[Math.floor(i / sensors.length) % metrics.length]!;

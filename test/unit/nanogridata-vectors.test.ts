@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { NanogridataConfig } from '../../src/config.js';
 import { createDecoder } from '../../src/nanogridata/decoder.js';
+import { SHARED_VECTORS_PATH, VECTORS_COPY_PATH, VECTORS_PATH } from '../helpers/vectors.js';
 
 /** The vectors live in the shared folder beside the repository (also in CI's fresh clone). */
-const VECTORS = new URL('../../../shared/vectors/nanogridata-v1.jsonl', import.meta.url);
 
 interface VectorConfig {
   now: number;
@@ -19,7 +19,7 @@ interface VectorCase {
   config_override?: Partial<Pick<VectorConfig, 'accept_unsigned' | 'max_drift_s'>>;
 }
 
-const [first, ...rest] = readFileSync(VECTORS, 'utf8')
+const [first, ...rest] = readFileSync(VECTORS_PATH, 'utf8')
   .split('\n')
   .filter((line) => line.trim() !== '')
   .map((line) => JSON.parse(line) as unknown);
@@ -60,4 +60,10 @@ describe('Nanogridata v1 shared vectors, in file order through one decoder', () 
       }
     });
   }
+});
+
+describe('the committed copy of the vectors', () => {
+  it.skipIf(SHARED_VECTORS_PATH === undefined)('is identical to shared/vectors (refresh test/fixtures when the contract changes)', () => {
+    expect(readFileSync(VECTORS_COPY_PATH, 'utf8')).toBe(readFileSync(SHARED_VECTORS_PATH!, 'utf8'));
+  });
 });
