@@ -4,7 +4,7 @@
  * record is in DuckDB; as the baseline, in the same run, a bare XREADGROUP + XACK drain of an
  * identical stream. Prints frames/s, records/s, the ratio to the baseline and the service's peak RSS.
  *
- * Options: --frames N (default 200000), --batch N (INGEST_BATCH_SIZE, default 500).
+ * Options: --frames N (default 200000), --batch N (INGEST_BATCH_SIZE, default 1000).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { Redis } from 'ioredis';
 import { pressureFrames, pressureSecret, waitFor } from '../test/helpers/frames.js';
 import { freePort, startRedis } from '../test/helpers/redis-server.js';
 
-const { values } = parseArgs({ options: { frames: { type: 'string', default: '200000' }, batch: { type: 'string', default: '500' } } });
+const { values } = parseArgs({ options: { frames: { type: 'string', default: '200000' }, batch: { type: 'string', default: '1000' } } });
 const FRAMES = Number(values.frames);
 const BATCH = Number(values.batch);
 const ROOT = new URL('../', import.meta.url).pathname;

@@ -69,7 +69,7 @@ const scalars = {
   INGEST_STREAM: z.string().min(1).default('ocean:frames'),
   INGEST_GROUP: z.string().min(1).default('ocean-core'),
   DEAD_LETTER_STREAM: z.string().min(1).default('ocean:frames:dead'),
-  INGEST_BATCH_SIZE: int(1, 10_000).default(500),
+  INGEST_BATCH_SIZE: int(1, 10_000).default(1000),
   INGEST_BLOCK_MS: int(1, 60_000).default(1000),
   INGEST_CLAIM_IDLE_MS: int(1000, 3_600_000).default(30_000),
   INGEST_CONSUMER: z.string().regex(/^[\w.:-]{1,64}$/, 'letters, digits, _ . : - only').optional(),
