@@ -205,6 +205,8 @@ export class StreamConsumer {
   private async process(entries: RawEntry[]): Promise<void> {
     const ids: string[] = [];
     const units: IngestUnit[] = [];
+    /** The stream entry of each unit (an entry of concatenated frames gives several units). */
+    const entryOf: string[] = [];
     const fieldsOf = new Map<string, EntryFields>();
     for (const [rawId, rawFields] of entries) {
       const id = rawId.toString();
@@ -214,7 +216,10 @@ export class StreamConsumer {
       const fields: EntryFields = new Map();
       for (let i = 0; i + 1 < rawFields.length; i += 2) fields.set(rawFields[i]!.toString(), rawFields[i + 1]!);
       fieldsOf.set(id, fields);
-      units.push(...parseStreamEntry(id, fields));
+      for (const unit of parseStreamEntry(id, fields)) {
+        units.push(unit);
+        entryOf.push(id);
+      }
     }
     const outcomes = await this.options.pipeline.ingestUnits(units, 'stream');
 
@@ -223,10 +228,9 @@ export class StreamConsumer {
     outcomes.forEach((outcome, i) => {
       if (outcome.ok) return;
       rejected++;
-      const unit = units[i]!;
-      const entryId = unit.sourceId.slice('stream:'.length).split('/')[0]!;
+      const entryId = entryOf[i]!;
       const original = [...(fieldsOf.get(entryId) ?? [])].flat();
-      multi.xadd(this.cfg.deadLetterStream, '*', 'reason', outcome.reason, 'source_id', entryId, 'unit', unit.sourceId, ...original);
+      multi.xadd(this.cfg.deadLetterStream, '*', 'reason', outcome.reason, 'source_id', entryId, 'unit', units[i]!.sourceId, ...original);
     });
     multi.xack(this.cfg.stream, this.cfg.group, ...ids);
     const results = await multi.exec();
