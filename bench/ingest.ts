@@ -3,10 +3,11 @@
  * stream, drained by Ocean Core (a child process: decode → SQLite buffer → DuckDB) until every
  * record is in DuckDB; as the baseline, in the same run, a bare XREADGROUP + XACK drain of an
  * identical stream. Prints frames/s, records/s, the ratio to the baseline and the service's peak RSS.
+ * The service is the compiled build (`npm run build` runs first), as `npm start` and the image run it.
  *
  * Options: --frames N (default 200000), --batch N (INGEST_BATCH_SIZE, default 1000).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,7 +55,7 @@ const peakRssMb = (pid: number) => {
 async function serviceDrain(redisUrl: string, stream: string, secretEnv: Record<string, string>) {
   const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-ingest-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', 'src/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []), 'dist/main.js'], {
     cwd: ROOT,
     env: { ...process.env, ...secretEnv, PORT: String(port), DATA_DIR: dataDir, REDIS_URL: redisUrl, INGEST_STREAM: stream, INGEST_BATCH_SIZE: String(BATCH), ADMIN_TOKEN: 'bench-admin-token-0123456789', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -83,7 +84,7 @@ async function measureStartup(secretEnv: Record<string, string>): Promise<number
   const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-start-'));
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: ROOT,
     env: { ...process.env, ...secretEnv, PORT: String(port), DATA_DIR: dataDir, ADMIN_TOKEN: 'bench-admin-token-0123456789', LOG_LEVEL: 'warn' },
     stdio: 'ignore',
@@ -98,6 +99,8 @@ async function measureStartup(secretEnv: Record<string, string>): Promise<number
   }
 }
 
+// The service runs as in production: compiled, `node dist/main.js`.
+execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
 const server = await startRedis();
 const redis = new Redis(server.url);
 try {
