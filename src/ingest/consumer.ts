@@ -50,6 +50,7 @@ export class StreamConsumer {
   private lag = 0;
   private lastBatch: IngestStatus['consumer']['last_batch'] = null;
   private lastError: string | null = null;
+  private ackInFlight: Promise<void> | undefined;
 
   constructor(private readonly options: ConsumerOptions) {
     this.cfg = options.config;
@@ -121,6 +122,7 @@ export class StreamConsumer {
         backoff = 100;
       } catch (err) {
         prefetch = undefined;
+        await this.settleAck().catch(() => undefined);
         if (signal.aborted) break;
         const message = err instanceof Error ? err.message : String(err);
         if (message.includes('NOGROUP')) this.groupReady = false;
@@ -134,6 +136,7 @@ export class StreamConsumer {
       }
     }
     await prefetch?.catch(() => undefined);
+    await this.settleAck().catch((err: unknown) => this.log.warn({ err }, 'last ack failed; its entries stay pending'));
   }
 
   private setConnected(connected: boolean): void {
@@ -233,10 +236,24 @@ export class StreamConsumer {
       multi.xadd(this.cfg.deadLetterStream, '*', 'reason', outcome.reason, 'source_id', entryId, 'unit', units[i]!.sourceId, ...original);
     });
     multi.xack(this.cfg.stream, this.cfg.group, ...ids);
-    const results = await multi.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed) throw failed[0];
-    this.lastBatch = { at: new Date().toISOString(), entries: entries.length, accepted: outcomes.length - rejected, rejected };
+    // The batch is durable: its ack may complete while the next batch is decoded and stored. One ack
+    // is in flight at a time; a failed one surfaces here, and its entries, still pending, are read
+    // again from the history (storing them again is a no-op).
+    await this.settleAck();
+    const batch = { at: new Date().toISOString(), entries: entries.length, accepted: outcomes.length - rejected, rejected };
+    this.ackInFlight = multi.exec().then((results) => {
+      const failed = results?.find(([err]) => err);
+      if (failed) throw failed[0];
+      this.lastBatch = batch;
+    });
+    this.ackInFlight.catch(() => undefined);
+  }
+
+  /** Waits for the ack in flight, if any; throws when it failed. */
+  private async settleAck(): Promise<void> {
+    const ack = this.ackInFlight;
+    this.ackInFlight = undefined;
+    await ack;
   }
 
   /**
