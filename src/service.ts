@@ -54,7 +54,8 @@ export async function openService(config: Config, options: { logger: Logger; met
   }
 
   const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { maxRetriesPerRequest: 3, enableAutoPipelining: false, lazyConnect: false })
+    ? // Fail fast while disconnected (HTTP answers 503, the consumer backs off) rather than queue.
+      new Redis(config.redisUrl, { maxRetriesPerRequest: 3, enableOfflineQueue: false })
     : undefined;
   redis?.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
   const replay = redis ? new RedisReplayMemory(redis, `${config.ingest.stream}:replay:`) : new InMemoryReplayMemory();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { UnavailableError } from '../errors.js';
 import type { ReplayCheck, ReplayMemory } from '../nanogridata/types.js';
 
 /**
@@ -45,7 +46,13 @@ export class RedisReplayMemory implements ReplayMemory {
     const ids = items.map((item) => item.messageId ?? `once:${randomUUID()}`);
     const keys = items.map((item) => this.prefix + item.key);
     const args = items.flatMap((item, i) => [ids[i]!, String(Math.max(1, Math.ceil(item.ttlS))), item.remember ? '1' : '0']);
-    const previous = await this.redis.oceanReplayCheck(keys.length, ...keys, ...args);
+    let previous: string[];
+    try {
+      previous = await this.redis.oceanReplayCheck(keys.length, ...keys, ...args);
+    } catch (err) {
+      // Without the shared memory no frame can be accepted safely: the caller answers 503 / retries.
+      throw new UnavailableError(`replay memory unavailable (Redis: ${err instanceof Error ? err.message : String(err)})`);
+    }
     return previous.map((p, i) => p !== '' && p !== ids[i]);
   }
 }

@@ -218,4 +218,14 @@ describe('Redis stream ingest', () => {
     expect(keys.length).toBe(1);
     expect(await redis.ttl(keys[0]!)).toBeGreaterThan(0);
   });
+
+  it('answers 503 to HTTP frames and stores nothing while the shared replay memory is unreachable', async () => {
+    const t = await start();
+    const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
+    await redisServer.stop();
+    const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ error: 'unavailable', statusCode: 503 });
+    expect(t.service.store.buffer.counts().rows).toBe(0);
+  });
 });
