@@ -25,6 +25,15 @@ function isMeasurement(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v);
 }
 
+/**
+ * An entry's own time: Unix seconds in the range of the header's u32 timestamp. The spec bounds only
+ * the header by the drift window; a reading time far outside any clock (1e300, negative) would be
+ * accepted, signed, and then fail in every store downstream, so it is a `bad_payload` here.
+ */
+function isEntryTime(v: unknown): v is number {
+  return isMeasurement(v) && v >= 0 && v <= 0xffffffff;
+}
+
 /** Appends the records of `entries: [{ts?, <valueKey>}]`; false when the shape is wrong. */
 function appendEntries(
   out: MeasurementRecord[],
@@ -42,7 +51,7 @@ function appendEntries(
     if (!isMeasurement(value)) return false;
     let ts = headerTs;
     if ('ts' in entry) {
-      if (!isMeasurement(entry.ts)) return false;
+      if (!isEntryTime(entry.ts)) return false;
       ts = entry.ts;
     }
     out.push({ sensor_id: sensorId, metric, unit, ts, value });

@@ -42,7 +42,8 @@ const measurement = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }).filter(notNegativeZero),
 );
 const entryTs = fc.option(
-  fc.oneof(fc.integer({ min: 0, max: 2 ** 32 }), fc.double({ min: 0, max: 2 ** 33, noNaN: true }).filter(notNegativeZero)),
+  // Entry times in the header's u32 range; outside it an entry is bad_payload (see the test below).
+  fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.double({ min: 0, max: 0xffffffff, noNaN: true }).filter(notNegativeZero)),
   { nil: undefined },
 );
 const entries = fc.array(fc.record({ ts: entryTs, value: measurement }), { maxLength: 6 });
@@ -147,6 +148,15 @@ describe('Nanogridata encode → decode round trip', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('rejects an entry time outside the u32 range of Unix seconds as bad_payload (it would poison every store)', () => {
+    const config = makeConfig();
+    const decoder = createDecoder({ config, now: fixedClock, replay: null });
+    const frame = (ts: number) =>
+      encodeFrame({ modelId: 0x10, level: 1, timestamp: NOW, secret: config.secrets.get(0x10)!, payload: pressurePayload({ deviceId: 'T', entries: [{ ts, value: 1 }] }) });
+    for (const ts of [-1, 2 ** 32, 1e15, 1e300]) expect(decoder.decode(frame(ts)), String(ts)).toEqual({ ok: false, reason: 'bad_payload' });
+    for (const ts of [0, NOW + 0.25, 0xffffffff]) expect(decoder.decode(frame(ts)), String(ts)).toMatchObject({ ok: true });
   });
 
   it('computes the CRC-16/CCITT-FALSE check value 0x29B1 for "123456789"', () => {
