@@ -36,7 +36,7 @@ export interface FramesResult {
 }
 
 /** Numeric fields of a reading become records (metric = key); everything else stays in the raw payload. */
-export function readingRecords(reading: Reading): MeasurementRecord[] {
+function readingRecords(reading: Reading): MeasurementRecord[] {
   const records: MeasurementRecord[] = [];
   for (const [metric, value] of Object.entries(reading.data)) {
     if (typeof value === 'number' && Number.isFinite(value)) {

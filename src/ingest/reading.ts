@@ -7,7 +7,7 @@ const SENSOR_ID = /^[\w.:@-]{1,128}$/;
 const dataObject = z.record(z.string().min(1).max(128), z.unknown());
 
 /** `data` is a JSON object, or JSON text of one (as the original accepted). */
-export const readingDataSchema = z.union([
+const readingDataSchema = z.union([
   dataObject,
   z.string().transform((text, ctx) => {
     try {
