@@ -54,8 +54,8 @@ export async function openService(config: Config, options: { logger: Logger; met
   }
 
   const redis = config.redisUrl
-    ? // Fail fast while disconnected (HTTP answers 503, the consumer backs off) rather than queue.
-      new Redis(config.redisUrl, { maxRetriesPerRequest: 3, enableOfflineQueue: false })
+    ? // Commands wait for a (re)connection, but at most 2 s: then HTTP answers 503 and the consumer backs off.
+      new Redis(config.redisUrl, { maxRetriesPerRequest: 3, commandTimeout: 2000 })
     : undefined;
   redis?.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
   const replay = redis ? new RedisReplayMemory(redis, `${config.ingest.stream}:replay:`) : new InMemoryReplayMemory();

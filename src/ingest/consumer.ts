@@ -60,7 +60,8 @@ export class StreamConsumer {
   start(): void {
     if (this.loop) return;
     // Blocking reads get their own connection; commands queue until it is back (BullMQ's habit).
-    this.reader = this.options.redis.duplicate({ maxRetriesPerRequest: null, lazyConnect: false });
+    // No command timeout here: a blocking read legitimately waits up to blockMs (the watchdog covers hangs).
+    this.reader = this.options.redis.duplicate({ maxRetriesPerRequest: null, commandTimeout: undefined, lazyConnect: false });
     this.reader.on('error', (err: Error) => this.log.debug({ err }, 'reader connection error'));
     this.abort = new AbortController();
     this.loop = this.run(this.abort.signal);
@@ -73,9 +74,12 @@ export class StreamConsumer {
     this.abort.abort();
     clearInterval(this.statsTimer);
     this.statsTimer = undefined;
+    // Ends a blocking read at once (it would otherwise wait out BLOCK, or a Redis outage). Entries it
+    // may have been given stay pending and are read again from the history on the next start; the
+    // batch being stored goes on, on the command connection.
+    this.reader?.disconnect();
     await this.loop;
     this.loop = undefined;
-    this.reader?.disconnect();
     this.reader = undefined;
     this.connected = false;
     this.options.metrics.ingestConnected.set(0);
@@ -165,18 +169,24 @@ export class StreamConsumer {
     args.push('STREAMS', this.cfg.stream, from);
     const call = reader.callBuffer('XREADGROUP', ...args) as Promise<ReadReply>;
     let watchdog: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const { signal } = this.abort;
     const timeout = new Promise<never>((_, reject) => {
       watchdog = setTimeout(() => {
         // A read can hang across a reconnect; drop the connection so the loop starts over.
         reader.disconnect(true);
         reject(new Error('blocking read did not return; reconnecting'));
       }, this.cfg.blockMs + WATCHDOG_GRACE_MS);
+      // A read queued while Redis is away would outlive stop(): give up on it at once.
+      onAbort = () => reject(new Error('consumer stopping'));
+      signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
       const reply = await Promise.race([call, timeout]);
       return reply?.[0]?.[1] ?? [];
     } finally {
       clearTimeout(watchdog);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
       call.catch(() => undefined);
     }
   }
