@@ -1,4 +1,4 @@
-import type { TestApp } from './app.js';
+import { createTestApp, type TestApp } from './app.js';
 
 export interface TestUser {
   id: number;
@@ -28,4 +28,10 @@ export async function createUserWithSession(t: TestApp, username: string): Promi
   if (session.statusCode !== 201) throw new Error(`create session ${username}: ${session.statusCode} ${session.body}`);
   const { token } = session.json<{ token: string }>();
   return { ...user, token, auth: { authorization: `Bearer ${token}` } };
+}
+
+/** A fresh test app with two users, alice and bob, each with a session. */
+export async function appWithAliceAndBob(): Promise<{ t: TestApp; alice: TestUser; bob: TestUser }> {
+  const t = await createTestApp();
+  return { t, alice: await createUserWithSession(t, 'alice'), bob: await createUserWithSession(t, 'bob') };
 }

@@ -1,19 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
+import type { TestApp } from '../helpers/app.js';
+import { appWithAliceAndBob, type TestUser } from '../helpers/sessions.js';
 
 describe('HTTP billing', () => {
   let t: TestApp;
   let alice: TestUser;
   let bob: TestUser;
-  beforeEach(async () => {
-    t = await createTestApp();
-    alice = await createUserWithSession(t, 'alice');
-    bob = await createUserWithSession(t, 'bob');
-  });
-  afterEach(async () => {
-    await t.close();
-  });
+  beforeEach(async () => ({ t, alice, bob } = await appWithAliceAndBob()));
+  afterEach(() => t.close());
 
   const addCredits = (userId: number, query: string, payload?: object, headers: Record<string, string> = t.admin) =>
     t.app.inject({

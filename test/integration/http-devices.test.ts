@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
+import type { TestApp } from '../helpers/app.js';
+import { appWithAliceAndBob, type TestUser } from '../helpers/sessions.js';
 
 const SECRET = 'ab'.repeat(32);
 
@@ -8,14 +8,8 @@ describe('HTTP devices', () => {
   let t: TestApp;
   let alice: TestUser;
   let bob: TestUser;
-  beforeEach(async () => {
-    t = await createTestApp();
-    alice = await createUserWithSession(t, 'alice');
-    bob = await createUserWithSession(t, 'bob');
-  });
-  afterEach(async () => {
-    await t.close();
-  });
+  beforeEach(async () => ({ t, alice, bob } = await appWithAliceAndBob()));
+  afterEach(() => t.close());
 
   const register = (payload: object, headers: Record<string, string> = t.admin) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers, payload });
