@@ -6,7 +6,7 @@ import { timed, type Metrics } from '../metrics.js';
 import type { BufferInsert, IngestSource } from '../operational/buffer.js';
 import type { DeviceActivity } from '../operational/devices.js';
 import type { OperationalStore } from '../operational/store.js';
-import { inspectFrame } from '../nanogridata/decoder.js';
+import { inspectFrame, replayCheckOf, resolveReplay, type PassedInspection } from '../nanogridata/decoder.js';
 import { splitFrames } from './split-frames.js';
 import type { DecodeResult, DecodedFrame, FrameContext, MeasurementRecord, ReplayCheck, ReplayMemory } from '../nanogridata/types.js';
 
@@ -230,7 +230,7 @@ export class IngestPipeline {
     const options = this.decodeOptions();
     const results: Array<DecodeResult | undefined> = new Array(units.length);
     const checks: ReplayCheck[] = [];
-    const pending: Array<{ i: number; result: DecodeResult }> = [];
+    const pending: Array<{ i: number; inspection: PassedInspection }> = [];
     units.forEach((unit, i) => {
       if (unit.kind !== 'frame') return;
       const ctx: FrameContext = {};
@@ -245,18 +245,13 @@ export class IngestPipeline {
         results[i] = { ok: false, reason: inspection.reason };
         return;
       }
-      checks.push({
-        key: inspection.replayKey,
-        ttlS: inspection.replayTtlS,
-        remember: inspection.result.ok,
-        ...(unit.messageId !== undefined ? { messageId: unit.messageId } : {}),
-      });
-      pending.push({ i, result: inspection.result });
+      checks.push(replayCheckOf(inspection, unit.messageId));
+      pending.push({ i, inspection });
     });
     if (checks.length > 0) {
       const replays = await this.options.replay.check(checks);
-      pending.forEach(({ i, result }, k) => {
-        results[i] = replays[k] ? { ok: false, reason: 'replay' } : result;
+      pending.forEach(({ i, inspection }, k) => {
+        results[i] = resolveReplay(inspection, replays[k]!);
       });
     }
     return results;
