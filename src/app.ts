@@ -1,18 +1,15 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import {
-  jsonSchemaTransform,
-  serializerCompiler,
-  validatorCompiler,
-  type FastifyPluginAsyncZod,
-} from 'fastify-type-provider-zod';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { AnalyticsEngine } from './analytics/engine.js';
 import type { Config } from './config.js';
 import { createAuth, type Auth } from './http/auth.js';
+import { registerBodyParsers } from './http/body-parsers.js';
 import { registerErrorHandling } from './http/errors.js';
+import { MethodIndex } from './http/method-not-allowed.js';
 import { analyticsRoutes } from './http/routes/analytics.js';
 import { billingRoutes } from './http/routes/billing.js';
 import { devicesRoutes } from './http/routes/devices.js';
@@ -22,6 +19,7 @@ import { sessionsRoutes } from './http/routes/sessions.js';
 import { systemRoutes } from './http/routes/system.js';
 import { telemetryRoutes } from './http/routes/telemetry.js';
 import { usersRoutes } from './http/routes/users.js';
+import { zodValidatorCompiler } from './http/validation.js';
 import type { IngestPipeline } from './ingest/pipeline.js';
 import type { IngestStatus } from './ingest/status.js';
 import type { Metrics } from './metrics.js';
@@ -63,17 +61,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    // `/users/` reaches `/users` (the original redirected with 307; answering directly is simpler for clients).
+    routerOptions: { ignoreTrailingSlash: true },
   });
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', null);
-  registerErrorHandling(app, deps.metrics);
+  registerBodyParsers(app);
+  const methods = new MethodIndex();
+  registerErrorHandling(app, deps.metrics, methods);
+  const auth = createAuth(deps.adminToken, deps.store);
 
   const routes: Array<{ method: string; url: string; summary?: string }> = [];
   app.addHook('onRoute', (route) => {
+    const routeMethods = Array.isArray(route.method) ? route.method : [route.method];
+    methods.add(route.url, routeMethods);
     if (route.schema?.hide || route.url.startsWith('/docs')) return;
-    const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) {
+    documentAccess(route, auth);
+    for (const method of routeMethods) {
       if (method === 'HEAD') continue;
       routes.push({ method, url: route.url, summary: route.schema?.summary });
     }
@@ -97,7 +102,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         version: '1.0.0',
       },
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: "A user's session token (from /sessions/create), or the admin token" },
+          admin: { type: 'http', scheme: 'bearer', description: 'The admin token (ADMIN_TOKEN or DATA_DIR/admin.token)' },
+        },
       },
       security: [{ bearer: [] }],
     },
@@ -106,7 +114,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const auth = createAuth(deps.adminToken, deps.store);
   const ctx: RouteContext = { deps, auth, routes };
   await app.register(systemRoutes, ctx);
   for (const plugin of [
@@ -122,4 +129,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(plugin, { ...ctx, prefix: API_PREFIX });
   }
   return app;
+}
+
+/**
+ * The OpenAPI security of a route, read from its auth hook so that it cannot drift: admin-only
+ * routes get the `admin` scheme and "(admin)" in their summary; routes without an auth hook are
+ * public (`security: []`, no lock in Swagger UI).
+ */
+function documentAccess(route: RouteOptions, auth: Auth): void {
+  const hooks = [route.onRequest, route.preHandler].flat().filter(Boolean);
+  const schema = (route.schema ??= {}) as { security?: unknown; summary?: string };
+  if (hooks.includes(auth.requireAdmin)) {
+    schema.security = [{ admin: [] }];
+    if (schema.summary && !schema.summary.endsWith('(admin)')) schema.summary += ' (admin)';
+  } else if (!hooks.includes(auth.requireUser)) {
+    schema.security = [];
+  }
 }

@@ -1,6 +1,6 @@
 /**
  * The one error type of the service. Stores and routes throw these; the error handler in
- * http/errors.ts maps them (and validation errors) to `{error, message, statusCode}`.
+ * http/errors.ts maps them (and validation errors) to `{detail, error, message, statusCode}`.
  */
 export class AppError extends Error {
   constructor(
@@ -46,5 +46,28 @@ export class ConflictError extends AppError {
 export class UnavailableError extends AppError {
   constructor(message: string) {
     super('unavailable', 503, message);
+  }
+}
+
+/** Where a request field was: the first element of a validation error's `loc`. */
+export type FieldSource = 'body' | 'query' | 'path' | 'header';
+
+/** One problem with a request, as FastAPI reports it: `loc` = source, then the field path. */
+export interface ValidationIssue {
+  loc: Array<string | number>;
+  msg: string;
+  /** pydantic-style, e.g. `value_error.missing` (see http/validation-issues.ts). */
+  type: string;
+}
+
+/** A request that fails validation: 422 with the list of problems as `detail`. */
+export class ValidationError extends AppError {
+  constructor(readonly issues: ValidationIssue[]) {
+    super('validation_error', 422, issues.map((i) => `${i.loc.join('.')}: ${i.msg}`).join('; '));
+  }
+
+  /** One missing field (a field the schema leaves optional because it may come from two places). */
+  static missing(source: FieldSource, field: string): ValidationError {
+    return new ValidationError([{ loc: [source, field], msg: 'field required', type: 'value_error.missing' }]);
   }
 }

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, ForbiddenError } from '../errors.js';
 import type { OperationalStore } from '../operational/store.js';
 
-export type Principal = { kind: 'admin' } | { kind: 'user'; userId: number; sessionId: string };
+export type Principal = { kind: 'admin' } | { kind: 'user'; userId: string; sessionId: string };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -58,7 +58,7 @@ export function createAuth(adminToken: string, store: Pick<OperationalStore, 'se
       authenticate(request);
     },
     /** Throws 403 unless the caller is admin or the user itself. */
-    assertUser(request: FastifyRequest, userId: number): void {
+    assertUser(request: FastifyRequest, userId: string): void {
       const p = request.principal;
       if (p?.kind === 'admin') return;
       if (p?.kind === 'user' && p.userId === userId) return;
@@ -69,6 +69,16 @@ export function createAuth(adminToken: string, store: Pick<OperationalStore, 'se
       const p = request.principal;
       if (p?.kind === 'admin') return;
       if (p?.kind === 'user' && store.devices.ownerOf(sensorId) === p.userId) return;
+      throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
+    },
+    /**
+     * As assertSensor, but a sensor nobody owns yet becomes the calling user's, as a first
+     * ingest does: the devices store's claim decides (one rule for every claiming route).
+     */
+    claimSensor(request: FastifyRequest, sensorId: string): void {
+      const p = request.principal;
+      if (p?.kind === 'admin') return;
+      if (p?.kind === 'user' && store.devices.claimForUser(sensorId, p.userId)) return;
       throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
     },
     /** The sensors the caller may read: undefined means all (admin). */

@@ -211,7 +211,7 @@ export class IngestPipeline {
       activity.set(a.deviceId, a);
     });
     // Usage is billed to the sensor's owner, once per stored message.
-    const usage = new Map<number, number>();
+    const usage = new Map<string, number>();
     for (const a of activity.values()) {
       this.store.devices.recordActivity(a);
       const owner = this.store.devices.ownerOf(a.deviceId);

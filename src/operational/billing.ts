@@ -1,36 +1,13 @@
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import type { Db } from './db.js';
 import { nowS } from './db.js';
+import type { BillingAccount, CreditChange, LedgerEntry } from './schemas.js';
 import { isoFromS } from './time.js';
 
-export interface BillingAccount {
-  user_id: number;
-  plan: string;
-  credits: number;
-  /** Measurement records ingested by the user. */
-  usage: number;
-  /** ISO 8601, UTC. */
-  updated_at: string;
-}
+export type { BillingAccount, CreditChange, LedgerEntry } from './schemas.js';
 
-export interface LedgerEntry {
-  id: number;
-  delta: number;
-  balance_after: number;
-  reason: string | null;
-  /** ISO 8601, UTC. */
-  created_at: string;
-}
-
-export interface CreditChange {
-  user_id: number;
-  delta: number;
-  /** The balance after the change. */
-  credits: number;
-  ledger_id: number;
-}
-
-interface AccountRow extends Omit<BillingAccount, 'updated_at'> {
+interface AccountRow extends Omit<BillingAccount, 'created_at' | 'updated_at'> {
+  created_at: number;
   updated_at: number;
 }
 interface LedgerRow extends Omit<LedgerEntry, 'created_at'> {
@@ -42,26 +19,26 @@ interface LedgerRow extends Omit<LedgerEntry, 'created_at'> {
  * change and its ledger row are written in one IMMEDIATE transaction; the balance never goes below 0.
  */
 export function createBilling(db: Db) {
-  const account = db.prepare<[number], AccountRow>(
-    'SELECT user_id, plan, credits, usage, updated_at FROM billing WHERE user_id = ?',
+  const account = db.prepare<[string], AccountRow>(
+    'SELECT id, user_id, plan, credits, usage, created_at, updated_at FROM billing WHERE user_id = ?',
   );
-  const exists = db.prepare<[number], { one: number }>('SELECT 1 AS one FROM billing WHERE user_id = ?');
+  const exists = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM billing WHERE user_id = ?');
   // The guard in the WHERE clause makes "never below 0" (and never past 2^53) part of the update itself.
-  const applyDelta = db.prepare<[{ userId: number; delta: number; now: number }], { credits: number }>(
+  const applyDelta = db.prepare<[{ userId: string; delta: number; now: number }], { credits: number }>(
     `UPDATE billing SET credits = credits + @delta, updated_at = @now
      WHERE user_id = @userId AND credits + @delta >= 0 AND credits + @delta <= 9007199254740991
      RETURNING credits`,
   );
-  const appendLedger = db.prepare<[number, number, number, string | null, number]>(
+  const appendLedger = db.prepare<[string, number, number, string | null, number]>(
     'INSERT INTO billing_ledger(user_id, delta, balance_after, reason, created_at) VALUES (?, ?, ?, ?, ?)',
   );
-  const ledgerPage = db.prepare<[number, number, number], LedgerRow>(
+  const ledgerPage = db.prepare<[string, number, number], LedgerRow>(
     `SELECT id, delta, balance_after, reason, created_at FROM billing_ledger
      WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
   );
-  const addUsage = db.prepare<[number, number, number]>('UPDATE billing SET usage = usage + ?, updated_at = ? WHERE user_id = ?');
+  const addUsage = db.prepare<[number, number, string]>('UPDATE billing SET usage = usage + ?, updated_at = ? WHERE user_id = ?');
 
-  const change = db.transaction((userId: number, delta: number, reason: string | null): CreditChange => {
+  const change = db.transaction((userId: string, delta: number, reason: string | null): CreditChange => {
     const now = nowS();
     const updated = applyDelta.get({ userId, delta, now });
     if (!updated) {
@@ -74,27 +51,27 @@ export function createBilling(db: Db) {
   });
 
   return {
-    get(userId: number): BillingAccount | undefined {
+    get(userId: string): BillingAccount | undefined {
       const row = account.get(userId);
-      return row && { ...row, updated_at: isoFromS(row.updated_at) };
+      return row && { ...row, created_at: isoFromS(row.created_at), updated_at: isoFromS(row.updated_at) };
     },
     /**
      * Adds `amount` credits (negative debits) and appends one ledger row, atomically. Refuses 0,
      * and a debit past the balance (409 insufficient_credits) without changing anything.
      */
-    addCredits(userId: number, amount: number, reason?: string): CreditChange {
+    addCredits(userId: string, amount: number, reason?: string): CreditChange {
       if (!Number.isSafeInteger(amount)) throw new BadRequestError('amount must be an integer');
       if (amount === 0) throw new BadRequestError('amount must not be 0');
       return change.immediate(userId, amount, reason ?? null);
     },
     /** Ledger entries, newest first; `before` is the id to continue below. */
-    ledger(userId: number, options: { limit: number; before?: number }): LedgerEntry[] {
+    ledger(userId: string, options: { limit: number; before?: number }): LedgerEntry[] {
       return ledgerPage
         .all(userId, options.before ?? Number.MAX_SAFE_INTEGER, options.limit)
         .map((r) => ({ ...r, created_at: isoFromS(r.created_at) }));
     },
     /** Counts ingested records against the user. Runs inside the caller's (ingest batch) transaction. */
-    addUsage(userId: number, n: number): void {
+    addUsage(userId: string, n: number): void {
       if (n !== 0) addUsage.run(n, nowS(), userId);
     },
   };

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -8,6 +9,9 @@ export type Db = Database.Database;
  * Numbered migrations; `PRAGMA user_version` records how many have run.
  * Append only: never edit a migration that has shipped.
  * Times are Unix epoch seconds (REAL where sub-second matters, INTEGER otherwise).
+ * A migration may call ocean_uuid() (a random UUID v4, registered by openOperationalDb).
+ * Migrations run with foreign keys off (SQLite's procedure for rebuilding a referenced table);
+ * each is checked with foreign_key_check before it commits.
  */
 const MIGRATIONS: string[] = [
   /* 1: operational schema */ `
@@ -116,6 +120,100 @@ const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   INSERT INTO counters(name, value) VALUES ('buffer_rows', 0), ('buffer_unprocessed', 0), ('flushed_through', 0);
   `,
+
+  /*
+   * 2: user ids become UUID text (as the original's), and the columns its answers need. Every
+   * table that names a user is rebuilt keeping every row: each user gets a fresh UUID, its old
+   * integer id stays in users.legacy_id (to map references kept outside Ocean Core), and
+   * billing, billing_ledger, sessions and devices.owner_id are mapped through it. Ledger ids
+   * are kept (AUTOINCREMENT continues above them).
+   */ `
+  CREATE TABLE users_v2 (
+    id          TEXT PRIMARY KEY,
+    legacy_id   INTEGER UNIQUE,
+    username    TEXT NOT NULL UNIQUE,
+    email       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    status      TEXT NOT NULL DEFAULT 'active',
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+  );
+  INSERT INTO users_v2(id, legacy_id, username, email, created_at, updated_at)
+    SELECT ocean_uuid(), id, username, email, created_at, created_at FROM users ORDER BY id;
+
+  CREATE TABLE billing_v2 (
+    id          TEXT NOT NULL UNIQUE,
+    user_id     TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    plan        TEXT NOT NULL DEFAULT 'free',
+    credits     INTEGER NOT NULL DEFAULT 0 CHECK (credits >= 0),
+    usage       INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+  );
+  -- A billing row was created with its user: that is its creation time.
+  INSERT INTO billing_v2(id, user_id, plan, credits, usage, created_at, updated_at)
+    SELECT ocean_uuid(), u.id, b.plan, b.credits, b.usage, u.created_at, b.updated_at
+    FROM billing b JOIN users_v2 u ON u.legacy_id = b.user_id;
+
+  CREATE TABLE billing_ledger_v2 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    delta         INTEGER NOT NULL,
+    balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+    reason        TEXT,
+    created_at    INTEGER NOT NULL
+  );
+  INSERT INTO billing_ledger_v2(id, user_id, delta, balance_after, reason, created_at)
+    SELECT l.id, u.id, l.delta, l.balance_after, l.reason, l.created_at
+    FROM billing_ledger l JOIN users_v2 u ON u.legacy_id = l.user_id ORDER BY l.id;
+
+  CREATE TABLE sessions_v2 (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash    BLOB NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    revoked_at    INTEGER,
+    -- Moved forward by validation, at most once a minute per session.
+    last_activity INTEGER NOT NULL
+  );
+  INSERT INTO sessions_v2(id, user_id, token_hash, created_at, expires_at, revoked_at, last_activity)
+    SELECT s.id, u.id, s.token_hash, s.created_at, s.expires_at, s.revoked_at, s.created_at
+    FROM sessions s JOIN users_v2 u ON u.legacy_id = s.user_id;
+
+  CREATE TABLE devices_v2 (
+    device_id    TEXT PRIMARY KEY,
+    owner_id     TEXT REFERENCES users(id) ON DELETE SET NULL,
+    model_id     INTEGER,
+    secret       BLOB,
+    lab_id       TEXT,
+    created_at   INTEGER NOT NULL,
+    last_seen    REAL,
+    frames       INTEGER NOT NULL DEFAULT 0,
+    records      INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  INSERT INTO devices_v2(device_id, owner_id, model_id, secret, lab_id, created_at, last_seen, frames, records)
+    SELECT d.device_id, u.id, d.model_id, d.secret, d.lab_id, d.created_at, d.last_seen, d.frames, d.records
+    FROM devices d LEFT JOIN users_v2 u ON u.legacy_id = d.owner_id;
+
+  DROP TABLE devices;
+  DROP TABLE sessions;
+  DROP TABLE billing_ledger;
+  DROP TABLE billing;
+  DROP TABLE users;
+  ALTER TABLE users_v2 RENAME TO users;
+  ALTER TABLE billing_v2 RENAME TO billing;
+  ALTER TABLE billing_ledger_v2 RENAME TO billing_ledger;
+  ALTER TABLE sessions_v2 RENAME TO sessions;
+  ALTER TABLE devices_v2 RENAME TO devices;
+
+  CREATE INDEX billing_ledger_user ON billing_ledger(user_id, id);
+  CREATE TRIGGER billing_ledger_no_update BEFORE UPDATE ON billing_ledger
+    BEGIN SELECT RAISE(ABORT, 'billing_ledger is append-only'); END;
+  CREATE TRIGGER billing_ledger_no_delete BEFORE DELETE ON billing_ledger
+    BEGIN SELECT RAISE(ABORT, 'billing_ledger is append-only'); END;
+  CREATE INDEX sessions_user ON sessions(user_id);
+  CREATE INDEX devices_owner ON devices(owner_id);
+  `,
 ];
 
 /**
@@ -129,6 +227,7 @@ export function openOperationalDb(path: string): Db {
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  db.function('ocean_uuid', { deterministic: false }, () => randomUUID());
   migrate(db);
   return db;
 }
@@ -138,11 +237,20 @@ function migrate(db: Db): void {
   if (current > MIGRATIONS.length) {
     throw new Error(`database schema version ${current} is newer than this build (${MIGRATIONS.length})`);
   }
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[version]!);
-      db.pragma(`user_version = ${version + 1}`);
-    })();
+  if (current === MIGRATIONS.length) return;
+  // Outside any transaction: SQLite ignores this pragma inside one.
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[version]!);
+        const broken = db.pragma('foreign_key_check') as unknown[];
+        if (broken.length > 0) throw new Error(`migration ${version + 1} left ${broken.length} broken references: ${JSON.stringify(broken.slice(0, 5))}`);
+        db.pragma(`user_version = ${version + 1}`);
+      })();
+    }
+  } finally {
+    db.pragma('foreign_keys = ON');
   }
 }
 

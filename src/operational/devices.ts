@@ -3,7 +3,7 @@ import { nowS } from './db.js';
 
 export interface Device {
   device_id: string;
-  owner_id: number | null;
+  owner_id: string | null;
   model_id: number | null;
   lab_id: string | null;
   has_secret: boolean;
@@ -33,14 +33,14 @@ export interface DeviceActivity {
  */
 export function createDevices(db: Db) {
   const byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE device_id = ?');
-  const ownerOf = db.prepare<[string], { owner_id: number | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
+  const ownerOf = db.prepare<[string], { owner_id: string | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
   const secretOf = db.prepare<[string], { secret: Buffer | null }>('SELECT secret FROM devices WHERE device_id = ?');
-  const upsert = db.prepare<[string, number | null, number | null, Buffer | null, string | null, number]>(
+  const upsert = db.prepare<[string, string | null, number | null, Buffer | null, string | null, number]>(
     `INSERT INTO devices(device_id, owner_id, model_id, secret, lab_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT(device_id) DO UPDATE SET owner_id = excluded.owner_id, model_id = coalesce(excluded.model_id, model_id),
        secret = coalesce(excluded.secret, secret), lab_id = coalesce(excluded.lab_id, lab_id)`,
   );
-  const claim = db.prepare<[string, number, number]>(
+  const claim = db.prepare<[string, string, number]>(
     'INSERT INTO devices(device_id, owner_id, created_at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO NOTHING',
   );
   const touch = db.prepare<[DeviceActivity & { now: number }]>(
@@ -50,8 +50,8 @@ export function createDevices(db: Db) {
        records = records + @records, model_id = coalesce(model_id, @modelId), lab_id = coalesce(@labId, lab_id)`,
   );
   const listAll = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY device_id');
-  const listOwned = db.prepare<[number], DeviceRow>('SELECT * FROM devices WHERE owner_id = ? ORDER BY device_id');
-  const ownedIds = db.prepare<[number], { device_id: string }>('SELECT device_id FROM devices WHERE owner_id = ?');
+  const listOwned = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE owner_id = ? ORDER BY device_id');
+  const ownedIds = db.prepare<[string], { device_id: string }>('SELECT device_id FROM devices WHERE owner_id = ?');
 
   const toDevice = ({ secret, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
 
@@ -61,14 +61,14 @@ export function createDevices(db: Db) {
       return row && toDevice(row);
     },
     /** undefined: unknown device; null: known, no owner. */
-    ownerOf(deviceId: string): number | null | undefined {
+    ownerOf(deviceId: string): string | null | undefined {
       return ownerOf.get(deviceId)?.owner_id;
     },
     secretOf(deviceId: string): Buffer | undefined {
       return secretOf.get(deviceId)?.secret ?? undefined;
     },
     /** Admin registration: creates the device or sets its owner / secret / model. */
-    register(input: { deviceId: string; ownerId: number | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
+    register(input: { deviceId: string; ownerId: string | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
       upsert.run(input.deviceId, input.ownerId, input.modelId ?? null, input.secret ?? null, input.labId ?? null, nowS());
       return toDevice(byId.get(input.deviceId)!);
     },
@@ -76,7 +76,7 @@ export function createDevices(db: Db) {
      * A user's HTTP ingest claims an unknown sensor for that user. Returns false when another user
      * owns it (or an admin registered it without owner).
      */
-    claimForUser(deviceId: string, userId: number): boolean {
+    claimForUser(deviceId: string, userId: string): boolean {
       claim.run(deviceId, userId, nowS());
       return ownerOf.get(deviceId)?.owner_id === userId;
     },
@@ -84,10 +84,10 @@ export function createDevices(db: Db) {
     recordActivity(a: DeviceActivity): void {
       touch.run({ ...a, now: nowS() });
     },
-    list(ownerId?: number): Device[] {
+    list(ownerId?: string): Device[] {
       return (ownerId === undefined ? listAll.all() : listOwned.all(ownerId)).map(toDevice);
     },
-    ownedIds(ownerId: number): string[] {
+    ownedIds(ownerId: string): string[] {
       return ownedIds.all(ownerId).map((r) => r.device_id);
     },
   };

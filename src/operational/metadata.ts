@@ -1,21 +1,9 @@
 import type { Db } from './db.js';
 import { nowS } from './db.js';
+import type { MetadataEntry, Profile } from './schemas.js';
 import { isoFromS } from './time.js';
 
-export interface MetadataEntry {
-  key: string;
-  value: unknown;
-  /** ISO 8601, UTC. */
-  updated_at: string;
-}
-
-export interface Profile {
-  profile_id: string;
-  sensor_id: string;
-  /** ISO 8601, UTC. */
-  timestamp: string;
-  metadata: Record<string, unknown>;
-}
+export type { MetadataEntry, Profile } from './schemas.js';
 
 interface Row {
   key: string;

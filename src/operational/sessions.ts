@@ -2,22 +2,18 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { BadRequestError, NotFoundError } from '../errors.js';
 import type { Db } from './db.js';
 import { nowS } from './db.js';
+import type { CreatedSession } from './schemas.js';
+
+export type { CreatedSession } from './schemas.js';
 
 /** What a valid session token stands for. Times are Unix epoch seconds. */
 export interface SessionInfo {
   session_id: string;
-  user_id: number;
+  user_id: string;
   username: string;
   created_at: number;
   expires_at: number;
-}
-
-export interface CreatedSession {
-  session_id: string;
-  /** Shown once, to the caller of create; only its SHA-256 is stored. */
-  token: string;
-  /** ISO 8601, UTC. */
-  expires_at: string;
+  last_activity: number;
 }
 
 export interface SessionsOptions {
@@ -29,6 +25,8 @@ export interface SessionsOptions {
 /** A token is 32 random bytes, base64url: 43 characters. */
 const TOKEN_BYTES = 32;
 const TOKEN_LENGTH = 43;
+/** last_activity is written at most this often per session, so validation stays a read. */
+export const ACTIVITY_RESOLUTION_S = 60;
 
 const hashToken = (token: string): Buffer => createHash('sha256').update(token).digest();
 
@@ -40,20 +38,21 @@ export function createSessions(db: Db, options: SessionsOptions) {
   const now = options.now ?? nowS;
   const ttlS = options.ttlS;
 
-  const userById = db.prepare<[number], { username: string }>('SELECT username FROM users WHERE id = ?');
-  const insert = db.prepare<[string, number, Buffer, number, number]>(
-    'INSERT INTO sessions(id, user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+  const userById = db.prepare<[string], { username: string }>('SELECT username FROM users WHERE id = ?');
+  const insert = db.prepare<[string, string, Buffer, number, number, number]>(
+    'INSERT INTO sessions(id, user_id, token_hash, created_at, expires_at, last_activity) VALUES (?, ?, ?, ?, ?, ?)',
   );
-  // The one statement behind every authenticated user request: an index lookup, no writes.
+  // The one statement behind every authenticated user request: an index lookup.
   const verify = db.prepare<[Buffer, number], SessionInfo>(
-    `SELECT s.id AS session_id, s.user_id, u.username, s.created_at, s.expires_at
+    `SELECT s.id AS session_id, s.user_id, u.username, s.created_at, s.expires_at, s.last_activity
      FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?`,
   );
-  const byId = db.prepare<[string], { session_id: string; user_id: number; revoked_at: number | null }>(
+  const touch = db.prepare<[number, string]>('UPDATE sessions SET last_activity = ? WHERE id = ?');
+  const byId = db.prepare<[string], { session_id: string; user_id: string; revoked_at: number | null }>(
     'SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE id = ?',
   );
-  const byHash = db.prepare<[Buffer], { session_id: string; user_id: number; revoked_at: number | null }>(
+  const byHash = db.prepare<[Buffer], { session_id: string; user_id: string; revoked_at: number | null }>(
     'SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE token_hash = ?',
   );
   const revoke = db.prepare<[number, string]>('UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
@@ -64,7 +63,7 @@ export function createSessions(db: Db, options: SessionsOptions) {
      * Opens a session for an existing user. The username must be that user's (the original
      * accepted any user id and any name).
      */
-    create(userId: number, username: string): CreatedSession {
+    create(userId: string, username: string): CreatedSession {
       const user = userById.get(userId);
       if (!user) throw new NotFoundError(`user ${userId} not found`);
       if (user.username !== username) {
@@ -74,16 +73,26 @@ export function createSessions(db: Db, options: SessionsOptions) {
       const sessionId = randomUUID();
       const createdAt = now();
       const expiresAt = createdAt + ttlS;
-      insert.run(sessionId, userId, hashToken(token), createdAt, expiresAt);
+      insert.run(sessionId, userId, hashToken(token), createdAt, expiresAt, createdAt);
       return { session_id: sessionId, token, expires_at: new Date(expiresAt * 1000).toISOString() };
     },
-    /** The session a token stands for, or null when unknown, expired or revoked. */
+    /**
+     * The session a token stands for, or null when unknown, expired or revoked. Moves
+     * last_activity forward, writing at most once per ACTIVITY_RESOLUTION_S per session.
+     */
     verify(token: string): SessionInfo | null {
       if (token.length !== TOKEN_LENGTH) return null;
-      return verify.get(hashToken(token), now()) ?? null;
+      const t = now();
+      const session = verify.get(hashToken(token), t);
+      if (!session) return null;
+      if (t - session.last_activity >= ACTIVITY_RESOLUTION_S) {
+        touch.run(t, session.session_id);
+        session.last_activity = t;
+      }
+      return session;
     },
     /** Who a session belongs to (whatever its state), for revocation checks. */
-    find(ref: { sessionId: string } | { token: string }): { session_id: string; user_id: number; revoked: boolean } | undefined {
+    find(ref: { sessionId: string } | { token: string }): { session_id: string; user_id: string; revoked: boolean } | undefined {
       const row = 'sessionId' in ref ? byId.get(ref.sessionId) : byHash.get(hashToken(ref.token));
       return row && { session_id: row.session_id, user_id: row.user_id, revoked: row.revoked_at !== null };
     },

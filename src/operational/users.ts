@@ -1,26 +1,30 @@
 import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
 import { ConflictError } from '../errors.js';
 import type { Db } from './db.js';
 import { nowS } from './db.js';
+import type { User } from './schemas.js';
 import { isoFromS } from './time.js';
 
-/** A user as the API shows it. */
-export interface User {
-  id: number;
-  username: string;
-  email: string;
-  /** ISO 8601, UTC. */
-  created_at: string;
-}
+export type { User } from './schemas.js';
 
 interface UserRow {
-  id: number;
+  id: string;
   username: string;
   email: string;
+  status: 'active';
   created_at: number;
+  updated_at: number;
 }
 
-const toUser = (row: UserRow): User => ({ id: row.id, username: row.username, email: row.email, created_at: isoFromS(row.created_at) });
+const toUser = (row: UserRow): User => ({
+  id: row.id,
+  username: row.username,
+  email: row.email,
+  created_at: isoFromS(row.created_at),
+  updated_at: isoFromS(row.updated_at),
+  status: row.status,
+});
 
 /** Which UNIQUE column a constraint error is about, from SQLite's message ("UNIQUE constraint failed: users.email"). */
 function uniqueColumn(err: unknown): string | undefined {
@@ -28,19 +32,25 @@ function uniqueColumn(err: unknown): string | undefined {
   return /UNIQUE constraint failed: \w+\.(\w+)/.exec(err.message)?.[1] ?? 'unknown';
 }
 
-/** Users. Every user gets its billing row in the same transaction that creates it. */
+const COLUMNS = 'id, username, email, status, created_at, updated_at';
+
+/** Users, with UUID ids. Every user gets its billing row in the same transaction that creates it. */
 export function createUsers(db: Db) {
-  const insertUser = db.prepare<[string, string, number]>('INSERT INTO users(username, email, created_at) VALUES (?, ?, ?)');
-  const insertBilling = db.prepare<[number | bigint, number]>('INSERT INTO billing(user_id, updated_at) VALUES (?, ?)');
-  const byId = db.prepare<[number], UserRow>('SELECT id, username, email, created_at FROM users WHERE id = ?');
-  const page = db.prepare<[number, number], UserRow>(
-    'SELECT id, username, email, created_at FROM users WHERE id > ? ORDER BY id LIMIT ?',
+  const insertUser = db.prepare<[string, string, string, number, number]>(
+    'INSERT INTO users(id, username, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+  );
+  const insertBilling = db.prepare<[string, string, number, number]>(
+    'INSERT INTO billing(id, user_id, created_at, updated_at) VALUES (?, ?, ?, ?)',
+  );
+  const byId = db.prepare<[string], UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = ?`);
+  // Keyset pagination in creation order (rowid follows insertion).
+  const page = db.prepare<[string | null, number], UserRow>(
+    `SELECT ${COLUMNS} FROM users WHERE rowid > coalesce((SELECT rowid FROM users WHERE id = ?), 0) ORDER BY rowid LIMIT ?`,
   );
 
-  const createTx = db.transaction((username: string, email: string, now: number): number => {
-    const { lastInsertRowid } = insertUser.run(username, email, now);
-    insertBilling.run(lastInsertRowid, now);
-    return Number(lastInsertRowid);
+  const createTx = db.transaction((id: string, username: string, email: string, now: number): void => {
+    insertUser.run(id, username, email, now, now);
+    insertBilling.run(randomUUID(), id, now, now);
   });
 
   return {
@@ -49,9 +59,9 @@ export function createUsers(db: Db) {
      * which; the failed transaction is rolled back, so the connection stays fully writable.
      */
     create(input: { username: string; email: string }): User {
-      let id: number;
+      const id = randomUUID();
       try {
-        id = createTx.immediate(input.username, input.email, nowS());
+        createTx.immediate(id, input.username, input.email, nowS());
       } catch (err) {
         const column = uniqueColumn(err);
         if (column === 'username') throw new ConflictError(`username '${input.username}' already exists`);
@@ -61,13 +71,13 @@ export function createUsers(db: Db) {
       }
       return toUser(byId.get(id)!);
     },
-    get(id: number): User | undefined {
+    get(id: string): User | undefined {
       const row = byId.get(id);
       return row && toUser(row);
     },
-    /** Users by id, after `after` (keyset pagination). */
-    list(options: { limit: number; after?: number }): User[] {
-      return page.all(options.after ?? 0, options.limit).map(toUser);
+    /** Users in creation order, after the user `after` (keyset pagination). */
+    list(options: { limit: number; after?: string }): User[] {
+      return page.all(options.after ?? null, options.limit).map(toUser);
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { RoutePlugin } from '../../app.js';
-import { BadRequestError, NotFoundError } from '../../errors.js';
+import { BadRequestError, NotFoundError, ValidationError } from '../../errors.js';
 import {
   addCreditsBody,
   addCreditsQuery,
@@ -25,16 +25,17 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
         params: billingParams,
         querystring: addCreditsQuery,
         body: addCreditsBody,
-        response: { 200: creditChangeSchema, ...errors(400, 401, 403, 404, 409) },
+        response: { 200: creditChangeSchema, ...errors(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request) => {
       const { query, body } = request;
-      if (query.amount !== undefined && body != null && query.amount !== body.amount) {
+      if (query.amount !== undefined && body?.amount !== undefined && query.amount !== body.amount) {
         throw new BadRequestError('amount given twice (query and body) with different values');
       }
       const amount = body?.amount ?? query.amount;
-      if (amount === undefined) throw new BadRequestError('amount is required (query ?amount= or JSON body)');
+      // Required, as in the original; the schema leaves it optional because it may come from either place.
+      if (amount === undefined) throw ValidationError.missing('query', 'amount');
       return billing.addCredits(request.params.user_id, amount, body?.reason ?? query.reason);
     },
   );
@@ -47,7 +48,7 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: "Get a user's billing account",
         tags: ['billing'],
         params: billingParams,
-        response: { 200: billingAccountSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: billingAccountSchema, ...errors(401, 403, 404, 422) },
       },
     },
     async (request) => {
@@ -68,7 +69,7 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['billing'],
         params: billingParams,
         querystring: ledgerQuery,
-        response: { 200: ledgerSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: ledgerSchema, ...errors(401, 403, 404, 422) },
       },
     },
     async (request) => {

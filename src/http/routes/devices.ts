@@ -37,14 +37,14 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Register a device or update its owner, model, lab or secret (the secret is never returned)',
         tags: ['devices'],
         body: registerDeviceBody,
-        response: { 200: deviceSchema, 201: deviceSchema, ...errors(400, 401, 403, 404) },
+        // 200 for a new device too, as every create of the original.
+        response: { 200: deviceSchema, ...errors(401, 403, 404, 422) },
       },
     },
-    async (request, reply) => {
+    async (request) => {
       const body = request.body;
       if (body.owner_id != null && !users.get(body.owner_id)) throw new NotFoundError(`user ${body.owner_id} not found`);
       const existingOwner = devices.ownerOf(body.device_id);
-      const isNew = existingOwner === undefined;
       const ownerId = body.owner_id !== undefined ? body.owner_id : (existingOwner ?? null);
       const device = devices.register({
         deviceId: body.device_id,
@@ -53,7 +53,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
         ...(body.secret !== undefined ? { secret: Buffer.from(body.secret, 'hex') } : {}),
         ...(body.lab_id !== undefined ? { labId: body.lab_id } : {}),
       });
-      return reply.code(isNew ? 201 : 200).send(toJson(device));
+      return toJson(device);
     },
   );
 
@@ -65,7 +65,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: "List devices: the caller's own (admin: all, or one owner's)",
         tags: ['devices'],
         querystring: listDevicesQuery,
-        response: { 200: deviceListSchema, ...errors(400, 401, 403) },
+        response: { 200: deviceListSchema, ...errors(401, 403, 422) },
       },
     },
     async (request) => {
@@ -87,7 +87,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Get a device (its owner or admin)',
         tags: ['devices'],
         params: deviceParams,
-        response: { 200: deviceSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: deviceSchema, ...errors(401, 403, 404, 422) },
       },
     },
     async (request) => {
@@ -108,7 +108,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['devices'],
         params: deviceParams,
         querystring: eventsQuery,
-        response: { 200: eventsSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: eventsSchema, ...errors(401, 403, 404, 422) },
       },
     },
     async (request) => {

@@ -1,5 +1,5 @@
 import type { RoutePlugin } from '../../app.js';
-import { BadRequestError, NotFoundError } from '../../errors.js';
+import { BadRequestError, NotFoundError, ValidationError } from '../../errors.js';
 import { errors } from '../schemas/common.js';
 import {
   metadataEntrySchema,
@@ -22,21 +22,22 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireAdmin,
       schema: {
-        summary: 'Set a metadata value (JSON {value} or ?value=)',
+        summary: 'Set a metadata value (?value= text, or JSON {value})',
         tags: ['metadata'],
         params: metadataParams,
         querystring: setMetadataQuery,
         body: setMetadataBody,
-        response: { 200: setMetadataResponse, ...errors(400, 401, 403) },
+        response: { 200: setMetadataResponse, ...errors(400, 401, 403, 422) },
       },
     },
     async (request) => {
       const { key } = request.params;
-      const fromBody = request.body != null;
-      const fromQuery = request.query.value !== undefined;
-      if (fromBody && fromQuery) throw new BadRequestError('value given twice (query and body)');
-      if (!fromBody && !fromQuery) throw new BadRequestError('value is required (JSON {value} or ?value=)');
-      metadata.set(key, fromBody ? request.body!.value : request.query.value);
+      const bodyValue = request.body?.value ?? undefined; // null is absent, as everywhere
+      const queryValue = request.query.value;
+      if (bodyValue !== undefined && queryValue !== undefined) throw new BadRequestError('value given twice (query and body)');
+      // Required, as in the original; the schema leaves it optional because it may come from either place.
+      if (bodyValue === undefined && queryValue === undefined) throw ValidationError.missing('query', 'value');
+      metadata.set(key, bodyValue !== undefined ? bodyValue : queryValue);
       return { key, set: true as const };
     },
   );
@@ -49,7 +50,7 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Get a metadata value',
         tags: ['metadata'],
         params: metadataParams,
-        response: { 200: metadataEntrySchema, ...errors(400, 401, 404) },
+        response: { 200: metadataEntrySchema, ...errors(401, 404, 422) },
       },
     },
     async (request) => {
@@ -64,23 +65,26 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: "Store (or replace) a profile for one of the caller's sensors",
+        summary: "Store (or replace) a profile for one of the caller's sensors; a sensor nobody owns yet becomes the caller's",
         tags: ['profiles'],
         body: storeProfileBody,
-        response: { 200: storeProfileResponse, ...errors(400, 401, 403) },
+        response: { 200: storeProfileResponse, ...errors(401, 403, 422) },
       },
     },
     async (request) => {
       const { body } = request;
-      auth.assertSensor(request, body.sensor_id);
-      // Replacing a profile also needs access to the sensor it described.
-      const existing = metadata.getProfile(body.profile_id);
-      if (existing && existing.sensor_id !== body.sensor_id) auth.assertSensor(request, existing.sensor_id);
-      metadata.storeProfile({
-        profile_id: body.profile_id,
-        sensor_id: body.sensor_id,
-        metadata: body.metadata,
-        ...(body.timestamp !== undefined ? { timestamp: body.timestamp } : {}),
+      // One transaction: a refused store (403 on the old profile's sensor) leaves no claim behind.
+      deps.store.transaction(() => {
+        // Replacing a profile also needs access to the sensor it described.
+        const existing = metadata.getProfile(body.profile_id);
+        if (existing && existing.sensor_id !== body.sensor_id) auth.assertSensor(request, existing.sensor_id);
+        auth.claimSensor(request, body.sensor_id);
+        metadata.storeProfile({
+          profile_id: body.profile_id,
+          sensor_id: body.sensor_id,
+          metadata: body.metadata,
+          ...(body.timestamp !== undefined ? { timestamp: body.timestamp } : {}),
+        });
       });
       return { profile_id: body.profile_id, stored: true as const };
     },
@@ -94,7 +98,7 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: "Get a profile (of one of the caller's sensors)",
         tags: ['profiles'],
         params: profileParams,
-        response: { 200: profileSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: profileSchema, ...errors(401, 403, 404, 422) },
       },
     },
     async (request) => {

@@ -26,10 +26,10 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Open a session for a user (user_id and username must match)',
         tags: ['sessions'],
         body: createSessionBody,
-        response: { 201: createdSessionSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: createdSessionSchema, ...errors(400, 401, 403, 404, 422) },
       },
     },
-    async (request, reply) => reply.code(201).send(sessions.create(request.body.user_id, request.body.username)),
+    async (request) => sessions.create(request.body.user_id, request.body.username),
   );
 
   app.post(
@@ -42,7 +42,7 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         security: [],
         body: validateBody,
         querystring: validateQuery,
-        response: { 200: validateResponse, ...errors(400, 401) },
+        response: { 200: validateResponse, ...errors(401, 422) },
       },
     },
     async (request) => {
@@ -51,14 +51,17 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
       if (!token) throw new AuthError('no token: send it as Authorization: Bearer, JSON {token} or ?token=');
       const session = sessions.verify(token);
       if (!session) throw new AuthError('invalid or expired token');
+      // The token itself is never echoed back (the original returned it).
       return {
         valid: true as const,
         session: {
-          session_id: session.session_id,
+          id: session.session_id,
           user_id: session.user_id,
-          username: session.username,
           created_at: isoFromS(session.created_at),
           expires_at: isoFromS(session.expires_at),
+          last_activity: isoFromS(session.last_activity),
+          session_id: session.session_id,
+          username: session.username,
         },
       };
     },
@@ -72,7 +75,7 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: "Revoke a session: a user's own (the calling one by default), or any with the admin token",
         tags: ['sessions'],
         body: revokeBody,
-        response: { 200: revokeResponse, ...errors(400, 401, 403, 404) },
+        response: { 200: revokeResponse, ...errors(400, 401, 403, 404, 422) },
       },
     },
     async (request) => {

@@ -16,10 +16,11 @@ export const usersRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Create a user (and its billing account)',
         tags: ['users'],
         body: createUserBody,
-        response: { 201: userSchema, ...errors(400, 401, 403, 409) },
+        // 200, as the original (FastAPI's default for a create).
+        response: { 200: userSchema, ...errors(401, 403, 409, 422) },
       },
     },
-    async (request, reply) => reply.code(201).send(users.create(request.body)),
+    async (request) => users.create(request.body),
   );
 
   app.get(
@@ -31,7 +32,7 @@ export const usersRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Get a user',
         tags: ['users'],
         params: userParams,
-        response: { 200: userSchema, ...errors(400, 401, 403, 404) },
+        response: { 200: userSchema, ...errors(401, 403, 404, 422) },
       },
     },
     async (request) => {

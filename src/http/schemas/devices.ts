@@ -1,23 +1,20 @@
 import { z } from 'zod';
-import { idParam, isoTime, textId } from './common.js';
+import { defaulted, integer, isoTime, optional, rowId, text, textId, userId } from './common.js';
 
 export const registerDeviceBody = z.object({
   device_id: textId,
-  owner_id: idParam.nullable().optional().describe('Owning user; null clears it; omitted keeps the current owner'),
-  model_id: z.number().int().min(0).max(255).optional(),
-  secret: z
-    .string()
-    .regex(/^(?:[0-9a-fA-F]{2}){32,256}$/, 'must be hex, 32 to 256 bytes')
-    .optional()
-    .describe("The device's own frame secret (hex, at least 32 bytes); never returned"),
-  lab_id: z.string().min(1).max(256).optional(),
+  // The one field where null means something: it clears the owner.
+  owner_id: userId.nullable().optional().describe('Owning user; null clears it; omitted keeps the current owner'),
+  model_id: optional(integer().pipe(z.number().min(0).max(255))),
+  secret: optional(z.string().regex(/^(?:[0-9a-fA-F]{2}){32,256}$/, 'must be hex, 32 to 256 bytes')).describe("The device's own frame secret (hex, at least 32 bytes); never returned"),
+  lab_id: optional(text({ max: 256 })),
 });
 export type RegisterDeviceBody = z.infer<typeof registerDeviceBody>;
 
 export const deviceSchema = z
   .object({
     device_id: z.string(),
-    owner_id: z.number().int().nullable(),
+    owner_id: z.string().nullable(),
     model_id: z.number().int().nullable(),
     lab_id: z.string().nullable(),
     has_secret: z.boolean(),
@@ -29,15 +26,15 @@ export const deviceSchema = z
   .describe('Device');
 
 export const listDevicesQuery = z.object({
-  owner_id: idParam.optional().describe('Admin only: devices of this user'),
+  owner_id: optional(userId).describe('Admin only: devices of this user'),
 });
 export const deviceListSchema = z.object({ count: z.number().int(), devices: z.array(deviceSchema) });
 
 export const deviceParams = z.object({ device_id: textId });
 
 export const eventsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  before: idParam.optional(),
+  limit: defaulted(integer().pipe(z.number().min(1).max(1000)), 100),
+  before: optional(rowId),
 });
 
 export const eventsSchema = z.object({

@@ -1,41 +1,30 @@
 import { z } from 'zod';
-import { idParam, isoTime } from './common.js';
+import { optional, text, userId } from './common.js';
 
-/** Empty counts as absent (then the request answers 401, not 400). */
-const token = z.string().max(512);
+export { createdSessionSchema } from '../../operational/schemas.js';
+import { sessionSchema } from '../../operational/schemas.js';
+
+/** Empty counts as absent (then the request answers 401, not 422). */
+const token = optional(text({ min: 0, max: 512 }));
 
 export const createSessionBody = z.object({
-  user_id: idParam,
-  username: z.string().min(1).max(64),
+  user_id: userId,
+  username: text({ max: 64 }),
   /** Accepted for compatibility with the original; not used. */
-  email: z.string().max(254).optional(),
-});
-
-export const createdSessionSchema = z.object({
-  session_id: z.string(),
-  token: z.string().describe('Shown once; only its SHA-256 is stored'),
-  expires_at: isoTime,
+  email: optional(text({ min: 0, max: 254 })).describe('Accepted and ignored, as the original'),
 });
 
 /** The token may come as `Authorization: Bearer`, JSON `{token}` or `?token=`. */
-export const validateBody = z.object({ token }).nullish();
-export const validateQuery = z.object({ token: token.optional() });
+export const validateBody = optional(z.object({ token }));
+export const validateQuery = z.object({ token });
 
-export const sessionInfoSchema = z.object({
-  session_id: z.string(),
-  user_id: z.number().int(),
-  username: z.string(),
-  created_at: isoTime,
-  expires_at: isoTime,
-});
+export const validateResponse = z.object({ valid: z.literal(true), session: sessionSchema }).describe('ValidSession');
 
-export const validateResponse = z.object({ valid: z.literal(true), session: sessionInfoSchema });
-
-export const revokeBody = z
-  .object({
-    session_id: z.string().min(1).max(64).optional(),
-    token: token.optional(),
-  })
-  .nullish();
+export const revokeBody = optional(
+  z.object({
+    session_id: optional(text({ max: 64 })),
+    token,
+  }),
+);
 
 export const revokeResponse = z.object({ session_id: z.string(), revoked: z.literal(true) });

@@ -1,21 +1,13 @@
 import { z } from 'zod';
-import { idParam, isoTime } from './common.js';
+import { text, userId } from './common.js';
 
+export { userSchema } from '../../operational/schemas.js';
+
+/** Any non-empty text, as the original took it; uniqueness is the only other rule (409). */
 export const createUserBody = z.object({
-  username: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$/, 'must be 3-64 letters, digits, _ . or -, starting with a letter or digit'),
-  email: z.email().max(254),
+  username: text({ max: 64 }).describe('Any non-empty text up to 64 characters'),
+  email: text({ max: 254 }).describe('Any non-empty text up to 254 characters (unique whatever its case)'),
 });
 export type CreateUserBody = z.infer<typeof createUserBody>;
 
-export const userParams = z.object({ user_id: idParam });
-
-export const userSchema = z
-  .object({
-    id: z.number().int(),
-    username: z.string(),
-    email: z.string(),
-    created_at: isoTime,
-  })
-  .describe('User');
+export const userParams = z.object({ user_id: userId });

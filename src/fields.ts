@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+/**
+ * Field schemas shared by every request schema (HTTP and analytics alike), written for the
+ * habits of the original's clients: `null` for an optional field means absent, a number is
+ * accepted where text is expected (`"sensor_id": 42`), numeric text where an integer is
+ * (`?amount=5`). http/schemas/common.ts re-exports them for the route schemas.
+ */
+
+/** `null` or absent: both come out as undefined (the original's clients send `null` for "not given"). */
+export function optional<T extends z.ZodType>(schema: T) {
+  return schema.nullish().transform((v): z.output<T> | undefined => (v === null ? undefined : v));
+}
+
+const CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+
+/**
+ * Text, also given as a number (JSON `42` reads as "42", as pydantic coerced it).
+ * `controls: false` refuses control characters.
+ */
+export function text(options: { min?: number; max: number; controls?: boolean }) {
+  let s = z.string().min(options.min ?? 1).max(options.max);
+  if (options.controls === false) s = s.regex(CONTROL, 'must not contain control characters');
+  return z
+    .union([z.string(), z.number().finite()])
+    .transform((v) => (typeof v === 'number' ? String(v) : v))
+    .pipe(s);
+}
+
+/** Sensor, profile, device ids and metadata keys: any non-empty text up to 256 characters but control characters. */
+export const textId = text({ max: 256, controls: false }).describe('1 to 256 characters, no control characters');
+
+/** A user id: the UUID text the API answers (any other text simply names no user). */
+export const userId = text({ max: 64 }).describe('User id (UUID)');
+
+const INTEGER_TEXT = /^\s*[+-]?\d+(?:\.0*)?\s*$/;
+
+/** An integer, also as numeric text (`"5"`, as query strings always are). */
+export function integer() {
+  return z
+    .union([z.number(), z.string().regex(INTEGER_TEXT, 'must be an integer')])
+    .transform((v) => (typeof v === 'number' ? v : Number(v)))
+    .pipe(z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER));
+}
+
+const NUMBER_TEXT = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?\s*$/i;
+
+/** A finite number, also as numeric text. */
+export function number() {
+  return z
+    .union([z.number(), z.string().regex(NUMBER_TEXT, 'must be a number')])
+    .transform((v) => (typeof v === 'number' ? v : Number(v)))
+    .pipe(z.number().finite());
+}
+
+/** A database row id (buffer rows, ledger rows, events): a positive integer, also as text. */
+export const rowId = z
+  .union([z.number(), z.string().regex(/^\s*\d+\s*$/, 'must be a positive integer')])
+  .transform((v) => (typeof v === 'number' ? v : Number(v)))
+  .pipe(z.number().int().positive().max(Number.MAX_SAFE_INTEGER));
+
+export const isoTime = z.string().describe('ISO 8601 time, UTC');
+
+export { timestampInput } from './timestamps.js';
+
+/** Like `optional`, but absent or `null` gives `fallback` (an output value). */
+export function defaulted<T extends z.ZodType>(schema: T, fallback: z.output<T>) {
+  return schema.nullish().transform((v): z.output<T> => (v === null || v === undefined ? fallback : v));
+}
