@@ -1,7 +1,6 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BadRequestError } from '../errors.js';
 import type { SqlRunner } from './engine.js';
 import { Params, matching } from './filters.js';
 import type { ExportFile, ExportFormat, ExportRequest } from './types.js';
@@ -27,7 +26,10 @@ const FORMATS: Record<ExportFormat, { copy: string; select: string; contentType:
   ndjson: { copy: 'FORMAT json', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'application/x-ndjson', extension: 'ndjson' },
 };
 
-export const EXPORT_FORMATS = ['parquet', 'csv', 'json', 'ndjson'] as const satisfies readonly ExportFormat[];
+/** The content type of each format, for the OpenAPI document. */
+export const EXPORT_CONTENT_TYPES = Object.fromEntries(
+  Object.entries(FORMATS).map(([name, f]) => [name, f.contentType]),
+) as Record<ExportFormat, string>;
 
 /**
  * Writes the matching measurements with DuckDB's COPY (parameterised SELECT) into a private
@@ -36,8 +38,8 @@ export const EXPORT_FORMATS = ['parquet', 'csv', 'json', 'ndjson'] as const sati
  * The path is always ours (mkdtemp); a client never names a server path.
  */
 export async function exportMeasurements(db: SqlRunner, request: ExportRequest): Promise<ExportFile> {
+  // The request schema allows only the formats above.
   const format = FORMATS[request.format];
-  if (!format) throw new BadRequestError(`format must be one of ${EXPORT_FORMATS.join(', ')}`, 'invalid_format');
   const p = new Params();
   const source = matching(p, request);
   const dir = await mkdtemp(join(tmpdir(), 'ocean-export-'));

@@ -2,40 +2,42 @@ import { DuckDBIntervalValue, INTERVAL } from '@duckdb/node-api';
 import { BadRequestError } from '../errors.js';
 import type { SqlRunner } from './engine.js';
 import { Params, isoOrNull, matching } from './filters.js';
-import { parseInterval } from './interval.js';
+import { intervalSeconds } from './interval.js';
 import type { Row } from './reader-pool.js';
-import type {
-  Aggregate,
-  Anomalies,
-  Comparison,
-  MetricAggregate,
-  RangeFilter,
-  SensorList,
-  SensorStats,
-  Timeseries,
-} from './types.js';
+import type { Aggregate, Anomalies, Comparison, MetricAggregate, RangeFilter, SensorList, SensorStats, Timeseries } from './types.js';
 
-export const MAX_COMPARE_SENSORS = 100;
-export const MAX_ANOMALY_LIMIT = 10_000;
+/**
+ * The analytics reads. Their inputs are what the request schemas (schemas.ts) accepted, so
+ * nothing is validated again here; every value reaches DuckDB as a bound parameter.
+ */
+
 /** Bucket rows one timeseries answer may hold; past this, ask for a wider interval. */
 export const MAX_TIMESERIES_ROWS = 50_000;
 
 const AGGREGATES = `count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max,
   stddev_samp(value) AS stddev, min(ts) AS first_reading, max(ts) AS last_reading`;
 
+const EMPTY: Aggregate = {
+  count: 0,
+  avg_value: null,
+  min_value: null,
+  max_value: null,
+  stddev_value: null,
+  first_reading: null,
+  last_reading: null,
+};
+
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 function aggregate(row: Row | undefined): Aggregate {
   const count = row ? Number(row.count) : 0;
-  if (!row || count === 0) {
-    return { count: 0, avg: null, min: null, max: null, stddev: null, first_reading: null, last_reading: null };
-  }
+  if (!row || count === 0) return { ...EMPTY };
   return {
     count,
-    avg: num(row.avg),
-    min: num(row.min),
-    max: num(row.max),
-    stddev: num(row.stddev),
+    avg_value: num(row.avg),
+    min_value: num(row.min),
+    max_value: num(row.max),
+    stddev_value: num(row.stddev),
     first_reading: isoOrNull(row.first_reading),
     last_reading: isoOrNull(row.last_reading),
   };
@@ -46,37 +48,34 @@ function aggregate(row: Row | undefined): Aggregate {
  * DuckDB a second grouping of the same rows.
  */
 function combine(groups: readonly MetricAggregate[]): Aggregate {
-  const result = aggregate(undefined);
-  if (groups.length === 0) return result;
+  if (groups.length === 0) return { ...EMPTY };
   let count = 0;
   let sum = 0;
   for (const g of groups) {
     count += g.count;
-    sum += g.avg! * g.count;
+    sum += g.avg_value! * g.count;
   }
   const mean = sum / count;
   let m2 = 0;
   for (const g of groups) {
-    m2 += (g.stddev ?? 0) ** 2 * (g.count - 1) + g.count * (g.avg! - mean) ** 2;
+    m2 += (g.stddev_value ?? 0) ** 2 * (g.count - 1) + g.count * (g.avg_value! - mean) ** 2;
   }
   return {
     count,
-    avg: mean,
-    min: Math.min(...groups.map((g) => g.min!)),
-    max: Math.max(...groups.map((g) => g.max!)),
-    stddev: count > 1 ? Math.sqrt(m2 / (count - 1)) : null,
+    avg_value: mean,
+    min_value: Math.min(...groups.map((g) => g.min_value!)),
+    max_value: Math.max(...groups.map((g) => g.max_value!)),
+    stddev_value: count > 1 ? Math.sqrt(m2 / (count - 1)) : null,
     first_reading: groups.map((g) => g.first_reading!).reduce((a, b) => (a < b ? a : b)),
     last_reading: groups.map((g) => g.last_reading!).reduce((a, b) => (a > b ? a : b)),
   };
 }
 
-function requireSensorId(sensorId: string): void {
-  if (typeof sensorId !== 'string' || sensorId.length === 0) throw new BadRequestError('sensor_id must be a non-empty string');
-}
-
-/** count/avg/min/max/stddev and first/last reading of one sensor, overall and per metric (and unit). */
+/**
+ * count/avg/min/max/stddev and first/last reading of one sensor: every value pooled (what the
+ * original's single-value readings gave), and per metric (and unit).
+ */
 export async function sensorStats(db: SqlRunner, sensorId: string, filter: RangeFilter = {}): Promise<SensorStats> {
-  requireSensorId(sensorId);
   const p = new Params();
   const source = matching(p, { ...filter, sensorId });
   const rows = await db.all(
@@ -86,60 +85,61 @@ export async function sensorStats(db: SqlRunner, sensorId: string, filter: Range
     p.types,
   );
   const metrics = rows.map((row) => ({ metric: String(row.metric), unit: (row.unit as string | null) ?? null, ...aggregate(row) }));
-  return { sensor_id: sensorId, ...combine(metrics), metrics };
+  return { ...combine(metrics), sensor_id: sensorId, metrics };
 }
 
-/** Per-metric count/avg/min/max in time buckets aligned on the Unix epoch. */
+/**
+ * count/avg/min/max in time buckets aligned on the Unix epoch, oldest first: `data` pools every
+ * value of the sensor in a bucket (as the original's SQL did; one metric with `metric`),
+ * `by_metric` has the same per metric. One scan: GROUPING SETS computes both.
+ */
 export async function timeseries(db: SqlRunner, sensorId: string, options: RangeFilter & { interval: string }): Promise<Timeseries> {
-  requireSensorId(sensorId);
-  const seconds = parseInterval(options.interval);
+  const seconds = intervalSeconds(options.interval);
   const p = new Params();
   const source = matching(p, { ...options, sensorId });
   const width = p.add(new DuckDBIntervalValue(0, 0, BigInt(seconds) * 1_000_000n), INTERVAL);
   const limit = p.number(MAX_TIMESERIES_ROWS + 1);
   const rows = await db.all(
     'timeseries',
-    `SELECT time_bucket(${width}, ts, TIMESTAMP '1970-01-01 00:00:00') AS bucket, metric,
+    `SELECT time_bucket(${width}, ts, TIMESTAMP '1970-01-01 00:00:00') AS bucket, metric, grouping(metric) AS pooled,
        count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max
      FROM ${source} AS m
-     GROUP BY bucket, metric ORDER BY bucket, metric LIMIT ${limit}`,
+     GROUP BY GROUPING SETS ((bucket), (bucket, metric))
+     ORDER BY bucket, pooled DESC, metric LIMIT ${limit}`,
     p.values,
     p.types,
   );
   if (rows.length > MAX_TIMESERIES_ROWS) {
     throw new BadRequestError(`more than ${MAX_TIMESERIES_ROWS} buckets: use a wider interval, a metric or a shorter time range`, 'too_many_buckets');
   }
-  return {
-    sensor_id: sensorId,
-    interval: options.interval,
-    interval_seconds: seconds,
-    buckets: rows.map((row) => ({
+  const data: Timeseries['data'] = [];
+  const byMetric: Timeseries['by_metric'] = [];
+  for (const row of rows) {
+    const bucket = {
       bucket: isoOrNull(row.bucket)!,
-      metric: String(row.metric),
+      avg_value: Number(row.avg),
+      min_value: Number(row.min),
+      max_value: Number(row.max),
       count: Number(row.count),
-      avg: Number(row.avg),
-      min: Number(row.min),
-      max: Number(row.max),
-    })),
-  };
+    };
+    if (Number(row.pooled) === 1) data.push(bucket);
+    else byMetric.push({ ...bucket, metric: String(row.metric) });
+  }
+  return { sensor_id: sensorId, interval: options.interval, data, interval_seconds: seconds, by_metric: byMetric };
 }
 
 /**
  * Readings whose z-score against their metric's mean and sample stddev (over the same filter)
- * exceeds the threshold, largest |z| first.
+ * exceeds the threshold, newest first (as the original), at most `limit`.
  */
 export async function anomalies(
   db: SqlRunner,
   sensorId: string,
   options: RangeFilter & { threshold?: number; limit?: number } = {},
 ): Promise<Anomalies> {
-  requireSensorId(sensorId);
+  // Defaults for direct callers; over HTTP the schema has already put them in.
   const threshold = options.threshold ?? 2.0;
   const limit = options.limit ?? 100;
-  if (!Number.isFinite(threshold) || threshold <= 0) throw new BadRequestError('threshold must be a number greater than 0');
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ANOMALY_LIMIT) {
-    throw new BadRequestError(`limit must be an integer from 1 to ${MAX_ANOMALY_LIMIT}`);
-  }
   const p = new Params();
   const source = matching(p, { ...options, sensorId });
   const t = p.number(threshold);
@@ -152,37 +152,47 @@ export async function anomalies(
      SELECT r.ts, r.metric, r.value, (r.value - s.mean) / s.sd AS z_score, s.mean, s.sd
      FROM readings r JOIN stats s ON r.metric = s.metric
      WHERE s.sd > 0 AND abs(r.value - s.mean) > ${t} * s.sd
-     ORDER BY abs(z_score) DESC, r.ts, r.metric
+     ORDER BY r.ts DESC, r.metric
      LIMIT ${n}`,
     p.values,
     p.types,
   );
-  return {
-    sensor_id: sensorId,
-    threshold,
-    anomalies: rows.map((row) => ({
-      ts: isoOrNull(row.ts)!,
-      metric: String(row.metric),
-      value: Number(row.value),
-      z_score: Number(row.z_score),
-      mean: Number(row.mean),
-      stddev: Number(row.sd),
-    })),
-  };
+  const list = rows.map((row) => ({
+    timestamp: isoOrNull(row.ts)!,
+    value: Number(row.value),
+    z_score: Number(row.z_score),
+    metric: String(row.metric),
+    mean: Number(row.mean),
+    stddev: Number(row.sd),
+  }));
+  return { sensor_id: sensorId, threshold, anomalies: list, count: list.length };
 }
 
-/** Aggregates of several sensors side by side, in the order asked; one scan for all of them. */
+/**
+ * The order of `comparison`: descending avg_value, sensors without data last. (A JS object puts
+ * integer-like keys first whatever the insertion order: the compare route's serializer applies
+ * this order again when it writes the keys.)
+ */
+export function byAvgDescending(a: { avg_value: number | null }, b: { avg_value: number | null }): number {
+  if (a.avg_value === null || b.avg_value === null) return (a.avg_value === null ? 1 : 0) - (b.avg_value === null ? 1 : 0);
+  return b.avg_value - a.avg_value;
+}
+
+/**
+ * Aggregates of several sensors, one scan for all of them: `comparison` keyed by sensor in
+ * descending avg_value (sensors without data last), as the original; `sensors` in the order asked.
+ */
 export async function compare(db: SqlRunner, sensorIds: readonly string[], filter: RangeFilter = {}): Promise<Comparison> {
   const ids = [...new Set(sensorIds)];
-  if (ids.length < 1 || ids.length > MAX_COMPARE_SENSORS) {
-    throw new BadRequestError(`compare takes 1 to ${MAX_COMPARE_SENSORS} sensor ids`);
-  }
-  ids.forEach(requireSensorId);
+  if (ids.length === 0) return { comparison: {}, sensors: [] };
   const p = new Params();
   const source = matching(p, { ...filter, sensorIds: ids });
   const rows = await db.all('compare', `SELECT sensor_id, ${AGGREGATES} FROM ${source} AS m GROUP BY sensor_id`, p.values, p.types);
   const bySensor = new Map(rows.map((row) => [String(row.sensor_id), row]));
-  return { sensors: ids.map((id) => ({ sensor_id: id, ...aggregate(bySensor.get(id)) })) };
+  const sensors = ids.map((id) => ({ sensor_id: id, ...aggregate(bySensor.get(id)) }));
+  const comparison: Comparison['comparison'] = {};
+  for (const { sensor_id, ...agg } of [...sensors].sort(byAvgDescending)) comparison[sensor_id] = agg;
+  return { comparison, sensors };
 }
 
 /** Sensors with data, their reading counts, metrics and first/last reading. `sensorIds` limits the list (tenancy). */

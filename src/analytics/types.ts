@@ -1,6 +1,20 @@
 import type { Readable } from 'node:stream';
+import type { Anomalies, Comparison, ExportFormat, RangeFilter, SensorList, SensorStats, Timeseries } from './schemas.js';
 
-/** One measurement as the flusher appends it. */
+/** The answer and filter shapes are declared once, as zod schemas, in schemas.ts. */
+export type {
+  Aggregate,
+  Anomalies,
+  Comparison,
+  ExportFormat,
+  MetricAggregate,
+  RangeFilter,
+  SensorList,
+  SensorStats,
+  Timeseries,
+} from './schemas.js';
+
+/** One measurement as the flusher appends it (a storage row, not an API shape). */
 export interface MeasurementRow {
   /** Id of the SQLite buffer row it came from (several records share one). */
   buffer_id: number;
@@ -14,90 +28,6 @@ export interface MeasurementRow {
   model_id: number | null;
   source: string;
 }
-
-/** Filters every read accepts. Times are Unix seconds; both bounds are inclusive. */
-export interface RangeFilter {
-  metric?: string | undefined;
-  start?: number | undefined;
-  end?: number | undefined;
-}
-
-export interface Aggregate {
-  count: number;
-  avg: number | null;
-  min: number | null;
-  max: number | null;
-  /** Sample standard deviation; null with fewer than two readings. */
-  stddev: number | null;
-  /** ISO-8601 UTC. */
-  first_reading: string | null;
-  last_reading: string | null;
-}
-
-export interface MetricAggregate extends Aggregate {
-  metric: string;
-  unit: string | null;
-}
-
-export interface SensorStats extends Aggregate {
-  sensor_id: string;
-  metrics: MetricAggregate[];
-}
-
-export interface TimeseriesBucket {
-  /** Start of the bucket, ISO-8601 UTC. */
-  bucket: string;
-  metric: string;
-  count: number;
-  avg: number;
-  min: number;
-  max: number;
-}
-
-export interface Timeseries {
-  sensor_id: string;
-  interval: string;
-  interval_seconds: number;
-  buckets: TimeseriesBucket[];
-}
-
-export interface Anomaly {
-  ts: string;
-  metric: string;
-  value: number;
-  z_score: number;
-  mean: number;
-  stddev: number;
-}
-
-export interface Anomalies {
-  sensor_id: string;
-  threshold: number;
-  anomalies: Anomaly[];
-}
-
-export interface SensorAggregate extends Aggregate {
-  sensor_id: string;
-}
-
-export interface Comparison {
-  sensors: SensorAggregate[];
-}
-
-export interface SensorSummary {
-  sensor_id: string;
-  count: number;
-  metrics: string[];
-  first_reading: string;
-  last_reading: string;
-}
-
-export interface SensorList {
-  count: number;
-  sensors: SensorSummary[];
-}
-
-export type ExportFormat = 'parquet' | 'csv' | 'json' | 'ndjson';
 
 export interface ExportRequest extends RangeFilter {
   format: ExportFormat;
@@ -117,10 +47,11 @@ export interface ExportFile {
 /**
  * What routes need from an analytics store. DuckDB implements it (AnalyticsEngine); another
  * backend (e.g. partitioned Parquet or ClickHouse) would implement the same and nothing above
- * this module would change.
+ * this module would change. Inputs are what the request schemas let through.
  */
 export interface AnalyticsStore {
   sensorStats(sensorId: string, filter?: RangeFilter): Promise<SensorStats>;
+  /** `interval` as the timeseries schema accepted it (see interval.ts). */
   timeseries(sensorId: string, options: RangeFilter & { interval: string }): Promise<Timeseries>;
   anomalies(sensorId: string, options?: RangeFilter & { threshold?: number; limit?: number }): Promise<Anomalies>;
   compare(sensorIds: readonly string[], filter?: RangeFilter): Promise<Comparison>;

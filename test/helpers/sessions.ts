@@ -1,7 +1,7 @@
 import { createTestApp, type TestApp } from './app.js';
 
 export interface TestUser {
-  id: number;
+  id: string;
   username: string;
   email: string;
   token: string;
@@ -17,17 +17,17 @@ export async function createUserWithSession(t: TestApp, username: string): Promi
     headers: t.admin,
     payload: { username, email: `${username}@example.com` },
   });
-  if (created.statusCode !== 201) throw new Error(`create user ${username}: ${created.statusCode} ${created.body}`);
-  const user = created.json<{ id: number; username: string; email: string }>();
+  if (created.statusCode !== 200) throw new Error(`create user ${username}: ${created.statusCode} ${created.body}`);
+  const user = created.json<{ id: string; username: string; email: string }>();
   const session = await t.app.inject({
     method: 'POST',
     url: '/api/ocean/sessions/create',
     headers: t.admin,
     payload: { user_id: user.id, username },
   });
-  if (session.statusCode !== 201) throw new Error(`create session ${username}: ${session.statusCode} ${session.body}`);
+  if (session.statusCode !== 200) throw new Error(`create session ${username}: ${session.statusCode} ${session.body}`);
   const { token } = session.json<{ token: string }>();
-  return { ...user, token, auth: { authorization: `Bearer ${token}` } };
+  return { id: user.id, username: user.username, email: user.email, token, auth: { authorization: `Bearer ${token}` } };
 }
 
 /** A fresh test app with two users, alice and bob, each with a session. */

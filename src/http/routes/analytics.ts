@@ -1,4 +1,8 @@
+import type { FastifySerializerCompiler } from 'fastify';
 import type { RoutePlugin } from '../../app.js';
+import { EXPORT_CONTENT_TYPES } from '../../analytics/export.js';
+import { byAvgDescending } from '../../analytics/queries.js';
+import type { Comparison } from '../../analytics/types.js';
 import { errors } from '../schemas/common.js';
 import {
   anomaliesQuery,
@@ -16,6 +20,24 @@ import {
 } from '../schemas/analytics.js';
 
 /**
+ * Writes a compare answer with `comparison`'s keys in descending avg_value. JSON.stringify of an
+ * object would put integer-like sensor ids ("42") first, whatever the order they were added in.
+ */
+const comparisonSerializer: FastifySerializerCompiler<unknown> = () => (data) => {
+  const { comparison, ...rest } = data as Comparison;
+  const entries = Object.entries(comparison)
+    .sort(([, a], [, b]) => byAvgDescending(a, b))
+    .map(([id, agg]) => `${JSON.stringify(id)}:${JSON.stringify(agg)}`);
+  const tail = JSON.stringify(rest).slice(1);
+  return `{"comparison":{${entries.join(',')}}${tail === '}' ? '}' : `,${tail}`}`;
+};
+
+/** Export's 200: the file, in the content type of the format asked. */
+const exportContent = Object.fromEntries(
+  Object.values(EXPORT_CONTENT_TYPES).map((type) => [type.split(';')[0]!, { schema: exportResponse }]),
+);
+
+/**
  * DuckDB analytics. Every read goes through deps.analytics (the analytics store interface), so
  * no SQL lives here. A user reads only the sensors it owns; admin reads all.
  */
@@ -27,11 +49,11 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: 'count, avg, min, max, stddev, first and last reading of a sensor, overall and per metric',
+        summary: 'count, avg_value, min_value, max_value, stddev_value, first and last reading of a sensor, overall and per metric',
         tags: ['analytics'],
         params: sensorParams,
         querystring: statsQuery,
-        response: { 200: statsResponse, ...errors(400, 401, 403) },
+        response: { 200: statsResponse, ...errors(401, 403, 422) },
       },
     },
     async (request) => {
@@ -46,11 +68,11 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: 'Per-metric count/avg/min/max in time buckets (interval like 30s, 5m, 1h, 1d)',
+        summary: 'count/avg/min/max in time buckets, oldest first (interval like 30s, 5m, 1h, 5 minutes, 1 week; default 5m)',
         tags: ['analytics'],
         params: sensorParams,
         querystring: timeseriesQuery,
-        response: { 200: timeseriesResponse, ...errors(400, 401, 403) },
+        response: { 200: timeseriesResponse, ...errors(400, 401, 403, 422) },
       },
     },
     async (request) => {
@@ -65,11 +87,11 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: 'Readings whose z-score against their metric exceeds the threshold, largest first',
+        summary: 'Readings whose z-score against their metric exceeds the threshold, newest first (at most limit, default 100)',
         tags: ['analytics'],
         params: sensorParams,
         querystring: anomaliesQuery,
-        response: { 200: anomaliesResponse, ...errors(400, 401, 403) },
+        response: { 200: anomaliesResponse, ...errors(401, 403, 422) },
       },
     },
     async (request) => {
@@ -83,11 +105,12 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     '/analytics/compare',
     {
       onRequest: auth.requireUser,
+      serializerCompiler: comparisonSerializer,
       schema: {
-        summary: 'Aggregates of 1 to 100 sensors side by side, in the order asked',
+        summary: 'Aggregates of up to 100 sensors, keyed by sensor in descending avg_value',
         tags: ['analytics'],
         body: compareBody,
-        response: { 200: compareResponse, ...errors(400, 401, 403) },
+        response: { 200: compareResponse, ...errors(401, 403, 422) },
       },
     },
     async (request) => {
@@ -119,7 +142,7 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['analytics'],
         querystring: exportQuery,
         // The body is a file stream; Fastify sends streams as they are, without serialising.
-        response: { 200: exportResponse, ...errors(400, 401, 403) },
+        response: { 200: { description: 'The file, as an attachment', content: exportContent }, ...errors(401, 403, 422) },
       },
     },
     async (request, reply) => {

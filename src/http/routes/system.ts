@@ -1,6 +1,8 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RoutePlugin } from '../../app.js';
+import { redocPage } from '../redoc.js';
+import { docsSchema, healthSchema, statusSchema } from '../schemas/system.js';
 
 const fileSize = (path: string) => {
   try {
@@ -10,7 +12,23 @@ const fileSize = (path: string) => {
   }
 };
 
-/** Health, metrics, status and the docs index. None of them needs auth, and none scans a table. */
+const ENGINE = 'sqlite+duckdb';
+const ARCHITECTURE = 'ocean-core-ts';
+
+/**
+ * The original's name for a route, for /api/ocean/docs `endpoints`: method and path words,
+ * e.g. `POST /api/ocean/users` → post_users, `GET /api/ocean/users/:user_id` → get_users_by_user_id.
+ */
+export function endpointName(method: string, url: string): string {
+  const words = url
+    .replace(/^\/api\/ocean/, '')
+    .split('/')
+    .filter(Boolean)
+    .map((segment) => (segment.startsWith(':') ? `by_${segment.slice(1)}` : segment.replace(/[^A-Za-z0-9]+/g, '_')));
+  return [method.toLowerCase(), ...words].join('_');
+}
+
+/** Health, metrics, status and the docs pages. None of them needs auth, and none scans a table. */
 export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
   const { store, analytics, metrics, config } = deps;
   const sqlitePing = store.db.prepare('SELECT 1');
@@ -25,37 +43,43 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
     return { sqlite, duckdb };
   };
 
-  app.get('/health', { schema: { summary: 'Liveness and store health (503 when a store is unusable)' } }, async (_request, reply) => {
-    const checks = { sqlite: 'ok', duckdb: 'ok' };
-    let buffer = { rows: 0, unprocessed: 0 };
-    try {
-      sqlitePing.get();
-      buffer = store.buffer.counts();
-    } catch {
-      checks.sqlite = 'unavailable';
-    }
-    try {
-      await analytics.ping();
-    } catch {
-      checks.duckdb = 'unavailable';
-    }
-    const healthy = checks.sqlite === 'ok' && checks.duckdb === 'ok';
-    const sizes = dbSizes();
-    const ingest = deps.ingestStatus();
-    return reply.code(healthy ? 200 : 503).send({
-      status: healthy ? 'healthy' : 'unhealthy',
-      engine: 'sqlite+duckdb',
-      architecture: 'ocean-core-ts',
-      checks,
-      telemetry_buffer: buffer.rows,
-      telemetry_unprocessed: buffer.unprocessed,
-      db_size_mb: Math.round(((sizes.sqlite + sizes.duckdb) / 1048576) * 100) / 100,
-      ingest: { consumer_connected: ingest.consumer.connected, consumer_enabled: ingest.consumer.enabled },
-      timestamp: new Date().toISOString(),
-    });
-  });
+  app.get(
+    '/health',
+    { schema: { summary: 'Liveness and store health (503 when a store is unusable)', tags: ['system'], response: { 200: healthSchema, 503: healthSchema } } },
+    async (_request, reply) => {
+      const checks = { sqlite: 'ok', duckdb: 'ok' };
+      let buffer = { rows: 0, unprocessed: 0 };
+      try {
+        sqlitePing.get();
+        buffer = store.buffer.counts();
+      } catch {
+        checks.sqlite = 'unavailable';
+      }
+      try {
+        await analytics.ping();
+      } catch {
+        checks.duckdb = 'unavailable';
+      }
+      const healthy = checks.sqlite === 'ok' && checks.duckdb === 'ok';
+      const sizes = dbSizes();
+      const ingest = deps.ingestStatus();
+      return reply.code(healthy ? 200 : 503).send({
+        status: healthy ? ('healthy' as const) : ('unhealthy' as const),
+        engine: ENGINE,
+        architecture: ARCHITECTURE,
+        // The original's field; one process on the embedded engines, no busy loops.
+        cpu_mode: 'efficient',
+        telemetry_buffer: buffer.rows,
+        db_size_mb: Math.round(((sizes.sqlite + sizes.duckdb) / 1048576) * 100) / 100,
+        timestamp: new Date().toISOString(),
+        checks,
+        telemetry_unprocessed: buffer.unprocessed,
+        ingest: { consumer_connected: ingest.consumer.connected, consumer_enabled: ingest.consumer.enabled },
+      });
+    },
+  );
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_request, reply) => {
     const counts = store.buffer.counts();
     metrics.bufferRows.set({ state: 'total' }, counts.rows);
     metrics.bufferRows.set({ state: 'unprocessed' }, counts.unprocessed);
@@ -64,30 +88,55 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
     return metrics.registry.metrics();
   });
 
-  app.get('/api/ocean/status', { schema: { summary: 'Service status, engines, buffer, memory and ingest state' } }, async () => {
-    const memory = process.memoryUsage();
-    const sizes = dbSizes();
-    return {
-      status: 'operational',
-      engines: { operational: 'sqlite', analytics: 'duckdb', stream: config.redisUrl ? 'redis' : 'disabled' },
-      telemetry_buffer: store.buffer.counts(),
-      memory_usage_mb: Math.round((memory.rss / 1048576) * 10) / 10,
-      heap_used_mb: Math.round((memory.heapUsed / 1048576) * 10) / 10,
-      db_size_bytes: sizes,
-      uptime_s: Math.round(process.uptime()),
-      ingest: deps.ingestStatus(),
-      timestamp: new Date().toISOString(),
-    };
-  });
-
-  app.get('/api/ocean/docs', { schema: { summary: 'Architecture summary and endpoint list' } }, async () => ({
-    service: 'Ocean Core',
-    architecture: {
-      ingest: 'Nanogridata frames via Redis Stream (consumer group) or HTTP → SQLite buffer → DuckDB',
-      operational: 'SQLite (WAL): users, sessions, billing + ledger, metadata, devices, telemetry buffer',
-      analytics: 'DuckDB: measurements; stats, time buckets, z-score anomalies, compare, export',
-      observability: 'Prometheus /metrics, OpenAPI /openapi.json, Swagger UI /docs',
+  app.get(
+    '/api/ocean/status',
+    { schema: { summary: 'Service status, engines, buffer, memory and ingest state', tags: ['system'], response: { 200: statusSchema } } },
+    async () => {
+      const memory = process.memoryUsage();
+      const sizes = dbSizes();
+      const buffer = store.buffer.counts();
+      return {
+        status: 'operational' as const,
+        cpu_efficient: true,
+        engine: ENGINE,
+        telemetry_buffer_size: buffer.rows,
+        memory_usage_mb: Math.round((memory.rss / 1048576) * 10) / 10,
+        engines: { operational: 'sqlite', analytics: 'duckdb', stream: config.redisUrl ? 'redis' : 'disabled' },
+        telemetry_buffer: buffer,
+        heap_used_mb: Math.round((memory.heapUsed / 1048576) * 10) / 10,
+        db_size_bytes: sizes,
+        uptime_s: Math.round(process.uptime()),
+        ingest: { ...deps.ingestStatus() },
+        timestamp: new Date().toISOString(),
+      };
     },
-    endpoints: routes.map((r) => ({ method: r.method, path: r.url, ...(r.summary ? { summary: r.summary } : {}) })),
-  }));
+  );
+
+  app.get(
+    '/api/ocean/docs',
+    { schema: { summary: 'Architecture summary and endpoint list', tags: ['system'], response: { 200: docsSchema } } },
+    async () => ({
+      system: 'Ocean Core',
+      architecture:
+        'Nanogridata frames and JSON readings (Redis Stream or HTTP) → SQLite buffer → DuckDB analytics; operational data in SQLite; one process',
+      layers: {
+        ingest: 'Nanogridata frames via Redis Stream (consumer group) or HTTP → SQLite buffer → DuckDB',
+        operational: 'SQLite (WAL): users, sessions, billing + ledger, metadata, devices, telemetry buffer',
+        analytics: 'DuckDB: measurements; stats, time buckets, z-score anomalies, compare, export',
+        observability: 'Prometheus /metrics, OpenAPI /openapi.json, Swagger UI /docs, ReDoc /redoc',
+      },
+      performance: {
+        ingest: 'one SQLite transaction per batch (group commit for single HTTP readings); exactly once into DuckDB',
+        analytics: 'columnar scans over sensor-hashed partitions; every value bound as a parameter',
+        sessions: 'token check is one indexed lookup; last_activity written at most once a minute',
+        memory: 'one process; DuckDB memory bounded by DUCKDB_MEMORY_LIMIT',
+      },
+      endpoints: Object.fromEntries(routes.map((r) => [endpointName(r.method, r.url), `${r.method} ${r.url}`])),
+      routes: routes.map((r) => ({ method: r.method, path: r.url, ...(r.summary ? { summary: r.summary } : {}) })),
+    }),
+  );
+
+  app.get('/redoc', { schema: { summary: 'ReDoc view of the OpenAPI document', tags: ['system'] } }, async (_request, reply) =>
+    reply.type('text/html; charset=utf-8').send(redocPage('/openapi.json', 'Ocean Core')),
+  );
 };

@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { isoTime } from './common.js';
+
+export const healthSchema = z
+  .object({
+    status: z.enum(['healthy', 'unhealthy']).describe('"healthy" when every store answers'),
+    engine: z.string(),
+    architecture: z.string(),
+    cpu_mode: z.string(),
+    telemetry_buffer: z.number().int().describe('Rows in the SQLite telemetry buffer'),
+    db_size_mb: z.number().describe('SQLite and DuckDB files, WAL included'),
+    timestamp: isoTime,
+    checks: z.object({ sqlite: z.string(), duckdb: z.string() }),
+    telemetry_unprocessed: z.number().int().describe('Buffer rows not yet flushed to DuckDB'),
+    ingest: z.object({ consumer_connected: z.boolean(), consumer_enabled: z.boolean() }),
+  })
+  .describe('Health');
+
+export const statusSchema = z
+  .object({
+    status: z.literal('operational'),
+    cpu_efficient: z.boolean(),
+    engine: z.string(),
+    telemetry_buffer_size: z.number().int().describe('Rows in the SQLite telemetry buffer'),
+    memory_usage_mb: z.number().describe('Resident set size'),
+    engines: z.object({ operational: z.string(), analytics: z.string(), stream: z.string() }),
+    telemetry_buffer: z.object({ rows: z.number().int(), unprocessed: z.number().int() }),
+    heap_used_mb: z.number(),
+    db_size_bytes: z.object({ sqlite: z.number().int(), duckdb: z.number().int() }),
+    uptime_s: z.number().int(),
+    ingest: z.record(z.string(), z.unknown()).describe('Consumer and flusher state'),
+    timestamp: isoTime,
+  })
+  .describe('Status');
+
+export const docsSchema = z
+  .object({
+    system: z.string(),
+    architecture: z.string(),
+    layers: z.record(z.string(), z.string()),
+    performance: z.record(z.string(), z.string()),
+    endpoints: z.record(z.string(), z.string()).describe('Name → "METHOD /path", every documented route'),
+    routes: z
+      .array(z.object({ method: z.string(), path: z.string(), summary: z.string().optional() }))
+      .describe('The same routes with their summaries'),
+  })
+  .describe('ServiceDocs');
