@@ -7,7 +7,7 @@ import { openOperationalStore } from '../../src/operational/store.js';
 const [path, userId, times] = process.argv.slice(2);
 const store = openOperationalStore(path!, { sessionTtlS: 3600 });
 try {
-  for (let i = 0; i < Number(times); i++) store.billing.addCredits(Number(userId), 1, `worker ${process.pid}`);
+  for (let i = 0; i < Number(times); i++) store.billing.addCredits(userId!, 1, `worker ${process.pid}`);
 } finally {
   store.close();
 }

@@ -9,16 +9,16 @@ describe('HTTP billing', () => {
   beforeEach(async () => ({ t, alice, bob } = await appWithAliceAndBob()));
   afterEach(() => t.close());
 
-  const addCredits = (userId: number, query: string, payload?: object, headers: Record<string, string> = t.admin) =>
+  const addCredits = (userId: string, query: string, payload?: object, headers: Record<string, string> = t.admin) =>
     t.app.inject({
       method: 'POST',
       url: `/api/ocean/billing/${userId}/add-credits${query}`,
       headers,
       ...(payload ? { payload } : {}),
     });
-  const account = async (userId: number) =>
+  const account = async (userId: string) =>
     (await t.app.inject({ method: 'GET', url: `/api/ocean/billing/${userId}`, headers: t.admin })).json();
-  const ledger = async (userId: number, query = '') =>
+  const ledger = async (userId: string, query = '') =>
     (await t.app.inject({ method: 'GET', url: `/api/ocean/billing/${userId}/ledger${query}`, headers: t.admin })).json();
 
   it('adds credits with ?amount= (as the original) and with a JSON body', async () => {
@@ -79,21 +79,22 @@ describe('HTTP billing', () => {
   });
 
   it.each([
-    ['no amount', '', undefined, 400],
+    ['no amount', '', undefined, 422],
     ['amount 0', '?amount=0', undefined, 400],
-    ['a fractional amount', '?amount=1.5', undefined, 400],
-    ['a non-numeric amount', '?amount=abc', undefined, 400],
-    ['a fractional body amount', '', { amount: 2.5 }, 400],
+    ['a fractional amount', '?amount=1.5', undefined, 422],
+    ['a non-numeric amount', '?amount=abc', undefined, 422],
+    ['a fractional body amount', '', { amount: 2.5 }, 422],
     ['conflicting query and body amounts', '?amount=1', { amount: 2 }, 400],
-  ])('refuses %s with 400', async (_name, query, payload, status) => {
+  ])('refuses %s with %i', async (_name, query, payload, status) => {
     const res = await addCredits(alice.id, query, payload);
     expect(res.statusCode).toBe(status);
-    expect(res.json()).toMatchObject({ statusCode: status, error: expect.any(String), message: expect.any(String) });
+    expect(res.json()).toMatchObject({ statusCode: status, error: expect.any(String), message: expect.any(String), detail: expect.anything() });
+    if (status === 422) expect(res.json().detail[0].loc).toEqual(expect.arrayContaining([expect.stringMatching(/^(query|body)$/), 'amount']));
     expect((await account(alice.id)).credits).toBe(0);
   });
 
   it('answers 404 for an unknown user', async () => {
-    const res = await addCredits(999, '?amount=1');
+    const res = await addCredits('999', '?amount=1');
     expect(res.statusCode).toBe(404);
     expect(res.json().error).toBe('not_found');
   });
@@ -128,6 +129,6 @@ describe('HTTP billing', () => {
     expect(rest.entries.map((e: { delta: number }) => e.delta)).toEqual([3, 2, 1]);
     expect(rest.next_before).toBeNull();
     const bad = await t.app.inject({ method: 'GET', url: `/api/ocean/billing/${alice.id}/ledger?limit=0`, headers: t.admin });
-    expect(bad.statusCode).toBe(400);
+    expect(bad.statusCode).toBe(422);
   });
 });

@@ -15,9 +15,9 @@ describe('HTTP devices', () => {
     t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers, payload });
   const list = (headers: Record<string, string>, query = '') => t.app.inject({ method: 'GET', url: `/api/ocean/devices${query}`, headers });
 
-  it('registers a device (201) with an owner and a secret it never echoes', async () => {
+  it('registers a device (200, as every create) with an owner and a secret it never echoes', async () => {
     const res = await register({ device_id: 'ESP32-001', owner_id: alice.id, model_id: 0x10, secret: SECRET, lab_id: 'LAB-01' });
-    expect(res.statusCode).toBe(201);
+    expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ device_id: 'ESP32-001', owner_id: alice.id, model_id: 16, lab_id: 'LAB-01', has_secret: true, frames: 0, records: 0, last_seen: null });
     expect(res.body).not.toContain(SECRET);
     expect(res.json()).not.toHaveProperty('secret');
@@ -39,15 +39,15 @@ describe('HTTP devices', () => {
     ['a short secret', { device_id: 'D1', secret: 'ab'.repeat(31) }],
     ['a non-hex secret', { device_id: 'D1', secret: 'zz'.repeat(32) }],
     ['a model id past 255', { device_id: 'D1', model_id: 256 }],
-    ['no device id', { owner_id: 1 }],
-  ])('refuses %s (400)', async (_name, payload) => {
+    ['no device id', { owner_id: 'x' }],
+  ])('refuses %s (422)', async (_name, payload) => {
     const res = await register(payload);
-    expect(res.statusCode).toBe(400);
-    expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 400 });
+    expect(res.statusCode).toBe(422);
+    expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 422, detail: [{ loc: ['body', expect.any(String)] }] });
   });
 
   it('refuses an unknown owner (404) and non-admins (401/403)', async () => {
-    expect((await register({ device_id: 'D1', owner_id: 999 })).statusCode).toBe(404);
+    expect((await register({ device_id: 'D1', owner_id: '999' })).statusCode).toBe(404);
     expect((await register({ device_id: 'D1' }, {})).statusCode).toBe(401);
     expect((await register({ device_id: 'D1' }, alice.auth)).statusCode).toBe(403);
     expect(t.service.store.devices.get('D1')).toBeUndefined();

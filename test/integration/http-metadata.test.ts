@@ -30,9 +30,11 @@ describe('HTTP metadata and profiles', () => {
     expect(got.json()).toEqual({ key: 'site', value: { floors: [1, 2], open: true }, updated_at: expect.any(String) });
   });
 
-  it('refuses a set without a value or with two values (400)', async () => {
-    expect((await setMeta('k', {})).statusCode).toBe(400);
-    expect((await setMeta('k', { payload: {} })).statusCode).toBe(400);
+  it('refuses a set without a value (422, as the original) or with two values (400)', async () => {
+    for (const res of [await setMeta('k', {}), await setMeta('k', { payload: {} }), await setMeta('k', { payload: { value: null } })]) {
+      expect(res.statusCode).toBe(422);
+      expect(res.json().detail).toEqual([{ loc: ['query', 'value'], msg: 'field required', type: 'value_error.missing' }]);
+    }
     expect((await setMeta('k', { query: '?value=a', payload: { value: 'b' } })).statusCode).toBe(400);
     expect((await getMeta('k')).statusCode).toBe(404);
   });
@@ -75,7 +77,7 @@ describe('HTTP metadata and profiles', () => {
     expect((await getProfile('p1', t.admin)).statusCode).toBe(200);
   });
 
-  it("refuses profiles of another user's sensor (403), on store and on read, and of a sensor nobody owns", async () => {
+  it("refuses profiles of another user's sensor (403), on store and on read, and of a sensor registered without owner", async () => {
     await ingest(alice, 'alice-s1');
     await ingest(bob, 'bob-s1');
     await storeProfile({ profile_id: 'p1', sensor_id: 'alice-s1', metadata: {} }, alice.auth);
@@ -84,13 +86,36 @@ describe('HTTP metadata and profiles', () => {
     // Bob cannot overwrite Alice's profile by pointing it at his own sensor.
     expect((await storeProfile({ profile_id: 'p1', sensor_id: 'bob-s1', metadata: { x: 1 } }, bob.auth)).statusCode).toBe(403);
     expect((await getProfile('p1', alice.auth)).json()).toMatchObject({ sensor_id: 'alice-s1', metadata: {} });
-    expect((await storeProfile({ profile_id: 'p3', sensor_id: 'nobody', metadata: {} }, alice.auth)).statusCode).toBe(403);
-    // The admin stores and reads anything.
-    expect((await storeProfile({ profile_id: 'p3', sensor_id: 'nobody', metadata: {} }, t.admin)).statusCode).toBe(200);
+    // A sensor the admin registered without an owner is nobody's to claim.
+    await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'ownerless' } });
+    expect((await storeProfile({ profile_id: 'p3', sensor_id: 'ownerless', metadata: {} }, alice.auth)).statusCode).toBe(403);
+    expect(t.service.store.devices.ownerOf('ownerless')).toBeNull();
+    // The admin stores and reads anything, and claims nothing.
+    expect((await storeProfile({ profile_id: 'p3', sensor_id: 'ownerless', metadata: {} }, t.admin)).statusCode).toBe(200);
     expect((await getProfile('p3', t.admin)).statusCode).toBe(200);
+    expect((await storeProfile({ profile_id: 'p4', sensor_id: 'admin-only', metadata: {} }, t.admin)).statusCode).toBe(200);
+    expect(t.service.store.devices.ownerOf('admin-only')).toBeUndefined();
   });
 
-  it('answers 404 for an unknown profile, 401 without a session and 400 for invalid bodies', async () => {
+  it('claims a sensor nobody owns yet for the user storing its profile, as a first ingest does', async () => {
+    expect(t.service.store.devices.ownerOf('fresh-sensor')).toBeUndefined();
+    expect((await storeProfile({ profile_id: 'p1', sensor_id: 'fresh-sensor', metadata: {} }, alice.auth)).statusCode).toBe(200);
+    expect(t.service.store.devices.ownerOf('fresh-sensor')).toBe(alice.id);
+    // Now it is alice's: bob can neither profile it nor ingest into it; alice can.
+    expect((await storeProfile({ profile_id: 'p2', sensor_id: 'fresh-sensor', metadata: {} }, bob.auth)).statusCode).toBe(403);
+    expect((await ingest(bob, 'fresh-sensor')).statusCode).toBe(403);
+    expect((await ingest(alice, 'fresh-sensor')).statusCode).toBe(200);
+  });
+
+  it('leaves no claim behind when the store is refused', async () => {
+    await ingest(alice, 'alice-s1');
+    await storeProfile({ profile_id: 'p1', sensor_id: 'alice-s1', metadata: {} }, alice.auth);
+    // Bob repoints alice's profile at a new sensor: refused, and the new sensor stays unclaimed.
+    expect((await storeProfile({ profile_id: 'p1', sensor_id: 'bob-new', metadata: {} }, bob.auth)).statusCode).toBe(403);
+    expect(t.service.store.devices.ownerOf('bob-new')).toBeUndefined();
+  });
+
+  it('answers 404 for an unknown profile, 401 without a session and 422 for invalid bodies', async () => {
     expect((await getProfile('nope', t.admin)).statusCode).toBe(404);
     expect((await getProfile('nope', {})).statusCode).toBe(401);
     for (const payload of [
@@ -100,8 +125,8 @@ describe('HTTP metadata and profiles', () => {
       { profile_id: '', sensor_id: 's', metadata: {} },
     ]) {
       const res = await storeProfile(payload, t.admin);
-      expect(res.statusCode).toBe(400);
-      expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 400 });
+      expect(res.statusCode).toBe(422);
+      expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 422, detail: [{ loc: ['body', expect.any(String)] }] });
     }
   });
 });

@@ -50,14 +50,18 @@ describe('HTTP service behaviour', () => {
     expect(second.service.store.buffer.counts().rows).toBe(1);
   });
 
-  it('answers unknown routes with 404 in the JSON error shape', async () => {
+  it('answers unknown routes with 404 "Not Found" and a known path with another method 405, in the JSON error shape', async () => {
     const t = await start();
-    for (const [method, url] of [['GET', '/nope'], ['POST', '/api/ocean/nope'], ['DELETE', '/api/ocean/users/1']] as const) {
+    for (const [method, url] of [['GET', '/nope'], ['POST', '/api/ocean/nope'], ['GET', '/api/ocean/users/1/nope']] as const) {
       const res = await t.app.inject({ method, url, headers: t.admin });
       expect(res.statusCode).toBe(404);
       expect(res.headers['content-type']).toMatch(/application\/json/);
-      expect(res.json()).toEqual({ error: 'not_found', message: expect.stringContaining(url), statusCode: 404 });
+      expect(res.json()).toEqual({ detail: 'Not Found', error: 'not_found', message: expect.stringContaining(url), statusCode: 404 });
     }
+    const res = await t.app.inject({ method: 'DELETE', url: '/api/ocean/users/1', headers: t.admin });
+    expect(res.statusCode).toBe(405);
+    expect(res.headers.allow).toBe('GET, HEAD');
+    expect(res.json()).toEqual({ detail: 'Method Not Allowed', error: 'method_not_allowed', message: expect.any(String), statusCode: 405 });
   });
 
   it('refuses a body over the limit with 413 in the JSON error shape', async () => {
@@ -124,7 +128,7 @@ describe('HTTP service behaviour', () => {
 
   it('documents every route it serves, with a summary, in /openapi.json and /api/ocean/docs', async () => {
     const t = await start();
-    const docs = (await t.app.inject({ method: 'GET', url: '/api/ocean/docs' })).json() as { endpoints: Array<{ method: string; path: string; summary?: string }> };
+    const docs = (await t.app.inject({ method: 'GET', url: '/api/ocean/docs' })).json() as { routes: Array<{ method: string; path: string; summary?: string }> };
     const mine = [
       'POST /api/ocean/users',
       'GET /api/ocean/users/:user_id',
@@ -147,7 +151,7 @@ describe('HTTP service behaviour', () => {
       'GET /api/ocean/telemetry/unprocessed',
       'POST /api/ocean/telemetry/mark-processed',
     ];
-    const listed = new Map(docs.endpoints.map((e) => [`${e.method} ${e.path}`, e.summary]));
+    const listed = new Map(docs.routes.map((e) => [`${e.method} ${e.path}`, e.summary]));
     for (const route of mine) expect(listed.get(route), route).toEqual(expect.any(String));
     const openapi = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, { summary?: string }>> };
     expect(openapi.paths['/api/ocean/users/{user_id}']?.['get']?.summary).toBe('Get a user');

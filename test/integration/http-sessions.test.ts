@@ -21,9 +21,9 @@ describe('HTTP sessions', () => {
   const validate = (opts: { url?: string; headers?: Record<string, string>; payload?: object }) =>
     t.app.inject({ method: 'POST', url: opts.url ?? '/api/ocean/sessions/validate', headers: opts.headers ?? {}, ...(opts.payload ? { payload: opts.payload } : {}) });
 
-  it('creates a session (201) whose token validates', async () => {
+  it('creates a session (200, as the original) whose token validates', async () => {
     const res = await create({ user_id: alice.id, username: 'alice' });
-    expect(res.statusCode).toBe(201);
+    expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(body).toEqual({ session_id: expect.any(String), token: expect.stringMatching(/^[\w-]{43}$/), expires_at: expect.any(String) });
     const expiresIn = Date.parse(body.expires_at) - Date.now();
@@ -32,7 +32,7 @@ describe('HTTP sessions', () => {
   });
 
   it('refuses an unknown user_id (404) and a username that does not match (400) — no ghost sessions', async () => {
-    const unknown = await create({ user_id: 999, username: 'ghost' });
+    const unknown = await create({ user_id: '999', username: 'ghost' });
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json()).toMatchObject({ error: 'not_found', statusCode: 404 });
     const mismatch = await create({ user_id: alice.id, username: 'ghost' });
@@ -46,7 +46,18 @@ describe('HTTP sessions', () => {
   });
 
   it('validates a token sent as Bearer header, JSON {token} or ?token=', async () => {
-    const expected = { valid: true, session: { user_id: alice.id, username: 'alice', session_id: expect.any(String), created_at: expect.any(String), expires_at: expect.any(String) } };
+    const expected = {
+      valid: true,
+      session: {
+        id: expect.any(String),
+        user_id: alice.id,
+        created_at: expect.any(String),
+        expires_at: expect.any(String),
+        last_activity: expect.any(String),
+        session_id: expect.any(String),
+        username: 'alice',
+      },
+    };
     const viaHeader = await validate({ headers: alice.auth });
     expect(viaHeader.statusCode).toBe(200);
     expect(viaHeader.json()).toEqual(expected);
@@ -86,6 +97,25 @@ describe('HTTP sessions', () => {
     expect(sessions.verify(s.token)).toBeNull();
   });
 
+  it('moves last_activity forward on validation, writing at most once a minute, and never echoes the token', async () => {
+    let clock = Math.floor(Date.now() / 1000) - 600;
+    const sessions = createSessions(t.service.store.db, { ttlS: 3600, now: () => clock });
+    const s = sessions.create(alice.id, 'alice');
+    const stored = () => t.service.store.db.prepare('SELECT last_activity FROM sessions WHERE id = ?').pluck().get(s.session_id);
+    expect(stored()).toBe(clock);
+    clock += 59;
+    expect(sessions.verify(s.token)!.last_activity).toBe(clock - 59); // within the minute: no write
+    expect(stored()).toBe(clock - 59);
+    clock += 1;
+    expect(sessions.verify(s.token)!.last_activity).toBe(clock);
+    expect(stored()).toBe(clock);
+    // Through the API, with the real clock (ten minutes on): the answer shows the new time.
+    const res = await validate({ payload: { token: s.token } });
+    expect(res.statusCode).toBe(200);
+    expect(Date.parse(res.json().session.last_activity) / 1000).toBeGreaterThanOrEqual(clock + 500);
+    expect(res.body).not.toContain(s.token);
+  });
+
   it('revokes the calling session, after which its token is refused everywhere', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/api/ocean/sessions/revoke', headers: alice.auth });
     expect(res.statusCode).toBe(200);
@@ -97,7 +127,7 @@ describe('HTTP sessions', () => {
   it("lets a user revoke its own other sessions but not another user's (403); the admin revokes any", async () => {
     const second = (await create({ user_id: alice.id, username: 'alice' })).json();
     const bob = await createUserWithSession(t, 'bob');
-    const bobSession = (await validate({ headers: bob.auth })).json().session.session_id;
+    const bobSession = (await validate({ headers: bob.auth })).json().session.id;
     const revoke = (payload: object, headers: Record<string, string>) =>
       t.app.inject({ method: 'POST', url: '/api/ocean/sessions/revoke', headers, payload });
 

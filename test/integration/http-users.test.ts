@@ -3,7 +3,7 @@ import { createTestApp, type TestApp } from '../helpers/app.js';
 import { createUserWithSession } from '../helpers/sessions.js';
 
 const expectErrorShape = (body: unknown, statusCode: number, error?: string) => {
-  expect(body).toMatchObject({ statusCode, error: error ?? expect.any(String), message: expect.any(String) });
+  expect(body).toMatchObject({ statusCode, error: error ?? expect.any(String), message: expect.any(String), detail: expect.anything() });
   expect(JSON.stringify(body)).not.toMatch(/\bat .+\.(ts|js):\d+/); // no stack trace
 };
 
@@ -19,11 +19,18 @@ describe('HTTP users', () => {
   const createUser = (payload: unknown, headers: Record<string, string> = t.admin) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/users', headers, payload: payload as object });
 
-  it('creates a user (201) with its billing account, as admin', async () => {
+  it('creates a user (200, as the original) with a UUID id and its billing account, as admin', async () => {
     const res = await createUser({ username: 'alice', email: 'alice@example.com' });
-    expect(res.statusCode).toBe(201);
+    expect(res.statusCode).toBe(200);
     const user = res.json();
-    expect(user).toEqual({ id: expect.any(Number), username: 'alice', email: 'alice@example.com', created_at: expect.any(String) });
+    expect(user).toEqual({
+      id: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/),
+      username: 'alice',
+      email: 'alice@example.com',
+      created_at: expect.any(String),
+      updated_at: expect.any(String),
+      status: 'active',
+    });
     const billing = await t.app.inject({ method: 'GET', url: `/api/ocean/billing/${user.id}`, headers: t.admin });
     expect(billing.statusCode).toBe(200);
     expect(billing.json()).toMatchObject({ user_id: user.id, credits: 0, plan: 'free' });
@@ -45,27 +52,39 @@ describe('HTTP users', () => {
   });
 
   it.each([
-    ['an invalid email', { username: 'alice', email: 'not-an-email' }, /email/],
-    ['an invalid username', { username: 'a b', email: 'alice@example.com' }, /username/],
-    ['a too short username', { username: 'ab', email: 'alice@example.com' }, /username/],
-    ['a missing email', { username: 'alice' }, /email/],
-  ])('refuses %s with 400 in the JSON error shape', async (_name, payload, field) => {
+    ['an empty email', { username: 'alice', email: '' }, 'email', 'value_error.any_str.min_length'],
+    ['an empty username', { username: '', email: 'alice@example.com' }, 'username', 'value_error.any_str.min_length'],
+    ['a username past 64 characters', { username: 'a'.repeat(65), email: 'alice@example.com' }, 'username', 'value_error.any_str.max_length'],
+    ['an email past 254 characters', { username: 'alice', email: `${'a'.repeat(250)}@x.io` }, 'email', 'value_error.any_str.max_length'],
+    ['a missing email', { username: 'alice' }, 'email', 'value_error.missing'],
+    ['an object for a username', { username: { a: 1 }, email: 'alice@example.com' }, 'username', 'type_error.str'],
+  ])('refuses %s with 422 and FastAPI-style detail', async (_name, payload, field, type) => {
     const res = await createUser(payload);
-    expect(res.statusCode).toBe(400);
+    expect(res.statusCode).toBe(422);
     const body = res.json();
-    expectErrorShape(body, 400, 'validation_error');
+    expectErrorShape(body, 422, 'validation_error');
+    expect(body.detail).toEqual([{ loc: ['body', field], msg: expect.any(String), type }]);
     expect(body.message).toMatch(field);
   });
 
-  it('refuses bad JSON with 400 in the JSON error shape', async () => {
+  it('takes any non-empty text as username and email, as the original', async () => {
+    for (const [username, email] of [['a b', 'not-an-email'], ['ab', 'x'], ['Émile Zola', 'émile@exemple.fr']]) {
+      const res = await createUser({ username, email });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json()).toMatchObject({ username, email });
+    }
+  });
+
+  it('refuses bad JSON with 422 (as FastAPI) in the JSON error shape', async () => {
     const res = await t.app.inject({
       method: 'POST',
       url: '/api/ocean/users',
       headers: { ...t.admin, 'content-type': 'application/json' },
       payload: '{"username": ',
     });
-    expect(res.statusCode).toBe(400);
-    expectErrorShape(res.json(), 400);
+    expect(res.statusCode).toBe(422);
+    expectErrorShape(res.json(), 422);
+    expect(res.json().detail).toEqual([{ loc: ['body'], msg: expect.any(String), type: 'value_error.jsondecode' }]);
   });
 
   it('answers 409 for a duplicate username or email and the database stays writable (ingest still stores)', async () => {
@@ -79,7 +98,7 @@ describe('HTTP users', () => {
     expect(dupEmail.json().message).toMatch(/email/);
 
     // Every kind of write still works afterwards (the original leaked a write lock here).
-    expect((await createUser({ username: 'bob', email: 'bob@example.com' })).statusCode).toBe(201);
+    expect((await createUser({ username: 'bob', email: 'bob@example.com' })).statusCode).toBe(200);
     const credits = await t.app.inject({ method: 'POST', url: `/api/ocean/billing/${alice.id}/add-credits?amount=5`, headers: t.admin });
     expect(credits.statusCode).toBe(200);
     const ingest = await t.app.inject({
@@ -111,12 +130,12 @@ describe('HTTP users', () => {
     expect(badToken.statusCode).toBe(401);
   });
 
-  it('answers 404 for an unknown user and 400 for a non-numeric id', async () => {
-    const missing = await t.app.inject({ method: 'GET', url: '/api/ocean/users/999', headers: t.admin });
-    expect(missing.statusCode).toBe(404);
-    expectErrorShape(missing.json(), 404, 'not_found');
-    const bad = await t.app.inject({ method: 'GET', url: '/api/ocean/users/abc', headers: t.admin });
-    expect(bad.statusCode).toBe(400);
-    expectErrorShape(bad.json(), 400, 'validation_error');
+  it('answers 404 for an unknown user id, whatever text it is', async () => {
+    for (const id of ['999', 'abc', '00000000-0000-4000-8000-000000000000']) {
+      const missing = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${id}`, headers: t.admin });
+      expect(missing.statusCode).toBe(404);
+      expectErrorShape(missing.json(), 404, 'not_found');
+      expect(typeof missing.json().detail).toBe('string');
+    }
   });
 });

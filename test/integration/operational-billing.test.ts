@@ -4,7 +4,7 @@ import { openTempStore, type TempStore } from '../helpers/temp-store.js';
 
 describe('operational billing', () => {
   let t: TempStore;
-  let userId: number;
+  let userId: string;
   beforeEach(() => {
     t = openTempStore();
     userId = t.store.users.create({ username: 'alice', email: 'alice@example.com' }).id;

@@ -13,10 +13,11 @@ describe('operational users', () => {
   it('creates a user with an ISO creation time and reads it back', () => {
     const user = t.store.users.create({ username: 'alice', email: 'alice@example.com' });
     expect(user).toMatchObject({ username: 'alice', email: 'alice@example.com' });
-    expect(typeof user.id).toBe('number');
+    expect(user.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(user).toMatchObject({ status: 'active', updated_at: user.created_at });
     expect(new Date(user.created_at).toISOString()).toBe(user.created_at);
     expect(t.store.users.get(user.id)).toEqual(user);
-    expect(t.store.users.get(user.id + 1000)).toBeUndefined();
+    expect(t.store.users.get(`${user.id}x`)).toBeUndefined();
   });
 
   it('creates the billing row together with the user', () => {
@@ -50,7 +51,7 @@ describe('operational users', () => {
     }
     expect(t.store.db.inTransaction).toBe(false);
     const bob = t.store.users.create({ username: 'bob', email: 'bob@example.com' });
-    expect(bob.id).toBeGreaterThan(alice.id);
+    expect(bob.id).not.toBe(alice.id);
     expect(t.store.billing.addCredits(bob.id, 5).credits).toBe(5);
     expect(t.store.users.list({ limit: 10 }).map((u) => u.username)).toEqual(['alice', 'bob']);
     // Another connection to the same file can take the write lock: nothing holds it.
@@ -62,7 +63,7 @@ describe('operational users', () => {
     }
   });
 
-  it('lists users in id order with keyset pagination', () => {
+  it('lists users in creation order with keyset pagination', () => {
     const ids = ['a1', 'b2', 'c3'].map((u) => t.store.users.create({ username: u, email: `${u}@x.io` }).id);
     expect(t.store.users.list({ limit: 2 }).map((u) => u.id)).toEqual(ids.slice(0, 2));
     expect(t.store.users.list({ limit: 2, after: ids[1] }).map((u) => u.id)).toEqual([ids[2]]);

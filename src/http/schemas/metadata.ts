@@ -6,7 +6,7 @@ export { metadataEntrySchema, profileSchema } from '../../operational/schemas.js
 export const metadataParams = z.object({ key: textId });
 
 /** The value as `?value=` (text, as the original) or JSON `{value}` (any JSON but null). */
-export const setMetadataBody = optional(z.object({ value: z.unknown().describe('Any JSON value; null counts as absent') }));
+export const setMetadataBody = optional(z.object({ value: z.unknown().optional().describe('Any JSON value; null counts as absent') }));
 export const setMetadataQuery = z.object({ value: optional(text({ min: 0, max: 65536 })).describe('The text to store') });
 
 export const setMetadataResponse = z.object({ key: z.string(), set: z.literal(true) });
