@@ -20,7 +20,7 @@ import { pino } from 'pino';
 
 interface Ready {
   port: number;
-  userId: number;
+  userId: string;
   token: string;
 }
 

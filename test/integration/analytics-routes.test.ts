@@ -31,7 +31,7 @@ describe('HTTP analytics', () => {
       ['bob-1', bob.id],
     ] as const) {
       const res = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id, owner_id } });
-      expect(res.statusCode).toBe(201);
+      expect(res.statusCode).toBe(200);
     }
   });
   afterEach(async () => {
@@ -49,9 +49,9 @@ describe('HTTP analytics', () => {
       expect(res.statusCode).toBe(200);
       const body = res.json();
       const e = expectedAggregate(rows.filter((r) => r.sensor_id === 'alice-1'));
-      expect(body).toMatchObject({ sensor_id: 'alice-1', count: e.count, min: e.min, max: e.max, first_reading: iso(e.first!), last_reading: iso(e.last!) });
-      near(body.avg, e.avg!);
-      near(body.stddev, e.stddev!);
+      expect(body).toMatchObject({ sensor_id: 'alice-1', count: e.count, min_value: e.min, max_value: e.max, first_reading: iso(e.first!), last_reading: iso(e.last!) });
+      near(body.avg_value, e.avg!);
+      near(body.stddev_value, e.stddev!);
       expect(body.metrics).toHaveLength(2);
     });
 
@@ -66,20 +66,22 @@ describe('HTTP analytics', () => {
       }
     });
 
-    it('refuses a time that is neither, and start after end, with 400', async () => {
-      expectError(await get(`${A}/sensor/bob-1/stats?start=yesterday`), 400, 'validation_error');
-      expectError(await get(`${A}/sensor/bob-1/stats?start=${BASE_TS + 10}&end=${BASE_TS}`), 400);
+    it('refuses a time that is neither, and start after end, with 422', async () => {
+      expectError(await get(`${A}/sensor/bob-1/stats?start=yesterday`), 422, 'validation_error');
+      const reversed = await get(`${A}/sensor/bob-1/stats?start=${BASE_TS + 10}&end=${BASE_TS}`);
+      expectError(reversed, 422, 'validation_error');
+      expect(reversed.json().detail[0].loc).toEqual(['query', 'start']);
     });
 
     it('answers count 0 and nulls for a sensor without data (admin)', async () => {
       const res = await get(`${A}/sensor/nothing-here/stats`);
       expect(res.statusCode).toBe(200);
-      expect(res.json()).toMatchObject({ count: 0, avg: null, stddev: null, first_reading: null, metrics: [] });
+      expect(res.json()).toMatchObject({ count: 0, avg_value: null, stddev_value: null, first_reading: null, metrics: [] });
     });
   });
 
   describe('timeseries', () => {
-    it('gives one-day 5-minute buckets per metric', async () => {
+    it('gives one-day 5-minute buckets of one metric, oldest first', async () => {
       const start = BASE_TS;
       const end = BASE_TS + 86400;
       const res = await get(`${A}/sensor/alice-2/timeseries?interval=5m&start=${start}&end=${end}&metric=temperature`, alice.auth);
@@ -87,33 +89,43 @@ describe('HTTP analytics', () => {
       const body = res.json();
       expect(body).toMatchObject({ sensor_id: 'alice-2', interval: '5m', interval_seconds: 300 });
       const inRange = rows.filter((r) => r.sensor_id === 'alice-2' && r.metric === 'temperature' && r.ts >= start && r.ts <= end);
-      expect(body.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0)).toBe(inRange.length);
-      const first = body.buckets[0];
+      expect(body.data.reduce((n: number, b: { count: number }) => n + b.count, 0)).toBe(inRange.length);
+      const first = body.data[0];
       const e = expectedAggregate(inRange.filter((r) => Math.floor(r.ts / 300) * 300 === Date.parse(first.bucket) / 1000));
       expect(first.count).toBe(e.count);
-      near(first.avg, e.avg!);
+      near(first.avg_value, e.avg!);
+      const buckets = body.data.map((b: { bucket: string }) => b.bucket);
+      expect(buckets).toEqual([...buckets].sort());
     });
 
-    it.each(['5 minutes; DROP TABLE measurements', '0s', '-1m', '1w', '1.5h', "5m' OR 1=1 --"])('refuses interval %j with 400', async (interval) => {
-      expectError(await get(`${A}/sensor/alice-1/timeseries?interval=${encodeURIComponent(interval)}`), 400, 'validation_error');
+    it('defaults to 5-minute buckets and takes interval words', async () => {
+      const byDefault = (await get(`${A}/sensor/alice-2/timeseries`, alice.auth)).json();
+      expect(byDefault).toMatchObject({ interval: '5m', interval_seconds: 300 });
+      const words = (await get(`${A}/sensor/alice-2/timeseries?interval=${encodeURIComponent('5 minutes')}`, alice.auth)).json();
+      expect(words).toMatchObject({ interval: '5 minutes', interval_seconds: 300 });
+      expect(words.data).toEqual(byDefault.data);
     });
 
-    it('refuses an interval longer than a year with 400', async () => {
-      expectError(await get(`${A}/sensor/alice-1/timeseries?interval=999d`), 400, 'invalid_interval');
+    it.each(['5 minutes; DROP TABLE measurements', '0s', '-1m', '1 month', '1.5s', "5m' OR 1=1 --", '999d'])('refuses interval %j with 422', async (interval) => {
+      const res = await get(`${A}/sensor/alice-1/timeseries?interval=${encodeURIComponent(interval)}`);
+      expectError(res, 422, 'validation_error');
+      expect(res.json().detail[0]).toMatchObject({ loc: ['query', 'interval'], type: 'value_error' });
     });
   });
 
   describe('anomalies', () => {
-    it('lists readings above the z-score threshold, largest first, at most limit', async () => {
+    it('lists readings above the z-score threshold, newest first, at most limit', async () => {
       const res = await get(`${A}/sensor/bob-1/anomalies?threshold=2.5&limit=5`, bob.auth);
       expect(res.statusCode).toBe(200);
       const body = res.json();
       expect(body.threshold).toBe(2.5);
       expect(body.anomalies.length).toBeGreaterThan(0);
       expect(body.anomalies.length).toBeLessThanOrEqual(5);
+      expect(body.count).toBe(body.anomalies.length);
       const z = body.anomalies.map((a: { z_score: number }) => Math.abs(a.z_score));
-      expect(z).toEqual([...z].sort((a, b) => b - a));
       expect(z.every((v: number) => v > 2.5)).toBe(true);
+      const times = body.anomalies.map((a: { timestamp: string }) => a.timestamp);
+      expect(times).toEqual([...times].sort().reverse());
     });
 
     it.each([
@@ -123,31 +135,36 @@ describe('HTTP analytics', () => {
       ['limit=0', 'limit'],
       ['limit=10001', 'limit'],
       ['limit=2.5', 'limit'],
-    ])('refuses %s with 400', async (query, field) => {
+    ])('refuses %s with 422', async (query, field) => {
       const res = await get(`${A}/sensor/bob-1/anomalies?${query}`);
-      expectError(res, 400, 'validation_error');
-      expect(res.json().message).toMatch(field);
+      expectError(res, 422, 'validation_error');
+      expect(res.json().detail[0].loc).toEqual(['query', field]);
     });
   });
 
   describe('compare', () => {
-    it('gives the aggregates of each sensor in the order asked', async () => {
+    it('gives the aggregates of each sensor, keyed in descending avg_value, and listed in the order asked', async () => {
       const start = BASE_TS + 86400;
       const res = await post(`${A}/compare`, { sensor_ids: ['alice-2', 'alice-1'], start_time: start, metric: 'temperature' }, alice.auth);
       expect(res.statusCode).toBe(200);
-      const sensors = res.json().sensors;
+      const { comparison, sensors } = res.json();
       expect(sensors.map((s: { sensor_id: string }) => s.sensor_id)).toEqual(['alice-2', 'alice-1']);
       for (const s of sensors) {
         const e = expectedAggregate(rows.filter((r) => r.sensor_id === s.sensor_id && r.metric === 'temperature' && r.ts >= start));
         expect(s.count).toBe(e.count);
-        near(s.avg, e.avg!);
+        near(s.avg_value, e.avg!);
+        near(comparison[s.sensor_id].avg_value, e.avg!);
       }
+      const avgs = Object.values(comparison).map((c) => (c as { avg_value: number }).avg_value);
+      expect(avgs).toEqual([...avgs].sort((a, b) => b - a));
     });
 
-    it('refuses no sensor and 101 sensors with 400', async () => {
-      expectError(await post(`${A}/compare`, { sensor_ids: [] }), 400, 'validation_error');
+    it('answers an empty comparison for no sensor, and refuses 101 sensors with 422', async () => {
+      const none = await post(`${A}/compare`, { sensor_ids: [] });
+      expect(none.statusCode).toBe(200);
+      expect(none.json()).toEqual({ comparison: {}, sensors: [] });
       const many = Array.from({ length: 101 }, (_, i) => `s-${i}`);
-      expectError(await post(`${A}/compare`, { sensor_ids: many }), 400, 'validation_error');
+      expectError(await post(`${A}/compare`, { sensor_ids: many }), 422, 'validation_error');
       expect((await post(`${A}/compare`, { sensor_ids: many.slice(0, 100) })).statusCode).toBe(200);
     });
   });
@@ -195,9 +212,9 @@ describe('HTTP analytics', () => {
       );
     });
 
-    it('refuses an unknown format with 400', async () => {
-      expectError(await get(`${A}/export?format=xlsx`), 400, 'validation_error');
-      expectError(await get(`${A}/export?format=../../etc/passwd`), 400, 'validation_error');
+    it('refuses an unknown format with 422', async () => {
+      expectError(await get(`${A}/export?format=xlsx`), 422, 'validation_error');
+      expectError(await get(`${A}/export?format=../../etc/passwd`), 422, 'validation_error');
     });
   });
 

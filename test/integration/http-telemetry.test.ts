@@ -48,10 +48,10 @@ describe('HTTP telemetry', () => {
     ['data that is a number', { sensor_id: 's', data: 5 }],
     ['a missing sensor_id', { data: { v: 1 } }],
     ['a bad timestamp', { sensor_id: 's', data: { v: 1 }, timestamp: 'soon' }],
-  ])('refuses %s with 400 and stores nothing', async (_name, payload) => {
+  ])('refuses %s with 422 and stores nothing', async (_name, payload) => {
     const res = await post('ingest', payload, alice.auth);
-    expect(res.statusCode).toBe(400);
-    expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 400, message: expect.any(String) });
+    expect(res.statusCode).toBe(422);
+    expect(res.json()).toMatchObject({ error: 'validation_error', statusCode: 422, message: expect.any(String) });
     expect(counts().rows).toBe(0);
   });
 
@@ -95,7 +95,7 @@ describe('HTTP telemetry', () => {
     const readings: unknown[] = Array.from({ length: 20 }, (_, i) => ({ sensor_id: 'alice-s1', data: { v: i } }));
     readings[17] = { sensor_id: 'alice-s1', data: 'broken' };
     const res = await post('batch', readings, alice.auth);
-    expect(res.statusCode).toBe(400);
+    expect(res.statusCode).toBe(422);
     expect(res.json().message).toMatch(/17/);
     expect(counts().rows).toBe(0);
   });
@@ -116,8 +116,8 @@ describe('HTTP telemetry', () => {
     const ok = await post('batch', make(10_000), alice.auth);
     expect(ok.statusCode).toBe(200);
     expect(ok.json().count).toBe(10_000);
-    expect((await post('batch', make(10_001), alice.auth)).statusCode).toBe(400);
-    expect((await post('batch', [], alice.auth)).statusCode).toBe(400);
+    expect((await post('batch', make(10_001), alice.auth)).statusCode).toBe(422);
+    expect((await post('batch', [], alice.auth)).statusCode).toBe(422);
     expect(counts().rows).toBe(10_000);
   });
 
@@ -126,7 +126,7 @@ describe('HTTP telemetry', () => {
     try {
       const one = await post('ingest', { sensor_id: 'alice-s1', data: { v: 1 } }, alice.auth);
       expect(one.statusCode).toBe(500);
-      expect(one.json()).toEqual({ error: 'internal_error', message: 'internal error', statusCode: 500 });
+      expect(one.json()).toEqual({ detail: 'internal error', error: 'internal_error', message: 'internal error', statusCode: 500 });
       const batch = await post('batch', [{ sensor_id: 'alice-s1', data: { v: 1 } }], alice.auth);
       expect(batch.statusCode).toBe(500);
       expect(batch.body).not.toContain('accepted');
@@ -155,7 +155,7 @@ describe('HTTP telemetry', () => {
     expect(body.count).toBe(3);
     expect(body.data[0]).toMatchObject({ sensor_id: 'alice-s1', processed: false, record_count: 1, records: [expect.objectContaining({ metric: 'v', value: 0 })] });
     for (const q of ['?limit=0', '?limit=10001', '?limit=abc']) {
-      expect((await t.app.inject({ method: 'GET', url: `/api/ocean/telemetry/unprocessed${q}`, headers: t.admin })).statusCode).toBe(400);
+      expect((await t.app.inject({ method: 'GET', url: `/api/ocean/telemetry/unprocessed${q}`, headers: t.admin })).statusCode).toBe(422);
     }
     expect((await t.app.inject({ method: 'GET', url: '/api/ocean/telemetry/unprocessed', headers: alice.auth })).statusCode).toBe(403);
     expect((await t.app.inject({ method: 'GET', url: '/api/ocean/telemetry/unprocessed' })).statusCode).toBe(401);
@@ -171,7 +171,7 @@ describe('HTTP telemetry', () => {
     expect(counts()).toEqual({ rows: 4, unprocessed: 1 });
     const left = (await t.app.inject({ method: 'GET', url: '/api/ocean/telemetry/unprocessed', headers: t.admin })).json();
     expect(left.data.map((r: { id: number }) => r.id)).toEqual([ids[3]]);
-    expect((await post('mark-processed', ['x'], t.admin)).statusCode).toBe(400);
+    expect((await post('mark-processed', ['x'], t.admin)).statusCode).toBe(422);
     expect((await post('mark-processed', [ids[3]], alice.auth)).statusCode).toBe(403);
   });
 });

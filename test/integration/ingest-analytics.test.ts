@@ -111,16 +111,16 @@ describe('frames pushed to the stream, read back through the analytics API', () 
     const body = res.json();
     const all = summary(pick(readings, 'MULTI-A'));
     expect(body.count).toBe(all.count);
-    expect(body.avg).toBeCloseTo(all.avg, 9);
-    expect([body.min, body.max]).toEqual([all.min, all.max]);
-    expect(body.stddev).toBeCloseTo(all.stddev, 9);
+    expect(body.avg_value).toBeCloseTo(all.avg, 9);
+    expect([body.min_value, body.max_value]).toEqual([all.min, all.max]);
+    expect(body.stddev_value).toBeCloseTo(all.stddev, 9);
     expect(body.first_reading).toBe(new Date((T0 + 7) * 1000).toISOString());
     for (const metric of ['temperature', 'humidity']) {
       const m = body.metrics.find((x: { metric: string }) => x.metric === metric);
       const expected = summary(pick(readings, 'MULTI-A', metric));
       expect(m.count).toBe(expected.count);
-      expect(m.avg).toBeCloseTo(expected.avg, 9);
-      expect([m.min, m.max]).toEqual([expected.min, expected.max]);
+      expect(m.avg_value).toBeCloseTo(expected.avg, 9);
+      expect([m.min_value, m.max_value]).toEqual([expected.min, expected.max]);
       expect(m.unit).toBe(metric === 'temperature' ? '°C' : '%');
     }
   });
@@ -133,12 +133,12 @@ describe('frames pushed to the stream, read back through the analytics API', () 
       const bucket = new Date(Math.floor(r.ts / 300) * 300 * 1000).toISOString();
       expected.set(bucket, [...(expected.get(bucket) ?? []), r.value]);
     }
-    const buckets = res.json().buckets as Array<{ bucket: string; count: number; avg: number; min: number; max: number }>;
+    const buckets = res.json().data as Array<{ bucket: string; count: number; avg_value: number; min_value: number; max_value: number }>;
     expect(buckets.map((b) => b.bucket).sort()).toEqual([...expected.keys()].sort());
     for (const b of buckets) {
       const s = summary(expected.get(b.bucket)!);
-      expect([b.count, b.min, b.max]).toEqual([s.count, s.min, s.max]);
-      expect(b.avg).toBeCloseTo(s.avg, 9);
+      expect([b.count, b.min_value, b.max_value]).toEqual([s.count, s.min, s.max]);
+      expect(b.avg_value).toBeCloseTo(s.avg, 9);
     }
   });
 
@@ -158,8 +158,8 @@ describe('frames pushed to the stream, read back through the analytics API', () 
     for (const sensor of ['MULTI-A', 'MULTI-B']) {
       const row = res.json().sensors.find((s: { sensor_id: string }) => s.sensor_id === sensor);
       const expected = summary(pick(readings, sensor, 'temperature'));
-      expect([row.count, row.min, row.max]).toEqual([expected.count, expected.min, expected.max]);
-      expect(row.avg).toBeCloseTo(expected.avg, 9);
+      expect([row.count, row.min_value, row.max_value]).toEqual([expected.count, expected.min, expected.max]);
+      expect(row.avg_value).toBeCloseTo(expected.avg, 9);
     }
   });
 

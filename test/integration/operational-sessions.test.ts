@@ -5,7 +5,7 @@ import { openTempStore, type TempStore } from '../helpers/temp-store.js';
 
 describe('operational sessions', () => {
   let t: TempStore;
-  let userId: number;
+  let userId: string;
   beforeEach(() => {
     t = openTempStore({ sessionTtlS: 3600 });
     userId = t.store.users.create({ username: 'alice', email: 'alice@example.com' }).id;

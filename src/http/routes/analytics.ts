@@ -23,7 +23,8 @@ import {
  * Writes a compare answer with `comparison`'s keys in descending avg_value. JSON.stringify of an
  * object would put integer-like sensor ids ("42") first, whatever the order they were added in.
  */
-const comparisonSerializer: FastifySerializerCompiler<unknown> = () => (data) => {
+const comparisonSerializer: FastifySerializerCompiler<unknown> = ({ httpStatus }) => (data) => {
+  if (httpStatus !== '200') return JSON.stringify(data);
   const { comparison, ...rest } = data as Comparison;
   const entries = Object.entries(comparison)
     .sort(([, a], [, b]) => byAvgDescending(a, b))
