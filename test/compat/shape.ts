@@ -73,3 +73,28 @@ export function expectSchemaShape(schema: JsonSchema, shape: Shape, resolve: (s:
     }
   }
 }
+
+/**
+ * The keys of the object under top-level `key`, in the order the JSON text has them. JSON.parse
+ * cannot tell: a JS object lists integer-like keys ("42") first whatever the text says.
+ */
+export function keysInOrder(text: string, key: string): string[] {
+  const start = text.indexOf(`${JSON.stringify(key)}:{`);
+  if (start < 0) throw new Error(`no object ${key} in ${text.slice(0, 200)}`);
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = start + JSON.stringify(key).length + 1; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (depth === 1 && text[j + 1] === ':') keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+      i = j;
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') {
+      depth--;
+      if (depth === 0) return keys;
+    }
+  }
+  throw new Error('unterminated object');
+}
