@@ -1,3 +1,4 @@
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MeasurementRow } from '../../src/analytics/engine.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -15,7 +16,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const answerOf = (method: string, path: string): Shape => CONTRACT.find((r) => r.method === method && r.path === path)!.answer;
 const exactOf = (method: string, path: string) => CONTRACT.find((r) => r.method === method && r.path === path)!.exact ?? false;
 
-type Inject = Parameters<TestApp['app']['inject']>[0] & object;
 
 describe('compatibility with the original API', () => {
   let t: TestApp;
@@ -27,7 +27,7 @@ describe('compatibility with the original API', () => {
   const raw = (method: string, url: string, options: { body?: string; contentType?: string; headers?: Record<string, string> } = {}) => {
     const headers: Record<string, string> = { ...(options.headers ?? {}) };
     if (options.contentType !== undefined) headers['content-type'] = options.contentType;
-    return t.app.inject({ method, url, headers, ...(options.body !== undefined ? { payload: options.body } : {}) } as Inject);
+    return t.app.inject({ method, url, headers, ...(options.body !== undefined ? { payload: options.body } : {}) } as InjectOptions);
   };
   const json = (method: string, url: string, body: unknown, headers: Record<string, string> = t.admin) =>
     raw(method, url, { body: JSON.stringify(body), contentType: 'application/json', headers });
