@@ -112,6 +112,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       security: [{ bearer: [] }],
     },
     transform: jsonSchemaTransform,
+    transformObject: (document) => ('openapiObject' in document ? optionalBodies(document.openapiObject as OpenApiDocument) : document.swaggerObject),
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -147,4 +148,19 @@ function documentAccess(route: RouteOptions, auth: Auth): void {
   } else if (!hooks.includes(auth.requireUser)) {
     schema.security = [];
   }
+}
+
+type OpenApiDocument = { paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } }>> };
+
+/**
+ * @fastify/swagger marks every request body required; a body schema that accepts null (the
+ * routes whose input may come from the query string instead) is optional.
+ */
+function optionalBodies<T extends OpenApiDocument>(doc: T): T {
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(item)) {
+      if (op.requestBody?.content?.['application/json']?.schema?.nullable) op.requestBody.required = false;
+    }
+  }
+  return doc;
 }

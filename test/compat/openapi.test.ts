@@ -83,6 +83,13 @@ describe('OpenAPI document', () => {
     expect(op.responses['400']).toBeUndefined();
   });
 
+  it('marks the body optional where the input may come from the query string instead, required elsewhere', () => {
+    for (const path of ['/api/ocean/sessions/validate', '/api/ocean/billing/{user_id}/add-credits', '/api/ocean/metadata/{key}']) {
+      expect((operation('POST', path) as unknown as { requestBody: { required: boolean } }).requestBody.required, path).toBe(false);
+    }
+    expect((operation('POST', '/api/ocean/users') as unknown as { requestBody: { required: boolean } }).requestBody.required).toBe(true);
+  });
+
   it('shows no lock on the public routes', () => {
     for (const [method, path] of PUBLIC_ROUTES) expect(operation(method, path)?.security, `${method} ${path}`).toEqual([]);
   });
