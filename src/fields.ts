@@ -35,29 +35,37 @@ export const userId = text({ max: 64 }).describe('User id (UUID)');
 
 const INTEGER_TEXT = /^\s*[+-]?\d+(?:\.0*)?\s*$/;
 
+/**
+ * Numeric text → number; other text is reported as the wrong type (pydantic's
+ * type_error.integer / type_error.float), not as a pattern mismatch.
+ */
+function numericText(pattern: RegExp, expected: 'int' | 'number', message: string) {
+  return z.union([z.number(), z.string()]).transform((v, ctx): number => {
+    if (typeof v === 'number') return v;
+    if (pattern.test(v)) return Number(v);
+    ctx.addIssue({ code: 'invalid_type', expected, input: v, message });
+    return z.NEVER;
+  });
+}
+
 /** An integer, also as numeric text (`"5"`, as query strings always are). */
 export function integer() {
-  return z
-    .union([z.number(), z.string().regex(INTEGER_TEXT, 'must be an integer')])
-    .transform((v) => (typeof v === 'number' ? v : Number(v)))
-    .pipe(z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER));
+  return numericText(INTEGER_TEXT, 'int', 'value is not a valid integer').pipe(
+    z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
+  );
 }
 
 const NUMBER_TEXT = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?\s*$/i;
 
 /** A finite number, also as numeric text. */
 export function number() {
-  return z
-    .union([z.number(), z.string().regex(NUMBER_TEXT, 'must be a number')])
-    .transform((v) => (typeof v === 'number' ? v : Number(v)))
-    .pipe(z.number().finite());
+  return numericText(NUMBER_TEXT, 'number', 'value is not a valid float').pipe(z.number().finite());
 }
 
 /** A database row id (buffer rows, ledger rows, events): a positive integer, also as text. */
-export const rowId = z
-  .union([z.number(), z.string().regex(/^\s*\d+\s*$/, 'must be a positive integer')])
-  .transform((v) => (typeof v === 'number' ? v : Number(v)))
-  .pipe(z.number().int().positive().max(Number.MAX_SAFE_INTEGER));
+export const rowId = numericText(/^\s*\d+\s*$/, 'int', 'value is not a valid integer').pipe(
+  z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+);
 
 export const isoTime = z.string().describe('ISO 8601 time, UTC');
 
