@@ -101,7 +101,7 @@ const hmacOf = () => (frame: Buffer) => createHmac('sha256', secret).update(fram
  */
 const decoderOf = (replay: boolean) => {
   let memoryNow = NOW;
-  const memory = new InMemoryReplayMemory({ now: () => memoryNow });
+  const memory = new InMemoryReplayMemory({ now: () => memoryNow, maxDriftS: config.maxDriftS });
   return () => {
     memoryNow += 2 * config.maxDriftS + 1;
     const decoder = createDecoder({ config, now: () => NOW, replay: replay ? memory : null });

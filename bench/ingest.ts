@@ -62,12 +62,15 @@ async function serviceDrain(redisUrl: string, stream: string, secretEnv: Record<
   });
   const status = async () => {
     const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`).catch(() => undefined);
-    return res?.ok ? ((await res.json()) as { ingest: { flusher: { high_water: number } } }) : undefined;
+    return res?.ok ? ((await res.json()) as { telemetry_buffer: { rows: number; unprocessed: number } }) : undefined;
   };
   try {
     // The consumer starts reading as soon as the service is up; the clock starts at spawn.
     const started = performance.now();
-    await waitFor(async () => (await status())?.ingest.flusher.high_water === FRAMES, { timeoutMs: 600_000, intervalMs: 20, what: 'all frames in DuckDB' });
+    await waitFor(async () => {
+      const s = await status();
+      return s !== undefined && s.telemetry_buffer.rows === FRAMES && s.telemetry_buffer.unprocessed === 0;
+    }, { timeoutMs: 600_000, intervalMs: 20, what: 'all frames in DuckDB' });
     const seconds = (performance.now() - started) / 1000;
     const rss = peakRssMb(child.pid!);
     const startup = await measureStartup(secretEnv);

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { AnalyticsEngine } from './analytics/engine.js';
 import type { Config } from './config.js';
+import type { HealthMonitor } from './health.js';
 import { createAuth, type Auth } from './http/auth.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { registerErrorHandling } from './http/errors.js';
@@ -35,6 +36,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** State of the Redis consumer and flusher, for /health and /status. */
   ingestStatus: () => IngestStatus;
+  /** Health evaluated in the background (/health answers from it at once). */
+  health: HealthMonitor;
   logger?: Logger;
 }
 

@@ -31,8 +31,13 @@ export interface IngestConfig {
   claimIdleMs: number;
   /** Consumer name in the group; stable across restarts so a restarted process reads its own pending entries first. */
   consumerName: string;
+  /** Dead-letter stream length bound (approximate, MAXLEN ~). */
+  deadLetterMaxLen: number;
+  /** Per-sensor stream telemetry:stream:<sensor_id> length bound for HTTP-ingested readings. */
+  readingStreamMaxLen: number;
   flushIntervalMs: number;
-  flushBatchRows: number;
+  /** Most records per DuckDB transaction. */
+  flushBatchRecords: number;
   /** Processed buffer rows older than this are pruned. */
   bufferRetentionS: number;
 }
@@ -69,16 +74,18 @@ const scalars = {
   INGEST_STREAM: z.string().min(1).default('ocean:frames'),
   INGEST_GROUP: z.string().min(1).default('ocean-core'),
   DEAD_LETTER_STREAM: z.string().min(1).default('ocean:frames:dead'),
+  DEAD_LETTER_MAXLEN: int(100, 100_000_000).default(100_000),
+  READING_STREAM_MAXLEN: int(1, 10_000_000).default(1000),
   INGEST_BATCH_SIZE: int(1, 10_000).default(1000),
   INGEST_BLOCK_MS: int(1, 60_000).default(1000),
   INGEST_CLAIM_IDLE_MS: int(1000, 3_600_000).default(30_000),
   INGEST_CONSUMER: z.string().regex(/^[\w.:-]{1,64}$/, 'letters, digits, _ . : - only').optional(),
   FLUSH_INTERVAL_MS: int(10, 600_000).default(500),
-  FLUSH_BATCH_ROWS: int(1, 1_000_000).default(5000),
+  FLUSH_BATCH_RECORDS: int(1, 1_000_000).default(50_000),
   BUFFER_RETENTION_S: int(0, 365 * 86400).default(86400),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   NANOGRIDATA_ACCEPT_UNSIGNED: bool.default(false),
-  NANOGRIDATA_MAX_DRIFT_S: int(1, 10 * 365 * 86400).default(3600),
+  NANOGRIDATA_MAX_DRIFT_S: int(1, 10 * 365 * 86400).default(300),
   SESSION_TTL_S: int(60, 365 * 86400).default(86400),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
@@ -152,8 +159,10 @@ export function loadConfig(env: Env): Config {
       blockMs: v('INGEST_BLOCK_MS'),
       claimIdleMs: v('INGEST_CLAIM_IDLE_MS'),
       consumerName: v('INGEST_CONSUMER') ?? hostname(),
+      deadLetterMaxLen: v('DEAD_LETTER_MAXLEN'),
+      readingStreamMaxLen: v('READING_STREAM_MAXLEN'),
       flushIntervalMs: v('FLUSH_INTERVAL_MS'),
-      flushBatchRows: v('FLUSH_BATCH_ROWS'),
+      flushBatchRecords: v('FLUSH_BATCH_RECORDS'),
       bufferRetentionS: v('BUFFER_RETENTION_S'),
     },
     nanogridata: loadNanogridataConfig(env),

@@ -90,6 +90,17 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Measurement records appended to DuckDB',
       registers,
     }),
+    quarantinedRecords: new Counter({
+      name: 'ocean_quarantined_records_total',
+      help: 'Records DuckDB refused, kept in the quarantine with the error',
+      registers,
+    }),
+    healthDegraded: new Gauge({
+      name: 'ocean_health_degraded',
+      help: '1 while the service is degraded for this reason (see /health)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     databaseSize: new Gauge({
       name: 'ocean_database_size_bytes',
       help: 'Size of the database files on disk, by engine',

@@ -6,13 +6,17 @@ import { resolveAdminToken } from './admin-token.js';
 import { AnalyticsEngine } from './analytics/engine.js';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { HealthMonitor } from './health.js';
 import { StreamConsumer } from './ingest/consumer.js';
+import { DecodeWorker } from './ingest/decode-pool.js';
 import { Flusher } from './ingest/flusher.js';
 import { IngestPipeline } from './ingest/pipeline.js';
-import { RedisReplayMemory } from './ingest/redis-replay.js';
+import { readingStreamPublisher } from './ingest/reading-streams.js';
+import { ReplayMemory } from './ingest/replay-memory.js';
+import { RedisReplayStore } from './ingest/replay-store-redis.js';
+import { SqliteReplayStore } from './ingest/replay-store-sqlite.js';
 import type { IngestStatus } from './ingest/status.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { InMemoryReplayMemory } from './nanogridata/replay.js';
 import { openOperationalStore, type OperationalStore } from './operational/store.js';
 
 export interface Service {
@@ -22,20 +26,35 @@ export interface Service {
   pipeline: IngestPipeline;
   flusher: Flusher;
   consumer: StreamConsumer | undefined;
+  replay: ReplayMemory;
+  health: HealthMonitor;
   metrics: Metrics;
   adminToken: string;
-  /** Starts the flusher and, when REDIS_URL is set, the stream consumer. */
+  /** Starts the flusher, health checks, the session purge and, when REDIS_URL is set, the stream consumer. */
   start(): Promise<void>;
   /** Stops HTTP, the consumer (after its batch), flushes, closes the stores. Safe to call twice. */
   close(): Promise<void>;
 }
 
+export interface ServiceOptions {
+  logger: Logger;
+  metrics?: Metrics;
+  /** Unix seconds, for frame time checks and replay windows; a benchmark may run a faster clock. */
+  now?: () => number;
+  /** Milliseconds of real time per second of `now` (for Redis TTLs under a faster clock). */
+  msPerSecond?: number;
+}
+
+/** Expired sessions are deleted this often. */
+const SESSION_PURGE_MS = 10 * 60 * 1000;
+
 /**
  * Opens every resource once and hands it to what needs it. main.ts listens on `app`; tests use
  * the same composition around temp directories.
  */
-export async function openService(config: Config, options: { logger: Logger; metrics?: Metrics }): Promise<Service> {
+export async function openService(config: Config, options: ServiceOptions): Promise<Service> {
   const { logger } = options;
+  const now = options.now ?? (() => Date.now() / 1000);
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
   const store = openOperationalStore(join(config.dataDir, 'ocean.db'), { sessionTtlS: config.sessionTtlS });
@@ -58,26 +77,43 @@ export async function openService(config: Config, options: { logger: Logger; met
       new Redis(config.redisUrl, { maxRetriesPerRequest: 3, commandTimeout: 2000 })
     : undefined;
   redis?.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
-  const replay = redis ? new RedisReplayMemory(redis, `${config.ingest.stream}:replay:`) : new InMemoryReplayMemory();
-  const pipeline = new IngestPipeline({ store, nanogridata: config.nanogridata, replay, metrics });
+  const { maxDriftS } = config.nanogridata;
+  const replayStore = redis
+    ? new RedisReplayStore(redis, { prefix: `${config.ingest.stream}:replay:`, maxDriftS, now, ...(options.msPerSecond ? { msPerSecond: options.msPerSecond } : {}) })
+    : new SqliteReplayStore(store.db, { maxDriftS, now });
+  const replay = new ReplayMemory(replayStore, store.db, logger);
+  const pipeline = new IngestPipeline({
+    store,
+    decoder: new DecodeWorker(config.nanogridata, logger),
+    replay,
+    metrics,
+    logger,
+    now,
+    ...(redis ? { onReadingsStored: readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics) } : {}),
+  });
   const flusher = new Flusher({
     store,
     analytics,
     metrics,
     logger,
-    batchRows: config.ingest.flushBatchRows,
+    batchRecords: config.ingest.flushBatchRecords,
     intervalMs: config.ingest.flushIntervalMs,
     retentionS: config.ingest.bufferRetentionS,
   });
-  const consumer = redis ? new StreamConsumer({ redis, config: config.ingest, pipeline, metrics, logger }) : undefined;
-  if (!redis) logger.info('REDIS_URL unset: no stream consumer; HTTP ingest only');
+  const consumer = redis
+    ? new StreamConsumer({ redis, config: config.ingest, pipeline, outbox: store.streamOutbox, metrics, logger })
+    : undefined;
+  if (!redis) logger.info('REDIS_URL unset: no stream consumer; HTTP ingest only, replay memory in ocean.db');
 
   const ingestStatus = (): IngestStatus => ({
     consumer: consumer?.status() ?? { enabled: false, connected: false },
     flusher: flusher.status(),
+    replay: replay.status(),
   });
-  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, logger });
+  const health = new HealthMonitor({ store, analytics, ingestStatus, dataDir: config.dataDir, metrics, logger });
+  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, logger });
 
+  let purgeTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -86,20 +122,48 @@ export async function openService(config: Config, options: { logger: Logger; met
     pipeline,
     flusher,
     consumer,
+    replay,
+    health,
     metrics,
     adminToken,
     async start() {
       await flusher.start();
+      await health.start();
+      void replay.flush();
+      purgeTimer = setInterval(() => {
+        try {
+          const purged = store.sessions.purgeExpired();
+          if (purged > 0) logger.info({ purged }, 'deleted expired sessions');
+        } catch (err) {
+          logger.warn({ err }, 'could not delete expired sessions');
+        }
+      }, SESSION_PURGE_MS);
+      purgeTimer.unref();
       consumer?.start();
     },
     close() {
+      // Every step runs even when one before it fails; each failure is logged, and the first is thrown.
       closing ??= (async () => {
-        await app.close();
-        await consumer?.stop();
-        await flusher.stop();
-        await analytics.close();
-        store.close();
-        redis?.disconnect();
+        clearInterval(purgeTimer);
+        const failures: unknown[] = [];
+        const step = async (name: string, fn: () => unknown) => {
+          try {
+            await fn();
+          } catch (err) {
+            failures.push(err);
+            logger.error({ err, step: name }, 'shutdown step failed');
+          }
+        };
+        await step('http', () => app.close());
+        await step('consumer', () => consumer?.stop());
+        await step('flusher', () => flusher.stop());
+        await step('health', () => health.stop());
+        await step('replay memory', () => replay.flush());
+        await step('pipeline', () => pipeline.close());
+        await step('analytics', () => analytics.close());
+        await step('store', () => store.close());
+        await step('redis', () => redis?.disconnect());
+        if (failures.length > 0) throw failures[0];
       })();
       return closing;
     },

@@ -2,9 +2,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { IngestConfig } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { parseStreamEntry, type EntryFields } from './stream-entry.js';
+import type { OutboxRow, StreamOutbox } from '../operational/stream-outbox.js';
 import type { IngestPipeline, IngestUnit } from './pipeline.js';
+import { settleBatch, type StreamEntry } from './settle-batch.js';
 import type { IngestStatus } from './status.js';
+import { parseStreamEntry, type EntryFields } from './stream-entry.js';
 
 type RawEntry = [id: Buffer, fields: Buffer[] | null];
 type ReadReply = Array<[stream: Buffer, entries: RawEntry[]]> | null;
@@ -14,6 +16,7 @@ interface ConsumerOptions {
   redis: Redis;
   config: IngestConfig;
   pipeline: IngestPipeline;
+  outbox: StreamOutbox;
   metrics: Metrics;
   logger: Logger;
 }
@@ -22,6 +25,10 @@ const MAX_BACKOFF_MS = 5000;
 const STATS_INTERVAL_MS = 2000;
 /** A blocking read that has not answered this long after its BLOCK expired is presumed lost. */
 const WATCHDOG_GRACE_MS = 10_000;
+/** Entries waiting while no batch completes for this long: the consumer is stalled. */
+const STALL_MS = 30_000;
+/** Used memory above this share of maxmemory: Redis is near full. */
+const NEAR_FULL = 0.9;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -29,12 +36,18 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
   });
 
+const isOom = (err: unknown) => err instanceof Error && err.message.startsWith('OOM');
+
 /**
  * Reads the ingest stream as one consumer of a consumer group. Every batch is stored (one SQLite
- * transaction) before it is acknowledged; rejected entries go to the dead-letter stream in the same
- * MULTI as the XACK. After a crash or a connection error the consumer first re-reads its own pending
- * entries, and entries left pending by a dead consumer are reclaimed with XAUTOCLAIM; storing is
- * idempotent per entry id, so redelivery never doubles a record.
+ * transaction, with what the batch owes the stream: its acknowledgements and dead letters) before
+ * it is acknowledged. After a crash the consumer first settles what it still owed, then re-reads
+ * its own pending entries (those already stored are only acknowledged); entries left pending by a
+ * dead consumer are reclaimed with XAUTOCLAIM.
+ *
+ * A full Redis (maxmemory, noeviction) refuses writes but not reads, acknowledgements or trims:
+ * the consumer keeps draining, keeps the dead letters Redis refuses in SQLite until it accepts
+ * them, and trims at once so that memory frees.
  */
 export class StreamConsumer {
   private readonly cfg: IngestConfig;
@@ -49,12 +62,21 @@ export class StreamConsumer {
   private pending = 0;
   private lag = 0;
   private lastBatch: IngestStatus['consumer']['last_batch'] = null;
+  private lastProgressAt = Date.now();
   private lastError: string | null = null;
-  private ackInFlight: Promise<void> | undefined;
+  private redisFullAt = 0;
+  private memory: { used: number; max: number } | null = null;
+  /** What is owed to the stream, oldest first (mirrors the outbox table). */
+  private owed: OutboxRow[];
+  /** Entries stored and not yet acknowledged: a redelivery of one is only acknowledged. */
+  private readonly stored = new Set<string>();
+  private settling: Promise<void> | undefined;
 
   constructor(private readonly options: ConsumerOptions) {
     this.cfg = options.config;
     this.log = options.logger.child({ component: 'consumer', stream: this.cfg.stream, group: this.cfg.group, consumer: this.cfg.consumerName });
+    this.owed = options.outbox.rows(this.cfg.stream);
+    for (const row of this.owed) for (const id of row.entryIds) this.stored.add(id);
   }
 
   start(): void {
@@ -69,14 +91,13 @@ export class StreamConsumer {
     this.log.info('stream consumer started');
   }
 
-  /** Finishes the batch in progress (stored and acked), then stops. Safe to call twice. */
+  /** Finishes the batch in progress (stored and, when Redis answers, acknowledged), then stops. Safe to call twice. */
   async stop(): Promise<void> {
     this.abort.abort();
     clearInterval(this.statsTimer);
     this.statsTimer = undefined;
     // Ends a blocking read at once (it would otherwise wait out BLOCK, or a Redis outage). Entries it
-    // may have been given stay pending and are read again from the history on the next start; the
-    // batch being stored goes on, on the command connection.
+    // may have been given stay pending and are read again from the history on the next start.
     this.reader?.disconnect();
     await this.loop;
     this.loop = undefined;
@@ -86,6 +107,7 @@ export class StreamConsumer {
   }
 
   status(): IngestStatus['consumer'] {
+    const now = Date.now();
     return {
       enabled: true,
       connected: this.connected,
@@ -96,6 +118,11 @@ export class StreamConsumer {
       lag: this.lag,
       last_batch: this.lastBatch,
       last_error: this.lastError,
+      stalled: this.connected && this.pending + this.lag > 0 && now - this.lastProgressAt > STALL_MS,
+      redis_refusing_writes: now - this.redisFullAt < 2 * STATS_INTERVAL_MS + 1000,
+      redis_memory: this.memory,
+      redis_near_full: this.memory !== null && this.memory.max > 0 && this.memory.used > NEAR_FULL * this.memory.max,
+      owed_dead_letters: this.owed.reduce((n, row) => n + row.deadLetters.length, 0),
     };
   }
 
@@ -108,6 +135,7 @@ export class StreamConsumer {
     let prefetch: Promise<RawEntry[]> | undefined;
     while (!signal.aborted) {
       try {
+        if (this.owed.length > 0) await this.queueSettle();
         if (!this.groupReady) await this.ensureGroup();
         if (Date.now() - this.lastClaimAt > this.cfg.claimIdleMs / 2) await this.reclaimStale();
         const entries = await (prefetch ?? this.read(history ? '0' : '>'));
@@ -117,7 +145,10 @@ export class StreamConsumer {
           history = false;
           continue;
         }
-        if (entries.length === 0) continue;
+        if (entries.length === 0) {
+          this.lastProgressAt = Date.now();
+          continue;
+        }
         if (!history && !signal.aborted) {
           prefetch = this.read('>');
           prefetch.catch(() => undefined);
@@ -126,12 +157,12 @@ export class StreamConsumer {
         backoff = 100;
       } catch (err) {
         prefetch = undefined;
-        await this.settleAck().catch(() => undefined);
+        await this.settling?.catch(() => undefined);
         if (signal.aborted) break;
         const message = err instanceof Error ? err.message : String(err);
         if (message.includes('NOGROUP')) this.groupReady = false;
         this.lastError = message;
-        this.setConnected(false);
+        if (!isOom(err)) this.setConnected(false);
         this.options.metrics.errorsTotal.inc({ component: 'consumer' });
         this.log.warn({ err, retryInMs: backoff }, 'stream read failed; retrying');
         history = true;
@@ -140,7 +171,7 @@ export class StreamConsumer {
       }
     }
     await prefetch?.catch(() => undefined);
-    await this.settleAck().catch((err: unknown) => this.log.warn({ err }, 'last ack failed; its entries stay pending'));
+    await this.queueSettle().catch((err: unknown) => this.log.warn({ err }, 'could not settle the last batch; it is settled on the next start'));
   }
 
   private setConnected(connected: boolean): void {
@@ -150,13 +181,22 @@ export class StreamConsumer {
     if (connected) this.log.info('connected to the stream');
   }
 
-  /** Creates the group at id 0 (so entries added before the first start are read) with MKSTREAM. */
+  /**
+   * Creates the group at id 0 (so entries added before the first start are read) with MKSTREAM.
+   * A full Redis refuses XGROUP CREATE even for a group that exists: then it is looked up instead.
+   */
   private async ensureGroup(): Promise<void> {
     try {
       await this.options.redis.xgroup('CREATE', this.cfg.stream, this.cfg.group, '0', 'MKSTREAM');
       this.log.info('consumer group created');
     } catch (err) {
-      if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) throw err;
+      if (isOom(err)) {
+        this.redisFullAt = Date.now();
+        const groups = (await this.options.redis.xinfo('GROUPS', this.cfg.stream).catch(() => [])) as unknown[][];
+        if (!groups.some((g) => g.includes(this.cfg.group))) throw err;
+      } else if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) {
+        throw err;
+      }
     }
     this.groupReady = true;
   }
@@ -215,88 +255,140 @@ export class StreamConsumer {
     } while (cursor !== '0-0');
   }
 
-  private async process(entries: RawEntry[]): Promise<void> {
-    const ids: string[] = [];
+  /** Stores a batch with what it owes the stream, then settles that (overlapping the next batch). */
+  private async process(raw: RawEntry[]): Promise<void> {
+    const entries: StreamEntry[] = [];
     const units: IngestUnit[] = [];
-    /** The stream entry of each unit (an entry of concatenated frames gives several units). */
-    const entryOf: string[] = [];
-    const fieldsOf = new Map<string, EntryFields>();
-    for (const [rawId, rawFields] of entries) {
+    const unitsOf: number[] = [];
+    for (const [rawId, rawFields] of raw) {
       const id = rawId.toString();
-      ids.push(id);
-      // An entry deleted or trimmed while pending comes back without fields: nothing to store.
-      if (!rawFields) continue;
-      const fields: EntryFields = new Map();
-      for (let i = 0; i + 1 < rawFields.length; i += 2) fields.set(rawFields[i]!.toString(), rawFields[i + 1]!);
-      fieldsOf.set(id, fields);
-      for (const unit of parseStreamEntry(id, fields)) {
-        units.push(unit);
-        entryOf.push(id);
-      }
+      // Stored before (a redelivery after a crash or a failed ack): only its acknowledgement is owed.
+      if (this.stored.has(id)) continue;
+      const fields: EntryFields | null = rawFields ? new Map() : null;
+      if (rawFields) for (let i = 0; i + 1 < rawFields.length; i += 2) fields!.set(rawFields[i]!.toString(), rawFields[i + 1]!);
+      const entryUnits = fields ? parseStreamEntry(fields) : [];
+      entries.push({ id, fields, outcomes: [] });
+      units.push(...entryUnits);
+      unitsOf.push(entryUnits.length);
     }
-    const outcomes = await this.options.pipeline.ingestUnits(units, 'stream');
-
-    const multi = this.options.redis.multi();
-    let rejected = 0;
-    outcomes.forEach((outcome, i) => {
-      if (outcome.ok) return;
-      rejected++;
-      const entryId = entryOf[i]!;
-      const original = [...(fieldsOf.get(entryId) ?? [])].flat();
-      multi.xadd(this.cfg.deadLetterStream, '*', 'reason', outcome.reason, 'source_id', entryId, 'unit', units[i]!.sourceId, ...original);
-    });
-    multi.xack(this.cfg.stream, this.cfg.group, ...ids);
-    // The batch is durable: its ack may complete while the next batch is decoded and stored. One ack
-    // is in flight at a time; a failed one surfaces here, and its entries, still pending, are read
-    // again from the history (storing them again is a no-op).
-    await this.settleAck();
-    const batch = { at: new Date().toISOString(), entries: entries.length, accepted: outcomes.length - rejected, rejected };
-    this.ackInFlight = multi.exec().then((results) => {
-      const failed = results?.find(([err]) => err);
-      if (failed) throw failed[0];
-      this.lastBatch = batch;
-    });
-    this.ackInFlight.catch(() => undefined);
+    if (entries.length > 0) {
+      let row: OutboxRow | undefined;
+      await this.options.pipeline.ingest(units, {
+        source: 'stream',
+        inTransaction: (outcomes) => {
+          let at = 0;
+          entries.forEach((entry, k) => {
+            entry.outcomes = outcomes.slice(at, (at += unitsOf[k]!));
+          });
+          const owed = settleBatch(entries);
+          const id = this.options.outbox.add(this.cfg.stream, owed.ack, owed.deadLetters);
+          row = { id, stream: this.cfg.stream, entryIds: owed.ack, deadLetters: owed.deadLetters };
+        },
+      });
+      this.owed.push(row!);
+      for (const id of row!.entryIds) this.stored.add(id);
+      const rejected = entries.reduce((n, e) => n + e.outcomes.filter((o) => !o.ok).length, 0);
+      const messages = entries.reduce((n, e) => n + e.outcomes.length, 0);
+      this.lastBatch = { at: new Date().toISOString(), entries: entries.length, accepted: messages - rejected, rejected };
+    }
+    this.lastProgressAt = Date.now();
+    // One settle in flight: this batch's overlaps the next batch; a failed one surfaces here, and
+    // what it owed stays owed.
+    const previous = this.settling;
+    if (previous) await previous;
+    void this.queueSettle();
   }
 
-  /** Waits for the ack in flight, if any; throws when it failed. */
-  private async settleAck(): Promise<void> {
-    const ack = this.ackInFlight;
-    this.ackInFlight = undefined;
-    await ack;
+  /** Settles after the settle in flight, if any. */
+  private queueSettle(): Promise<void> {
+    const run = (this.settling ?? Promise.resolve()).catch(() => undefined).then(() => this.settle());
+    this.settling = run;
+    run.then(
+      () => {
+        if (this.settling === run) this.settling = undefined;
+      },
+      () => undefined,
+    );
+    return run;
   }
 
   /**
-   * Pending and lag for the gauges, and trimming: entries every group has acknowledged are removed,
-   * so the stream stays bounded without ever dropping an entry some consumer still needs.
+   * Pays what stored batches owe, oldest first: dead letters (bounded by DEAD_LETTER_MAXLEN), then
+   * acknowledgements, each on its own so a full Redis refusing the first cannot block the second.
+   */
+  private async settle(): Promise<void> {
+    const { redis, outbox } = this.options;
+    const rows = this.owed.splice(0);
+    try {
+      while (rows.length > 0) {
+        const row = rows[0]!;
+        const pipeline = redis.pipeline();
+        for (const letter of row.deadLetters) {
+          pipeline.xadd(this.cfg.deadLetterStream, 'MAXLEN', '~', this.cfg.deadLetterMaxLen, '*', ...letter.flat());
+        }
+        if (row.entryIds.length > 0) pipeline.xack(this.cfg.stream, this.cfg.group, ...row.entryIds);
+        const results = (await pipeline.exec()) ?? [];
+        const keptLetters = row.deadLetters.filter((_, i) => results[i]?.[0]);
+        const ackError = row.entryIds.length > 0 ? results[row.deadLetters.length]?.[0] : null;
+        const refused = results.find(([err]) => err)?.[0];
+        if (refused && isOom(refused)) this.redisFullAt = Date.now();
+        const left = { entryIds: ackError ? row.entryIds : [], deadLetters: keptLetters };
+        outbox.settle(row.id, left);
+        if (!ackError) for (const id of row.entryIds) this.stored.delete(id);
+        rows.shift();
+        if (left.entryIds.length > 0 || left.deadLetters.length > 0) {
+          this.owed.push({ ...row, ...left });
+          if (ackError) throw ackError;
+        }
+      }
+      // A full Redis frees memory only when acknowledged entries are trimmed: do it now.
+      if (Date.now() - this.redisFullAt < STATS_INTERVAL_MS) await this.trim();
+    } finally {
+      // Rows not reached stay owed, ahead of any added meanwhile.
+      this.owed.unshift(...rows);
+    }
+  }
+
+  /**
+   * Pending and lag for the gauges, Redis memory, trimming, and a retry of what is owed.
    */
   private async refreshStats(): Promise<void> {
     if (!this.connected) return;
     try {
-      const { redis } = this.options;
-      const groups = (await redis.xinfo('GROUPS', this.cfg.stream)) as unknown[][];
-      let minNeeded: string | undefined;
-      for (const raw of groups) {
-        const info = new Map<string, unknown>();
-        for (let i = 0; i + 1 < raw.length; i += 2) info.set(String(raw[i]), raw[i + 1]);
-        const pending = Number(info.get('pending') ?? 0);
-        let needed = String(info.get('last-delivered-id') ?? '0-0');
-        if (pending > 0) {
-          const summary = (await redis.xpending(this.cfg.stream, String(info.get('name')))) as [number, string | null, ...unknown[]];
-          if (summary[1]) needed = summary[1];
-        }
-        if (minNeeded === undefined || compareIds(needed, minNeeded) < 0) minNeeded = needed;
-        if (info.get('name') === this.cfg.group) {
-          this.pending = pending;
-          this.lag = Number(info.get('lag') ?? 0);
-          this.options.metrics.ingestPending.set(this.pending);
-          this.options.metrics.ingestLag.set(this.lag);
-        }
-      }
-      if (minNeeded && minNeeded !== '0-0') await redis.xtrim(this.cfg.stream, 'MINID', '~', minNeeded);
+      await this.trim();
+      const info = await this.options.redis.info('memory');
+      const used = /used_memory:(\d+)/.exec(info)?.[1];
+      const max = /maxmemory:(\d+)/.exec(info)?.[1];
+      this.memory = used !== undefined ? { used: Number(used), max: Number(max ?? 0) } : null;
+      if (this.owed.length > 0 && !this.settling) void this.queueSettle().catch(() => undefined);
     } catch (err) {
       this.log.debug({ err }, 'stream stats failed');
     }
+  }
+
+  /** Entries every group has acknowledged are removed, so the stream stays bounded without dropping one some consumer still needs. */
+  private async trim(): Promise<void> {
+    const { redis } = this.options;
+    const groups = (await redis.xinfo('GROUPS', this.cfg.stream)) as unknown[][];
+    let minNeeded: string | undefined;
+    for (const raw of groups) {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < raw.length; i += 2) info.set(String(raw[i]), raw[i + 1]);
+      const pending = Number(info.get('pending') ?? 0);
+      let needed = String(info.get('last-delivered-id') ?? '0-0');
+      if (pending > 0) {
+        const summary = (await redis.xpending(this.cfg.stream, String(info.get('name')))) as [number, string | null, ...unknown[]];
+        if (summary[1]) needed = summary[1];
+      }
+      if (minNeeded === undefined || compareIds(needed, minNeeded) < 0) minNeeded = needed;
+      if (info.get('name') === this.cfg.group) {
+        this.pending = pending;
+        this.lag = Number(info.get('lag') ?? 0);
+        this.options.metrics.ingestPending.set(this.pending);
+        this.options.metrics.ingestLag.set(this.lag);
+      }
+    }
+    if (minNeeded && minNeeded !== '0-0') await redis.xtrim(this.cfg.stream, 'MINID', '~', minNeeded);
   }
 }
 

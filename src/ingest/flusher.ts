@@ -1,25 +1,57 @@
 import type { Logger } from 'pino';
-import type { AnalyticsEngine } from '../analytics/engine.js';
-import type { MeasurementRow } from '../analytics/types.js';
+import type { AnalyticsEngine, Segment } from '../analytics/engine.js';
 import { timed, type Metrics } from '../metrics.js';
-import type { MeasurementRecord } from '../nanogridata/types.js';
+import type { PendingRow } from '../operational/buffer.js';
+import { readRecordBatch, recordAt, type RecordColumns } from '../operational/record-batch.js';
 import type { OperationalStore } from '../operational/store.js';
+import { applyDeviceActivity } from './device-activity.js';
 
 interface FlusherOptions {
   store: OperationalStore;
   analytics: AnalyticsEngine;
   metrics: Metrics;
   logger: Logger;
-  batchRows: number;
+  /** Most records per DuckDB transaction (a single bigger row is flushed alone). */
+  batchRecords: number;
   intervalMs: number;
   retentionS: number;
+}
+
+/** Most bytes of packed records per DuckDB transaction. */
+const BATCH_BYTES = 16 * 1024 * 1024;
+/** Failed attempts at one batch before it is narrowed down to the records DuckDB refuses. */
+const ATTEMPTS_BEFORE_NARROWING = 3;
+const MAX_BACKOFF_MS = 30_000;
+/**
+ * A refusal caused by the data itself (DuckDB's conversion, range and constraint errors, or a value
+ * the driver cannot convert), as opposed to the store's condition.
+ */
+function isDataError(err: unknown): err is Error {
+  return err instanceof Error && /^(Conversion|Invalid Input|Out of Range|Constraint|Mismatch Type) Error|out of .*range|invalid (utf|unicode)/i.test(err.message);
+}
+
+/** Times DuckDB can store: years 1 to 9999. */
+const MIN_TS = -62_135_596_800;
+const MAX_TS = 253_402_300_799;
+
+export interface FlusherStatus {
+  high_water: number;
+  last_flush_at: string | null;
+  last_error: string | null;
+  /** Consecutive failed attempts at the current batch. */
+  failures: number;
+  quarantined: number;
 }
 
 /**
  * Moves buffered records from SQLite into DuckDB. The high-water mark (last buffer id appended) is
  * written in the same DuckDB transaction as the rows, and read back from DuckDB on start, so a crash
- * anywhere between the two stores neither loses nor doubles a record. Marking rows processed in
- * SQLite afterwards is bookkeeping that a restart redoes.
+ * anywhere between the two stores neither loses nor doubles a record.
+ *
+ * A batch DuckDB refuses is retried with backoff; after a few attempts it is narrowed down row by
+ * row and record by record, the records DuckDB still refuses are quarantined (kept in SQLite with
+ * the error, visible to the admin) and the rest flows on. A failure that every row shares (disk
+ * full, out of memory) quarantines nothing: the flusher keeps retrying, and /health says so.
  */
 export class Flusher {
   private highWater = 0;
@@ -28,6 +60,7 @@ export class Flusher {
   private stopped = true;
   private lastFlushAt: Date | null = null;
   private lastError: string | null = null;
+  private failures = 0;
   private lastPruneAt = 0;
   private readonly log: Logger;
 
@@ -35,10 +68,20 @@ export class Flusher {
     this.log = options.logger.child({ component: 'flusher' });
   }
 
-  /** Resumes from DuckDB's high-water mark and flushes on an interval until stop(). */
+  /** Resumes from DuckDB's high-water mark (re-anchoring a buffer that is behind it) and flushes on an interval. */
   async start(): Promise<void> {
+    const { store } = this.options;
     this.highWater = await this.options.analytics.highWaterMark();
-    this.options.store.buffer.markFlushed(this.highWater);
+    const lastId = store.buffer.lastId();
+    if (lastId < this.highWater) {
+      // ocean.db was lost or restored from a backup while analytics.duckdb was kept: new rows must
+      // take ids above what DuckDB holds, or the flusher would skip them as already appended.
+      this.log.warn({ bufferLastId: lastId, duckdbHighWater: this.highWater }, 'the buffer is behind DuckDB; new rows continue above its high-water mark');
+      store.buffer.reanchor(this.highWater);
+    } else if (store.buffer.flushedThrough() > this.highWater) {
+      this.log.warn({ flushedThrough: store.buffer.flushedThrough(), duckdbHighWater: this.highWater }, 'DuckDB is behind the buffer (analytics.duckdb lost or restored); appending the buffered rows it lacks');
+      store.buffer.reanchor(this.highWater);
+    }
     this.stopped = false;
     this.schedule(0);
   }
@@ -46,7 +89,7 @@ export class Flusher {
   /** Flushes until the buffer is drained (or fails), then returns how many records were appended. */
   async flush(): Promise<number> {
     // One flush at a time: the interval and an explicit call must not append the same rows twice.
-    while (this.running) await this.running;
+    while (this.running) await this.running.catch(() => undefined);
     this.running = this.drain();
     try {
       return await this.running;
@@ -63,11 +106,13 @@ export class Flusher {
     await this.flush().catch((err: unknown) => this.log.error({ err }, 'final flush failed'));
   }
 
-  status() {
+  status(): FlusherStatus {
     return {
       high_water: this.highWater,
       last_flush_at: this.lastFlushAt?.toISOString() ?? null,
       last_error: this.lastError,
+      failures: this.failures,
+      quarantined: this.options.store.quarantine.count(),
     };
   }
 
@@ -76,7 +121,7 @@ export class Flusher {
     this.timer = setTimeout(() => {
       this.flush()
         .catch(() => undefined) // counted and logged in drain()
-        .finally(() => this.schedule(this.options.intervalMs));
+        .finally(() => this.schedule(this.failures === 0 ? this.options.intervalMs : Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.failures)));
     }, delayMs);
   }
 
@@ -89,54 +134,106 @@ export class Flusher {
         total += appended;
       }
       this.lastError = null;
-      this.prune();
+      this.failures = 0;
     } catch (err) {
       this.lastError = err instanceof Error ? err.message : String(err);
+      this.failures++;
       this.options.metrics.errorsTotal.inc({ component: 'flusher' });
-      this.log.error({ err }, 'flush failed; will retry');
+      this.log.error({ err, attempt: this.failures }, 'flush failed; will retry');
       throw err;
+    } finally {
+      // Device activity and usage are counted from the buffer, whatever DuckDB's state.
+      applyDeviceActivity(this.options.store, this.log);
+      this.prune();
     }
     return total;
   }
 
   /** Appends one batch; returns the records appended, or -1 when there was nothing to flush. */
   private async flushBatch(): Promise<number> {
-    const { store, analytics, metrics, batchRows } = this.options;
-    const pending = timed(metrics, 'sqlite', 'buffer_read', () => store.buffer.after(this.highWater, batchRows));
-    if (pending.length === 0) return -1;
+    const { store, analytics, metrics } = this.options;
+    const rows = timed(metrics, 'sqlite', 'buffer_read', () =>
+      store.buffer.pending(this.highWater, { maxRecords: this.options.batchRecords, maxBytes: BATCH_BYTES }),
+    );
+    if (rows.length === 0) return -1;
     const end = metrics.flushDuration.startTimer();
-    const rows: MeasurementRow[] = [];
-    for (const row of pending) {
-      for (const r of JSON.parse(row.records) as MeasurementRecord[]) {
-        rows.push({
-          buffer_id: row.id,
-          ts: r.ts,
-          sensor_id: r.sensor_id,
-          metric: r.metric,
-          value: r.value,
-          unit: r.unit,
-          lab_id: row.lab_id,
-          model_id: row.model_id,
-          source: row.source,
-        });
-      }
+    const segments = rows.map((row) => this.segmentOf(row));
+    const highWater = rows[rows.length - 1]!.id;
+    try {
+      await analytics.appendSegments(segments, highWater);
+    } catch (err) {
+      if (this.failures + 1 < ATTEMPTS_BEFORE_NARROWING || !isDataError(err)) throw err;
+      this.log.warn({ err, rows: rows.length }, 'DuckDB keeps refusing a batch; narrowing it down to the records it refuses');
+      await this.narrow(segments);
+      await analytics.appendSegments(segments, highWater);
     }
-    const highWater = pending[pending.length - 1]!.id;
-    await analytics.appendBatch(rows, highWater);
+    const appended = segments.reduce((n, s) => n + s.columns.length - (s.skip?.size ?? 0), 0);
     this.highWater = highWater;
-    timed(metrics, 'sqlite', 'buffer_mark', () => store.buffer.markFlushed(highWater));
+    timed(metrics, 'sqlite', 'buffer_mark', () => store.buffer.markFlushed(highWater, rows.reduce((n, r) => n + r.messages, 0)));
     end();
-    metrics.flushedRecords.inc(rows.length);
+    metrics.flushedRecords.inc(appended);
     this.lastFlushAt = new Date();
-    return rows.length;
+    return appended;
   }
 
-  /** Retention: processed rows older than the retention period go, at most once a minute. */
+  /**
+   * A row's records, leaving out those already quarantined and those no store can hold (times
+   * outside years 1–9999, values that are not finite), which are quarantined now.
+   */
+  private segmentOf(row: PendingRow): Segment {
+    const columns = readRecordBatch(row.records);
+    const skip = new Set(this.options.store.quarantine.recordsOf(row.id));
+    for (let i = 0; i < columns.length; i++) {
+      if (skip.has(i)) continue;
+      const ts = columns.ts[i]!;
+      const problem = !(ts >= MIN_TS && ts <= MAX_TS) ? 'time outside years 1 to 9999' : !Number.isFinite(columns.value[i]) ? 'value is not a finite number' : null;
+      if (problem) {
+        this.quarantine(row.id, columns, i, problem);
+        skip.add(i);
+      }
+    }
+    return { bufferId: row.id, source: row.source, columns, ...(skip.size > 0 ? { skip } : {}) };
+  }
+
+  /**
+   * Finds, row by row and then record by record, what DuckDB refuses because of the data (a dry
+   * run, rolled back), and quarantines those records; the batch then goes in without them. A
+   * refusal that is not the data's (I/O, memory) quarantines nothing: it is thrown, and retried.
+   */
+  private async narrow(segments: Segment[]): Promise<void> {
+    const { analytics } = this.options;
+    for (let k = 0; k < segments.length; k++) {
+      const segment = segments[k]!;
+      const err = await analytics.probeSegments([segment]);
+      if (!err) continue;
+      if (!isDataError(err)) throw err;
+      const skip = new Set(segment.skip);
+      const all = Array.from({ length: segment.columns.length }, (_, i) => i);
+      for (let i = 0; i < segment.columns.length; i++) {
+        if (skip.has(i)) continue;
+        const alone = await analytics.probeSegments([{ ...segment, skip: new Set(all.filter((j) => j !== i)) }]);
+        if (!alone) continue;
+        if (!isDataError(alone)) throw alone;
+        this.quarantine(segment.bufferId, segment.columns, i, alone.message);
+        skip.add(i);
+      }
+      segments[k] = { ...segment, skip };
+    }
+  }
+
+  private quarantine(bufferId: number, columns: RecordColumns, index: number, error: string): void {
+    this.options.store.quarantine.add(bufferId, index, recordAt(columns, index), error);
+    this.options.metrics.quarantinedRecords.inc();
+    this.log.error({ bufferId, record: index, error }, 'record quarantined: DuckDB cannot store it');
+  }
+
+  /** Retention: rows older than the retention period go once flushed and counted, at most once a minute. */
   private prune(): void {
     const now = Date.now();
     if (now - this.lastPruneAt < 60_000) return;
     this.lastPruneAt = now;
-    const removed = this.options.store.buffer.prune(this.highWater, Math.floor(now / 1000) - this.options.retentionS);
-    if (removed > 0) this.log.info({ removed }, 'pruned processed buffer rows');
+    const { store } = this.options;
+    const removed = store.buffer.prune(Math.min(this.highWater, store.buffer.activityAppliedThrough()), Math.floor(now / 1000) - this.options.retentionS);
+    if (removed > 0) this.log.info({ removed }, 'pruned buffer rows past retention');
   }
 }

@@ -1,116 +1,134 @@
+import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import type { NanogridataConfig } from '../config.js';
-import { ForbiddenError } from '../errors.js';
-import type { Principal } from '../http/auth.js';
+import type { Logger } from 'pino';
+import { AppError, ForbiddenError } from '../errors.js';
 import { timed, type Metrics } from '../metrics.js';
-import type { BufferInsert, IngestSource } from '../operational/buffer.js';
-import type { DeviceActivity } from '../operational/devices.js';
+import { FINGERPRINT_BYTES, type ReplayItem } from '../nanogridata/types.js';
+import type { ActivityEntry, IngestSource } from '../operational/buffer.js';
+import { RecordBatchBuilder, filterRecords, readRecordBatch, recordCountOf } from '../operational/record-batch.js';
 import type { OperationalStore } from '../operational/store.js';
-import { inspectFrame, replayCheckOf, resolveReplay, type PassedInspection } from '../nanogridata/decoder.js';
+import { isPassed, type DecodedBatch, type PassedFrame } from './decode-batch.js';
+import type { DecodeWorker } from './decode-pool.js';
+import type { Reading } from './reading.js';
+import type { ReplayMemory } from './replay-memory.js';
 import { splitFrames } from './split-frames.js';
-import type { DecodeResult, DecodedFrame, FrameContext, MeasurementRecord, ReplayCheck, ReplayMemory } from '../nanogridata/types.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
 const PAYLOAD_TELEMETRY = 1;
 
-/** A JSON reading, as HTTP ingest and JSON stream entries carry it (already validated). */
-export interface Reading {
-  sensor_id: string;
-  data: Record<string, unknown>;
-  /** Unix seconds. */
-  timestamp: number;
-}
-
-/** One unit of work for the pipeline. `sourceId` is unique per transport message: storing it twice is a no-op. */
+/** One message for the pipeline: a frame, a JSON reading, or an input already known to be unreadable. */
 export type IngestUnit =
-  | { kind: 'frame'; sourceId: string; bytes: Buffer; deviceId?: string; messageId?: string }
-  | { kind: 'reading'; sourceId: string; reading: Reading }
-  /** An entry that could not be parsed into either; it is rejected with this reason. */
-  | { kind: 'invalid'; sourceId: string; reason: string };
+  | { kind: 'frame'; bytes: Buffer; deviceId?: string }
+  | { kind: 'reading'; reading: Reading }
+  | { kind: 'invalid'; reason: string; detail?: string };
 
-export type UnitOutcome = { ok: true; records: number } | { ok: false; reason: string };
+export type UnitOutcome =
+  | { ok: true; records: number; /** A reading's buffer row (its id in the work queue). */ bufferId?: number }
+  | { ok: false; reason: string; detail?: string };
 
 export interface FramesResult {
   accepted: number;
   rejected: Array<{ index: number; reason: string }>;
 }
 
-/** Numeric fields of a reading become records (metric = key); everything else stays in the raw payload. */
-function readingRecords(reading: Reading): MeasurementRecord[] {
-  const records: MeasurementRecord[] = [];
-  for (const [metric, value] of Object.entries(reading.data)) {
-    if (typeof value === 'number' && Number.isFinite(value)) {
-      records.push({ sensor_id: reading.sensor_id, metric, unit: '', ts: reading.timestamp, value });
-    }
-  }
-  return records;
+export interface IngestOptions {
+  source: IngestSource;
+  /** Readings claim unknown sensors for this user; a sensor that is not the user's fails the whole call (403). */
+  owner?: string;
+  /** Runs inside the batch transaction with the outcomes: what the caller keeps with the batch (the stream outbox). */
+  inTransaction?: (outcomes: readonly UnitOutcome[]) => void;
+}
+
+/** A batch decoded and looked up in the replay memory, ready to commit. */
+export interface PreparedBatch {
+  prepared: Prepared[];
+  records: Uint8Array;
+  token: number;
+}
+
+/** A unit with what decoding and the replay lookup said of it. */
+interface Prepared {
+  unit: IngestUnit;
+  frame?: { verdict: DecodedBatch['verdicts'][number]; replay?: ReplayItem; known?: boolean; firstRecord: number };
 }
 
 interface PipelineOptions {
   store: OperationalStore;
-  nanogridata: NanogridataConfig;
+  decoder: DecodeWorker;
   replay: ReplayMemory;
   metrics: Metrics;
-  /** Unix seconds; injectable for tests. */
+  logger: Logger;
+  /** Unix seconds; injectable for tests and the soak benchmark. */
   now?: () => number;
+  /** Called after readings from HTTP are stored (the per-sensor Redis streams). */
+  onReadingsStored?: (readings: readonly Reading[]) => void;
 }
 
 /**
  * Decode → SQLite buffer, shared by HTTP ingest, the HTTP frames endpoint and the Redis consumer.
- * A batch is written in one transaction (buffer rows, device activity, usage, events), so a batch is
- * either stored whole or not at all; the caller acknowledges its transport only after this returns.
+ * A batch is stored in one transaction (buffer rows, replay memory, devices, events, the caller's
+ * outbox), so it is stored whole or not at all, and its frames count as accepted exactly when it
+ * commits. One message can never fail the rest: what cannot be stored alone is rejected alone.
  */
 export class IngestPipeline {
   private readonly store: OperationalStore;
   private readonly now: () => number;
-  /**
-   * HTTP messages have no transport id: they get `<prefix>:<sequence>`, unique per pipeline
-   * instance (start time + random bytes) and increasing, so the UNIQUE source_id index takes
-   * appends instead of random inserts (random UUIDs made every row dirty its own index page).
-   */
+  private readonly log: Logger;
+  /** Source ids of device events: unique per process (start time + random) and increasing. */
   private readonly idPrefix = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
   private idSeq = 0;
-  private nextId(): string {
-    return `${this.idPrefix}:${(this.idSeq++).toString(36).padStart(10, '0')}`;
-  }
 
   constructor(private readonly options: PipelineOptions) {
     this.store = options.store;
     this.now = options.now ?? (() => Date.now() / 1000);
+    this.log = options.logger.child({ component: 'pipeline' });
+    const pushSecrets = () => options.decoder.setDeviceSecrets(this.store.devices.ownSecrets());
+    pushSecrets();
+    this.store.devices.onSecretsChanged(pushSecrets);
   }
 
   /**
-   * HTTP JSON ingest. A user's readings claim unknown sensors for that user; a sensor owned by
-   * someone else fails the whole call (403) and nothing is stored.
+   * Decodes and stores a batch. Returns one outcome per unit, in order. Throws only when the batch
+   * could not be stored at all (then nothing of it was): the caller must not acknowledge it.
    */
-  ingestReadings(readings: Reading[], principal: Principal, source: IngestSource = 'http'): { ids: number[]; records: number } {
-    const units: IngestUnit[] = readings.map((reading) => ({ kind: 'reading', sourceId: `${source}:${this.nextId()}`, reading }));
-    const stored = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store.transaction(() => {
-      if (principal.kind === 'user') {
-        for (const sensorId of new Set(readings.map((r) => r.sensor_id))) {
-          if (!this.store.devices.claimForUser(sensorId, principal.userId)) {
-            throw new ForbiddenError(`sensor ${sensorId} belongs to another user`);
-          }
-        }
-      }
-      return this.storeBatch(units, [], source);
-    }));
-    this.countOutcomes(stored.outcomes, source);
-    return { ids: stored.bufferIds as number[], records: stored.records };
+  async ingest(units: readonly IngestUnit[], options: IngestOptions): Promise<UnitOutcome[]> {
+    return this.commit(await this.prepare(units), options);
+  }
+
+  /**
+   * Step 1 of ingest, asynchronous and off the main thread where it can be: decodes the frames
+   * (decode worker) and asks the replay memory about them. Several batches may be prepared while
+   * another commits; `commit` each exactly once, in any order.
+   */
+  async prepare(units: readonly IngestUnit[]): Promise<PreparedBatch> {
+    const { prepared, records } = await this.decode(units);
+    const items = prepared.flatMap((p) => (p.frame?.replay ? [p.frame.replay] : []));
+    const looked = await this.options.replay.lookup(items);
+    let k = 0;
+    for (const p of prepared) if (p.frame?.replay) p.frame.known = looked.known[k++]!;
+    return { prepared, records, token: looked.token };
+  }
+
+  /** Step 2, synchronous: stores a prepared batch in one transaction and returns the outcomes. */
+  commit(batch: PreparedBatch, options: IngestOptions): UnitOutcome[] {
+    const { replay } = this.options;
+    let outcomes: UnitOutcome[];
+    try {
+      outcomes = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store_(batch.prepared, batch.records, options));
+    } finally {
+      replay.release(batch.token);
+    }
+    this.countOutcomes(outcomes, options.source);
+    void replay.flush();
+    return outcomes;
   }
 
   /** A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a replay. */
   async ingestFrameBody(body: Buffer, deviceId?: string): Promise<FramesResult> {
-    const requestId = this.nextId();
     const { frames, unreadable } = splitFrames(body);
-    const units: IngestUnit[] = frames.map((bytes, index) => ({
-      kind: 'frame',
-      sourceId: `http:${requestId}:${index}`,
-      bytes,
-      ...(deviceId !== undefined ? { deviceId } : {}),
-    }));
-    if (unreadable) units.push({ kind: 'invalid', sourceId: `http:${requestId}:${unreadable.index}`, reason: unreadable.reason });
-    const outcomes = await this.ingestUnits(units, 'http_frames');
+    const units: IngestUnit[] = frames.map((bytes) => ({ kind: 'frame', bytes, ...(deviceId !== undefined ? { deviceId } : {}) }));
+    if (unreadable) units.push({ kind: 'invalid', reason: unreadable.reason });
+    const outcomes = await this.ingest(units, { source: 'http_frames' });
     const rejected: FramesResult['rejected'] = [];
     outcomes.forEach((outcome, index) => {
       if (!outcome.ok) rejected.push({ index, reason: outcome.reason });
@@ -118,20 +136,197 @@ export class IngestPipeline {
     return { accepted: outcomes.length - rejected.length, rejected };
   }
 
-  /**
-   * Decodes and stores a batch. Returns one outcome per unit, in order. Throws only when the batch
-   * could not be stored (then nothing of it was): the caller must not acknowledge it.
-   */
-  async ingestUnits(units: IngestUnit[], source: IngestSource): Promise<UnitOutcome[]> {
-    const results = await this.decodeFrames(units);
-    const { outcomes } = timed(this.options.metrics, 'sqlite', 'ingest_batch', () =>
-      this.store.transaction(() => this.storeBatch(units, results, source)),
-    );
-    this.countOutcomes(outcomes, source);
+  /** JSON readings (HTTP batch) in a transaction of their own: all stored, or none (403). */
+  ingestReadings(readings: readonly Reading[], options: { source: IngestSource; owner?: string }): UnitOutcome[] {
+    const outcomes = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store.transaction(() => this.storeReadings(readings, options)));
+    this.readingsCommitted(readings, options.source);
     return outcomes;
   }
 
-  private countOutcomes(outcomes: UnitOutcome[], source: IngestSource): void {
+  /**
+   * Stores readings inside the caller's transaction (HTTP group commit); the caller calls
+   * readingsCommitted after its commit.
+   */
+  storeReadings(readings: readonly Reading[], options: { source: IngestSource; owner?: string }): UnitOutcome[] {
+    return this.storeUnits(
+      readings.map((reading) => ({ unit: { kind: 'reading', reading } })),
+      options,
+    );
+  }
+
+  /** After readings stored by storeReadings committed: metrics and the per-sensor streams. */
+  readingsCommitted(readings: readonly Reading[], source: IngestSource): void {
+    const records = readings.reduce((n, r) => n + r.values.length, 0);
+    this.options.metrics.telemetryIngested.inc({ source }, readings.length);
+    this.options.metrics.recordsIngested.inc({ source }, records);
+    if (source === 'http') this.options.onReadingsStored?.(readings);
+  }
+
+  async close(): Promise<void> {
+    await this.options.decoder.close();
+  }
+
+  /** Decodes the frames of a batch in the decode worker; `records` are those of its telemetry frames that passed. */
+  private async decode(units: readonly IngestUnit[]): Promise<{ prepared: Prepared[]; records: Uint8Array }> {
+    const prepared: Prepared[] = units.map((unit) => ({ unit }));
+    const frames = prepared.filter((p) => p.unit.kind === 'frame');
+    if (frames.length === 0) return { prepared, records: NO_RECORDS };
+    const ends = new Uint32Array(frames.length);
+    let end = 0;
+    frames.forEach((p, i) => (ends[i] = end += (p.unit as { bytes: Buffer }).bytes.length));
+    const decoded = await this.options.decoder.decode({
+      bytes: Buffer.concat(frames.map((p) => (p.unit as { bytes: Buffer }).bytes), end),
+      ends,
+      deviceIds: frames.map((p) => (p.unit as { deviceId?: string }).deviceId ?? null),
+      nowS: this.now(),
+    });
+    let firstRecord = 0;
+    frames.forEach((p, i) => {
+      const verdict = decoded.verdicts[i]!;
+      p.frame = { verdict, firstRecord };
+      if (isPassed(verdict)) {
+        const at = i * FINGERPRINT_BYTES;
+        p.frame.replay = { timestamp: verdict.timestamp, fingerprint: Buffer.from(decoded.fingerprints.buffer, decoded.fingerprints.byteOffset + at, FINGERPRINT_BYTES) };
+        firstRecord += verdict.recordCount;
+      }
+    });
+    return { prepared, records: decoded.records };
+  }
+
+  /**
+   * Stores the batch in one transaction. When SQLite refuses it for a reason that is not the
+   * database's condition (disk full, locked, I/O), each message is stored alone, and the ones that
+   * still fail are rejected (`store_failed`) while the rest go on.
+   */
+  private store_(prepared: Prepared[], records: Uint8Array, options: IngestOptions): UnitOutcome[] {
+    const { replay } = this.options;
+    const run = (fallback: boolean) => {
+      try {
+        const outcomes = this.store.transaction(() => {
+          const out = fallback ? this.storeOneByOne(prepared, records, options) : this.storeUnits(prepared, options, records);
+          options.inTransaction?.(out);
+          return out;
+        });
+        replay.committed();
+        return outcomes;
+      } catch (err) {
+        replay.rolledBack();
+        this.store.devices.forgetCache();
+        throw err;
+      }
+    };
+    try {
+      return run(false);
+    } catch (err) {
+      if (err instanceof AppError || isStoreCondition(err)) throw err;
+      this.log.error({ err }, 'a batch could not be stored; storing its messages one by one');
+      return run(true);
+    }
+  }
+
+  private storeOneByOne(prepared: Prepared[], records: Uint8Array, options: IngestOptions): UnitOutcome[] {
+    return prepared.map((p) => {
+      try {
+        return this.store.transaction(() => this.storeUnits([p], options, records))[0]!;
+      } catch (err) {
+        if (err instanceof AppError || isStoreCondition(err)) throw err;
+        if (p.frame?.replay) this.options.replay.unstage([p.frame.replay]);
+        this.log.error({ err }, 'a message could not be stored; rejecting it');
+        return { ok: false, reason: 'store_failed' };
+      }
+    });
+  }
+
+  /** Writes the units (inside the caller's transaction) and returns their outcomes. */
+  private storeUnits(prepared: readonly Prepared[], options: { source: IngestSource; owner?: string }, records: Uint8Array = NO_RECORDS): UnitOutcome[] {
+    const { store } = this;
+    const outcomes: UnitOutcome[] = new Array(prepared.length);
+    // Frames: the replay memory settles which ones are new (earlier ones of this batch count).
+    const framed = prepared.map((p, i) => ({ p, i })).filter(({ p }) => p.frame?.replay !== undefined);
+    const taken =
+      framed.length === 0
+        ? []
+        : this.options.replay.claim(
+            framed.map(({ p }) => p.frame!.replay!),
+            framed.map(({ p }) => (p.frame!.verdict as PassedFrame).later === null),
+            framed.map(({ p }) => p.frame!.known === true),
+          );
+    const takenAt = new Map(framed.map(({ i }, k) => [i, taken[k]!]));
+
+    const activity = new Map<string, ActivityEntry>();
+    const frameDevices = new Set<string>();
+    const keepRecords: Array<[start: number, end: number]> = [];
+    let frameMessages = 0;
+    let frameRecords = 0;
+    prepared.forEach((p, i) => {
+      const { unit } = p;
+      if (unit.kind === 'invalid') {
+        outcomes[i] = { ok: false, reason: unit.reason, ...(unit.detail !== undefined ? { detail: unit.detail } : {}) };
+        return;
+      }
+      if (unit.kind === 'reading') return; // below, all readings together
+      const verdict = p.frame!.verdict;
+      if (!isPassed(verdict)) {
+        outcomes[i] = { ok: false, reason: verdict.reason };
+        return;
+      }
+      if (takenAt.get(i)) outcomes[i] = { ok: false, reason: 'replay' };
+      else if (verdict.later !== null) outcomes[i] = { ok: false, reason: verdict.later };
+      else {
+        outcomes[i] = { ok: true, records: verdict.recordCount };
+        frameDevices.add(verdict.deviceId);
+        if (verdict.payloadType === PAYLOAD_TELEMETRY) {
+          keepRecords.push([p.frame!.firstRecord, p.frame!.firstRecord + verdict.recordCount]);
+          frameMessages++;
+          frameRecords += verdict.recordCount;
+          const a = activity.get(verdict.deviceId) ?? [verdict.deviceId, 0, 0, null, null];
+          a[1]++;
+          a[2] += verdict.recordCount;
+          a[3] = verdict.labId ?? a[3];
+          a[4] = verdict.modelId;
+          activity.set(verdict.deviceId, a);
+        } else {
+          store.deviceEvents.add({ sourceId: this.nextEventId(), deviceId: verdict.deviceId, payloadType: verdict.payloadType, ts: verdict.timestamp, body: verdict.event ?? {} });
+        }
+      }
+    });
+    if (frameDevices.size > 0) store.devices.noteFrameDevices(frameDevices);
+    if (frameMessages > 0) {
+      store.buffer.insert({
+        source: options.source,
+        messages: frameMessages,
+        records: keptRecords(records, keepRecords),
+        recordCount: frameRecords,
+        activity: [...activity.values()],
+      });
+    }
+
+    const readings = prepared.flatMap((p, i) => (p.unit.kind === 'reading' ? [{ reading: p.unit.reading, i }] : []));
+    if (readings.length > 0 && options.owner !== undefined) {
+      for (const sensorId of new Set(readings.map((r) => r.reading.sensor_id))) {
+        if (!store.devices.claimForUser(sensorId, options.owner)) throw new ForbiddenError(`sensor ${sensorId} belongs to another user or device`);
+      }
+    }
+    for (const { reading, i } of readings) {
+      const records = new RecordBatchBuilder(reading.values.length);
+      for (const [metric, value] of reading.values) records.add({ sensor_id: reading.sensor_id, metric, unit: '', ts: reading.timestamp, value }, null, null);
+      const bufferId = store.buffer.insert({
+        source: options.source,
+        messages: 1,
+        records: records.toBuffer(),
+        recordCount: reading.values.length,
+        reading: { sensorId: reading.sensor_id, ts: reading.timestamp, data: reading.data },
+      });
+      outcomes[i] = { ok: true, records: reading.values.length, bufferId };
+    }
+    return outcomes;
+  }
+
+  private nextEventId(): string {
+    return `event:${this.idPrefix}:${(this.idSeq++).toString(36).padStart(10, '0')}`;
+  }
+
+  private countOutcomes(outcomes: readonly UnitOutcome[], source: IngestSource): void {
     const { metrics } = this.options;
     let accepted = 0;
     let records = 0;
@@ -146,114 +341,29 @@ export class IngestPipeline {
     metrics.telemetryIngested.inc({ source }, accepted);
     metrics.recordsIngested.inc({ source }, records);
   }
+}
 
-  /**
-   * Writes a decoded batch; runs inside the caller's transaction. Rows whose source id was stored
-   * before (a redelivery) are skipped and counted nowhere a second time. Device activity and usage
-   * are written once per device per batch.
-   */
-  private storeBatch(units: IngestUnit[], results: Array<DecodeResult | undefined>, source: IngestSource) {
-    const outcomes: UnitOutcome[] = new Array(units.length);
-    const rows: BufferInsert[] = [];
-    const rowUnits: number[] = [];
-    const fresh: boolean[] = new Array(units.length).fill(false);
-    const sensorOf: string[] = new Array(units.length);
-    const frameOf: Array<DecodedFrame | undefined> = new Array(units.length);
-    let records = 0;
+const NO_RECORDS = new RecordBatchBuilder(1).toBuffer();
 
-    units.forEach((unit, i) => {
-      if (unit.kind === 'invalid') {
-        outcomes[i] = { ok: false, reason: unit.reason };
-      } else if (unit.kind === 'reading') {
-        const recs = readingRecords(unit.reading);
-        rows.push({ sourceId: unit.sourceId, source, sensorId: unit.reading.sensor_id, ts: unit.reading.timestamp, labId: null, modelId: null, raw: Buffer.from(JSON.stringify(unit.reading.data)), records: recs });
-        rowUnits.push(i);
-        sensorOf[i] = unit.reading.sensor_id;
-        outcomes[i] = { ok: true, records: recs.length };
-      } else {
-        const result = results[i]!;
-        if (!result.ok) {
-          outcomes[i] = result;
-          return;
-        }
-        frameOf[i] = result;
-        sensorOf[i] = result.device_id;
-        outcomes[i] = { ok: true, records: result.records.length };
-        if (result.header.payload_type === PAYLOAD_TELEMETRY) {
-          rows.push({ sourceId: unit.sourceId, source, sensorId: result.device_id, ts: result.header.timestamp, labId: result.lab_id, modelId: result.header.model_id, raw: unit.bytes, records: result.records });
-          rowUnits.push(i);
-        } else {
-          fresh[i] = this.store.deviceEvents.add({ sourceId: unit.sourceId, deviceId: result.device_id, payloadType: result.header.payload_type, ts: result.header.timestamp, body: result.event ?? {} });
-        }
-      }
-      const outcome = outcomes[i]!;
-      if (outcome.ok) records += outcome.records;
-    });
+/**
+ * The packed records of the accepted telemetry frames (`keep`: ranges of record indexes, in
+ * order): the decoder's batch as it is when every record is kept, else a copy of the kept ones.
+ */
+function keptRecords(all: Uint8Array, keep: ReadonlyArray<[number, number]>): Buffer {
+  const whole = Buffer.from(all.buffer, all.byteOffset, all.byteLength);
+  const kept = keep.reduce((n, [a, b]) => n + b - a, 0);
+  if (kept === recordCountOf(whole)) return whole;
+  const columns = readRecordBatch(all);
+  const marks = new Uint8Array(columns.length);
+  for (const [a, b] of keep) marks.fill(1, a, b);
+  return filterRecords(columns, (i) => marks[i] === 1);
+}
 
-    const bufferIds: Array<number | null> = new Array(units.length).fill(null);
-    this.store.buffer.insertMany(rows).forEach((id, k) => {
-      bufferIds[rowUnits[k]!] = id;
-      fresh[rowUnits[k]!] = id !== null;
-    });
-
-    const now = this.now();
-    const activity = new Map<string, DeviceActivity>();
-    units.forEach((_unit, i) => {
-      if (!fresh[i]) return;
-      const frame = frameOf[i];
-      const a = activity.get(sensorOf[i]!) ?? { deviceId: sensorOf[i]!, lastSeen: now, frames: 0, records: 0, labId: null, modelId: null };
-      a.records += (outcomes[i] as { records: number }).records;
-      if (frame) {
-        a.frames++;
-        a.labId = frame.lab_id ?? a.labId;
-        a.modelId = frame.header.model_id;
-      }
-      activity.set(a.deviceId, a);
-    });
-    // Usage is billed to the sensor's owner, once per stored message.
-    const usage = new Map<string, number>();
-    for (const a of activity.values()) {
-      this.store.devices.recordActivity(a);
-      const owner = this.store.devices.ownerOf(a.deviceId);
-      if (owner != null && a.records > 0) usage.set(owner, (usage.get(owner) ?? 0) + a.records);
-    }
-    for (const [userId, n] of usage) this.store.billing.addUsage(userId, n);
-    return { outcomes, bufferIds, records };
-  }
-
-  private decodeOptions() {
-    return { config: this.options.nanogridata, nowS: this.now() };
-  }
-
-  /** Runs every check but replay per frame, then the replay checks of the whole batch in one call. */
-  private async decodeFrames(units: IngestUnit[]): Promise<Array<DecodeResult | undefined>> {
-    const options = this.decodeOptions();
-    const results: Array<DecodeResult | undefined> = new Array(units.length);
-    const checks: ReplayCheck[] = [];
-    const pending: Array<{ i: number; inspection: PassedInspection }> = [];
-    units.forEach((unit, i) => {
-      if (unit.kind !== 'frame') return;
-      const ctx: FrameContext = {};
-      if (unit.deviceId !== undefined) {
-        ctx.deviceId = unit.deviceId;
-        const secret = this.store.devices.secretOf(unit.deviceId);
-        if (secret) ctx.deviceSecret = secret;
-      }
-      if (unit.messageId !== undefined) ctx.messageId = unit.messageId;
-      const inspection = inspectFrame(unit.bytes, ctx, options);
-      if (!inspection.ok) {
-        results[i] = { ok: false, reason: inspection.reason };
-        return;
-      }
-      checks.push(replayCheckOf(inspection, unit.messageId));
-      pending.push({ i, inspection });
-    });
-    if (checks.length > 0) {
-      const replays = await this.options.replay.check(checks);
-      pending.forEach(({ i, inspection }, k) => {
-        results[i] = resolveReplay(inspection, replays[k]!);
-      });
-    }
-    return results;
-  }
+/**
+ * SQLite errors that are the database's condition, not the data's: the whole batch waits for
+ * them to pass (and is retried), rather than any message being rejected for them.
+ */
+export function isStoreCondition(err: unknown): boolean {
+  if (!(err instanceof Database.SqliteError)) return false;
+  return /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|NOMEM|CORRUPT|NOTADB|PROTOCOL|INTERRUPT)/.test(err.code);
 }

@@ -1,3 +1,6 @@
+import type { FlusherStatus } from './flusher.js';
+import type { ReplayMemoryStatus } from './replay-memory.js';
+
 /** What /health and /api/ocean/status report about the ingest workers. */
 export interface IngestStatus {
   consumer: {
@@ -13,10 +16,16 @@ export interface IngestStatus {
     lag?: number;
     last_batch?: { at: string; entries: number; accepted: number; rejected: number } | null;
     last_error?: string | null;
+    /** Entries are waiting, yet no batch has completed for 30 s. */
+    stalled?: boolean;
+    /** Redis refused a write for lack of memory in the last seconds. */
+    redis_refusing_writes?: boolean;
+    redis_memory?: { used: number; max: number } | null;
+    /** Used memory above 90 % of maxmemory. */
+    redis_near_full?: boolean;
+    /** Dead letters Redis has not accepted yet (kept in SQLite). */
+    owed_dead_letters?: number;
   };
-  flusher: {
-    high_water: number;
-    last_flush_at: string | null;
-    last_error: string | null;
-  };
+  flusher: FlusherStatus;
+  replay: ReplayMemoryStatus;
 }

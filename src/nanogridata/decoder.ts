@@ -12,30 +12,26 @@ import { PROFILES } from './profiles.js';
 import type { Profile } from './profiles.js';
 import { InMemoryReplayMemory } from './replay.js';
 import type { SyncReplayMemory } from './replay.js';
-import type {
-  DecodeResult,
-  DecodedFrame,
-  FrameContext,
-  FrameHeader,
-  Inspection,
-  RejectReason,
-  Rejection,
-  ReplayCheck,
-} from './types.js';
+import { FINGERPRINT_BYTES } from './types.js';
+import type { DecodeResult, DecodedFrame, FrameContext, FrameHeader, Inspection, RejectReason, Rejection } from './types.js';
 
 export interface InspectOptions {
   config: NanogridataConfig;
   /** Server clock, Unix seconds. */
   nowS: number;
+  /**
+   * Secrets of devices registered with one of their own, by device id. Such a device is
+   * authenticated by that secret only: a frame whose payload names it must verify with it,
+   * whether or not the transport named the device.
+   */
+  deviceSecrets?: ReadonlyMap<string, Buffer>;
 }
 
 /** An inspection that passed every check up to replay. */
 export type PassedInspection = Extract<Inspection, { ok: true }>;
 
 const NO_CONTEXT: FrameContext = Object.freeze({});
-const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
-/** Scratch for replay keys: `hh:` or `hh:frame:`, then up to 64 hex digits. */
-const keyScratch = Buffer.alloc(9 + 64);
+const NO_SECRETS: ReadonlyMap<string, Buffer> = new Map();
 const rejection = (reason: RejectReason): Rejection => Object.freeze({ ok: false, reason });
 const BAD_PAYLOAD = rejection('bad_payload');
 const DEVICE_MISMATCH = rejection('device_mismatch');
@@ -56,69 +52,51 @@ export function inspectFrame(buf: Buffer, ctx: FrameContext = NO_CONTEXT, opts: 
   if (profile === undefined) return { ok: false, reason: 'unknown_model', frameLength };
 
   const level = header.security_level;
-  let secret: Buffer | undefined;
-  if (level === 0) {
-    if (!opts.config.acceptUnsigned) return { ok: false, reason: 'unsigned', frameLength };
-  } else {
-    // A device registered with its own secret wins over the model's secret.
-    secret = ctx.deviceSecret ?? opts.config.secrets.get(header.model_id);
-    if (secret === undefined || secret.length === 0) return { ok: false, reason: 'no_secret', frameLength };
-  }
+  if (level === 0 && !opts.config.acceptUnsigned) return { ok: false, reason: 'unsigned', frameLength };
   const macStart = frameLength - head.macSize;
-  if (!verifyMac(level, buf, macStart, secret)) return { ok: false, reason: 'bad_mac', frameLength };
-
-  const maxDriftS = opts.config.maxDriftS;
-  if (Math.abs(header.timestamp - opts.nowS) > maxDriftS) return { ok: false, reason: 'timestamp_drift', frameLength };
-
-  return {
-    ok: true,
-    frameLength,
-    replayKey: replayKeyOf(buf, header.model_id, level, macStart, frameLength),
-    // Past this the frame's timestamp is outside the window, so a copy would be timestamp_drift anyway.
-    replayTtlS: Math.max(1, Math.ceil(header.timestamp + maxDriftS - opts.nowS)),
-    result: decodePayload(buf, macStart, header, profile, ctx),
-  };
-}
-
-/**
- * Levels 1–3: model and MAC (a different frame has a different MAC). Level 0: a digest of the
- * whole frame, because two different frames easily share a 2-byte CRC.
- */
-function replayKeyOf(buf: Buffer, model: number, level: number, macStart: number, frameLength: number): string {
-  if (level !== 0) return hexKey(model, '', buf, macStart, frameLength);
-  const digest = createHash('sha256').update(buf.subarray(0, frameLength)).digest();
-  return hexKey(model, 'frame:', digest, 0, digest.length);
-}
-
-/**
- * `hh:<prefix><hex of bytes[start..end)>`, written into one flat string: a concatenation would make
- * a rope that every consumer (Map hashing, the replay memory's parser) must flatten again.
- */
-function hexKey(model: number, prefix: string, bytes: Uint8Array, start: number, end: number): string {
-  const k = keyScratch;
-  k[0] = HEX_DIGITS[model >> 4]!;
-  k[1] = HEX_DIGITS[model & 15]!;
-  k[2] = 0x3a; // ':'
-  let p = 3 + k.write(prefix, 3, 'latin1');
-  for (let i = start; i < end; i++) {
-    const b = bytes[i]!;
-    k[p++] = HEX_DIGITS[b >> 4]!;
-    k[p++] = HEX_DIGITS[b & 15]!;
+  const deviceSecrets = opts.deviceSecrets ?? NO_SECRETS;
+  // With devices of their own secret registered, the payload is read before the MAC is checked: its
+  // device_id says which secret must verify it (the walker that reads it is bounded for any input).
+  let decoded: DecodedFrame | null | undefined;
+  let ownSecret: Buffer | undefined;
+  if (deviceSecrets.size > 0) {
+    decoded = decodeSafely(buf, macStart, header, profile);
+    ownSecret = (decoded && deviceSecrets.get(decoded.device_id)) ?? (ctx.deviceId !== undefined ? deviceSecrets.get(ctx.deviceId) : undefined);
   }
-  return k.toString('latin1', 0, p);
+  if (level === 0) {
+    // Nothing authenticates a level-0 frame, so it can never speak for a device with a secret of its own.
+    if (ownSecret !== undefined || !verifyMac(0, buf, macStart)) return { ok: false, reason: 'bad_mac', frameLength };
+  } else {
+    const secret = ownSecret ?? opts.config.secrets.get(header.model_id);
+    if (secret === undefined || secret.length === 0) return { ok: false, reason: 'no_secret', frameLength };
+    if (!verifyMac(level, buf, macStart, secret)) return { ok: false, reason: 'bad_mac', frameLength };
+  }
+
+  if (Math.abs(header.timestamp - opts.nowS) > opts.config.maxDriftS) return { ok: false, reason: 'timestamp_drift', frameLength };
+
+  if (decoded === undefined) decoded = decodeSafely(buf, macStart, header, profile);
+  let result: DecodeResult = decoded ?? BAD_PAYLOAD;
+  if (decoded && ctx.deviceId !== undefined && decoded.device_id !== ctx.deviceId) result = DEVICE_MISMATCH;
+  return { ok: true, frameLength, replay: { fingerprint: fingerprintOf(buf, level, macStart, frameLength), timestamp: header.timestamp }, result };
 }
 
-/** The payload is `frame[HEADER_SIZE..payloadEnd)`. */
-function decodePayload(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile, ctx: FrameContext): DecodeResult {
-  let decoded: DecodedFrame | null;
+/**
+ * Levels 1–3: the first 64 bits of the MAC (a different frame has a different MAC, and a forger
+ * cannot choose it). Level 0: of SHA-256 over the whole frame, because two different frames
+ * easily share a 2-byte CRC. A copy, so it outlives the frame's buffer.
+ */
+function fingerprintOf(buf: Buffer, level: number, macStart: number, frameLength: number): Buffer {
+  if (level === 0) return createHash('sha256').update(buf.subarray(0, frameLength)).digest().subarray(0, FINGERPRINT_BYTES);
+  return Buffer.from(buf.subarray(macStart, macStart + FINGERPRINT_BYTES));
+}
+
+/** The decoded payload, or null when it is not the profile's shape; never throws. */
+function decodeSafely(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile): DecodedFrame | null {
   try {
-    decoded = decodeBody(frame, payloadEnd, header, profile);
+    return decodeBody(frame, payloadEnd, header, profile);
   } catch {
-    decoded = null; // defensive: a payload that trips anything unforeseen is still only a bad payload
+    return null; // defensive: a payload that trips anything unforeseen is still only a bad payload
   }
-  if (decoded === null) return BAD_PAYLOAD;
-  if (ctx.deviceId !== undefined && decoded.device_id !== ctx.deviceId) return DEVICE_MISMATCH;
-  return decoded;
 }
 
 function decodeBody(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile): DecodedFrame | null {
@@ -148,17 +126,6 @@ function decodeBody(frame: Buffer, payloadEnd: number, header: FrameHeader, prof
   const records = profile.records(map, deviceId, header.timestamp);
   if (records === null) return null;
   return { ok: true, header, device_id: deviceId, lab_id: labId, records };
-}
-
-/** What to ask a ReplayMemory about a passed inspection. */
-export function replayCheckOf(inspection: PassedInspection, messageId?: string): ReplayCheck {
-  return {
-    key: inspection.replayKey,
-    messageId,
-    ttlS: inspection.replayTtlS,
-    // Only frames that end up accepted are remembered.
-    remember: inspection.result.ok,
-  };
 }
 
 /** The final result of a passed inspection once the replay memory has answered. */
@@ -197,6 +164,7 @@ export interface DecoderOptions {
   now?: () => number;
   /** Replay memory; defaults to a fresh in-process one on the same clock; null disables replay detection. */
   replay?: SyncReplayMemory | null;
+  deviceSecrets?: ReadonlyMap<string, Buffer>;
 }
 
 export interface FrameDecoder {
@@ -210,27 +178,22 @@ export interface FrameDecoder {
 export function createDecoder(opts: DecoderOptions): FrameDecoder {
   const { config } = opts;
   const now = opts.now ?? (() => Date.now() / 1000);
-  const replay = opts.replay === undefined ? new InMemoryReplayMemory({ now }) : opts.replay;
+  const replay = opts.replay === undefined ? new InMemoryReplayMemory({ now, maxDriftS: config.maxDriftS }) : opts.replay;
+  const inspect = (): InspectOptions => ({ config, nowS: now(), ...(opts.deviceSecrets ? { deviceSecrets: opts.deviceSecrets } : {}) });
 
-  const finish = (inspection: Inspection, ctx: FrameContext): DecodeResult => {
+  const finish = (inspection: Inspection): DecodeResult => {
     if (!inspection.ok) return { ok: false, reason: inspection.reason };
-    const isReplay = replay !== null && replay.checkOne(replayCheckOf(inspection, ctx.messageId));
+    // Only frames that end up accepted are remembered.
+    const isReplay = replay !== null && replay.checkOne(inspection.replay, inspection.result.ok);
     return resolveReplay(inspection, isReplay);
   };
 
   return {
     decode(buf, ctx = NO_CONTEXT) {
-      return finish(inspectFrame(buf, ctx, { config, nowS: now() }), ctx);
+      return finish(inspectFrame(buf, ctx, inspect()));
     },
     decodeAll(body, ctx = NO_CONTEXT) {
-      const out: Array<{ index: number; offset: number; result: DecodeResult }> = [];
-      for (const f of inspectFrames(body, ctx, { config, nowS: now() })) {
-        // A frame's transport identity is the message plus its place in it, so that a repeat
-        // inside one body is a replay while a redelivered body is not.
-        const frameCtx = ctx.messageId === undefined ? ctx : { ...ctx, messageId: `${ctx.messageId}#${f.index}` };
-        out.push({ index: f.index, offset: f.offset, result: finish(f.inspection, frameCtx) });
-      }
-      return out;
+      return [...inspectFrames(body, ctx, inspect())].map((f) => ({ index: f.index, offset: f.offset, result: finish(f.inspection) }));
     },
   };
 }

@@ -5,6 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { Decoder, Encoder } from 'cbor-x';
 import type { Options as CborOptions } from 'cbor-x';
+import { MAX_MEASUREMENT } from './types.js';
 
 export const MAX_STRING_BYTES = 256;
 export const MAX_ARRAY_ITEMS = 64;
@@ -210,7 +211,7 @@ export const LEGACY_GAS: LegacyLayout = {
     const gas = readShortText(p, device.next);
     if (!gas || gas.text === '' || gas.next + 8 !== p.length) return null;
     const value = p.readFloatBE(gas.next + 4);
-    if (!Number.isFinite(value)) return null;
+    if (!(Math.abs(value) <= MAX_MEASUREMENT)) return null;
     return {
       deviceId: device.text,
       labId: null,

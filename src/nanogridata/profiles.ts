@@ -4,6 +4,7 @@
  */
 import { LEGACY_GAS, LEGACY_PRESSURE, isPlainMap } from './payload.js';
 import type { LegacyLayout, PayloadMap } from './payload.js';
+import { MAX_MEASUREMENT } from './types.js';
 import type { MeasurementRecord } from './types.js';
 
 export interface Profile {
@@ -18,12 +19,16 @@ export interface Profile {
 }
 
 /**
- * A finite CBOR int or float. NaN and ±Infinity are refused too: the decoded form is JSON, which
- * cannot carry them, and they would poison every aggregate downstream.
+ * A CBOR int or float within ±MAX_MEASUREMENT. NaN and ±Infinity are refused: the decoded form is
+ * JSON, which cannot carry them. Finite but huge values (1e200) are refused too: squares of them
+ * overflow a double, which would break the standard deviation of that sensor in every aggregate.
  */
 function isMeasurement(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v);
+  return typeof v === 'number' && v >= -MAX_MEASUREMENT && v <= MAX_MEASUREMENT;
 }
+
+/** A finite number (for times, bounded separately). */
+const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 /**
  * An entry's own time: Unix seconds in the range of the header's u32 timestamp. The spec bounds only
@@ -31,7 +36,7 @@ function isMeasurement(v: unknown): v is number {
  * accepted, signed, and then fail in every store downstream, so it is a `bad_payload` here.
  */
 function isEntryTime(v: unknown): v is number {
-  return isMeasurement(v) && v >= 0 && v <= 0xffffffff;
+  return isFiniteNumber(v) && v >= 0 && v <= 0xffffffff;
 }
 
 /** Appends the records of `entries: [{ts?, <valueKey>}]`; false when the shape is wrong. */

@@ -27,6 +27,12 @@ export interface FrameHeader {
   length: number;
 }
 
+/**
+ * The largest magnitude a measurement may have (frames and JSON readings alike): far beyond any
+ * physical sensor, and small enough that sums and squares over billions of readings stay finite.
+ */
+export const MAX_MEASUREMENT = 1e15;
+
 /** One measurement, as it goes to the analytics store. */
 export interface MeasurementRecord {
   sensor_id: string;
@@ -57,15 +63,21 @@ export type DecodeResult = DecodedFrame | Rejection;
 export interface FrameContext {
   /** Device named by the transport (stream field `device_id`, HTTP header `X-Device-Id`). */
   deviceId?: string;
-  /** That device's own secret, when it is registered with one; wins over the per-model secret. */
-  deviceSecret?: Buffer;
-  /** Transport message id (Redis stream entry id). The same id seen again is a redelivery, not a replay. */
-  messageId?: string;
+}
+
+/** Bytes of a frame's replay fingerprint: 64 bits of its MAC (levels 1–3) or of SHA-256 of the whole frame (level 0). */
+export const FINGERPRINT_BYTES = 8;
+
+/** What a replay memory is asked about a frame: its fingerprint, and its header time (it is remembered until that leaves the window). */
+export interface ReplayItem {
+  fingerprint: Buffer;
+  /** Header timestamp, Unix seconds. */
+  timestamp: number;
 }
 
 /**
  * Result of every check except the replay check, which needs shared state and is done by the caller
- * (in a batch, through a ReplayMemory) so that several consumers can agree.
+ * (in a batch, through a replay memory) so that several consumers can agree.
  */
 export type Inspection =
   | (Rejection & {
@@ -75,29 +87,8 @@ export type Inspection =
   | {
       ok: true;
       frameLength: number;
-      /** Identity of the frame for replay detection (model + MAC for levels 1–3, digest of the whole frame for 0). */
-      replayKey: string;
-      /** How long the key must be remembered: until the frame's timestamp leaves the drift window. */
-      replayTtlS: number;
+      /** The frame's identity for replay detection. */
+      replay: ReplayItem;
       /** The decoded frame, or a failure the spec orders after `replay` (bad_payload, device_mismatch). */
       result: DecodeResult;
     };
-
-export interface ReplayCheck {
-  key: string;
-  messageId?: string;
-  ttlS: number;
-  /**
-   * true when the frame will be accepted if it is not a replay: the key is remembered.
-   * false when it fails later anyway: the memory is only consulted, never written.
-   */
-  remember: boolean;
-}
-
-/**
- * Remembers accepted frames. `check` answers, for each item in order, whether it is a replay:
- * the key is known under a different (or no) message id. Items earlier in the batch count.
- */
-export interface ReplayMemory {
-  check(items: ReplayCheck[]): Promise<boolean[]>;
-}

@@ -1,151 +1,203 @@
-import type { MeasurementRecord } from '../nanogridata/types.js';
 import type { Db } from './db.js';
 import { nowS } from './db.js';
 
 /** Where a buffered message came from; also the `source` label of the ingest metrics. */
 export type IngestSource = 'http' | 'http_frames' | 'stream';
 
+/** Per device, what the frames of one buffer row did: [device_id, frames, records, lab_id, model_id]. */
+export type ActivityEntry = [deviceId: string, frames: number, records: number, labId: string | null, modelId: number | null];
+
 export interface BufferInsert {
-  /** Unique per transport message (stream entry id, HTTP request + index): a redelivery is a no-op. */
-  sourceId: string;
   source: IngestSource;
-  sensorId: string;
-  ts: number;
-  labId: string | null;
-  modelId: number | null;
-  raw: Buffer | null;
-  records: MeasurementRecord[];
-}
-
-export interface BufferRow {
-  id: number;
-  source_id: string;
-  source: IngestSource;
-  sensor_id: string;
-  ts: number;
-  lab_id: string | null;
-  model_id: number | null;
-  records: MeasurementRecord[];
-  record_count: number;
-  processed: boolean;
-  created_at: number;
-}
-
-interface RawRow extends Omit<BufferRow, 'records' | 'processed'> {
-  records: string;
-  processed: number;
+  /** Frames or readings the row holds. */
+  messages: number;
+  /** Packed records (ingest/record-batch.ts). */
+  records: Buffer;
+  recordCount: number;
+  /** A row of frames: what each device did. */
+  activity?: ActivityEntry[];
+  /** A row of one JSON reading: it enters the work queue with the data exactly as sent. */
+  reading?: { sensorId: string; ts: number; data: string };
 }
 
 /** What the flusher needs of a buffered row. */
 export interface PendingRow {
   id: number;
   source: IngestSource;
-  lab_id: string | null;
-  model_id: number | null;
-  records: string;
+  messages: number;
+  record_count: number;
+  records: Buffer;
+}
+
+/** A row whose device activity and usage are still to be counted. */
+export interface ActivityRow {
+  id: number;
+  sensor_id: string | null;
+  record_count: number;
+  activity: string | null;
+  created_at: number;
+}
+
+/** A reading of the work queue, as the client sent it. */
+export interface QueuedReading {
+  id: number;
+  sensor_id: string;
+  /** Unix seconds. */
+  ts: number;
+  data: string;
+  source: IngestSource;
+  record_count: number;
+  created_at: number;
 }
 
 /**
- * The durable buffer between ingest and DuckDB. The flusher reads by id (DuckDB's high-water
- * mark), not by the `processed` flag, so an admin's mark-processed can never hide rows from it.
+ * The durable buffer between ingest and DuckDB: one row per JSON reading, or per batch of frames
+ * (their records packed). The flusher reads by id (DuckDB's high-water mark). JSON readings also
+ * form the work queue of `telemetry/unprocessed`, from which only mark-processed (or retention)
+ * removes them: the flush into DuckDB is separate bookkeeping.
+ *
+ * Counters are kept in the same transactions as the rows, so /health never counts rows.
  */
 export function createBuffer(db: Db) {
-  const insert = db.prepare<[string, IngestSource, string, number, string | null, number | null, Buffer | null, string, number, number]>(
-    `INSERT INTO telemetry_buffer(source_id, source, sensor_id, ts, lab_id, model_id, raw, records, record_count, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_id) DO NOTHING`,
+  const insert = db.prepare<[string, string | null, number | null, string | null, number, number, Buffer, string | null, number, number]>(
+    `INSERT INTO telemetry_buffer(source, sensor_id, ts, data, messages, record_count, records, activity, queued, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const flushedThrough = `(SELECT value FROM counters WHERE name = 'flushed_through')`;
-  const unprocessed = db.prepare<[number], RawRow>(
-    `SELECT id, source_id, source, sensor_id, ts, lab_id, model_id, records, record_count, processed, created_at
-     FROM telemetry_buffer WHERE id > ${flushedThrough} AND processed = 0 ORDER BY id LIMIT ?`,
+  const after = db.prepare<[number], PendingRow>(
+    'SELECT id, source, messages, record_count, records FROM telemetry_buffer WHERE id > ? ORDER BY id',
   );
-  const markOne = db.prepare<[number]>('UPDATE telemetry_buffer SET processed = 1 WHERE id = ? AND processed = 0');
-  const after = db.prepare<[number, number], PendingRow>(
-    'SELECT id, source, lab_id, model_id, records FROM telemetry_buffer WHERE id > ? ORDER BY id LIMIT ?',
+  const activityAfter = db.prepare<[number, number], ActivityRow>(
+    'SELECT id, sensor_id, record_count, activity, created_at FROM telemetry_buffer WHERE id > ? ORDER BY id LIMIT ?',
   );
-  // A rowid range above what was flushed before: cost follows the new rows, not the table.
-  const markUpTo = db.prepare<[number]>(
-    `UPDATE telemetry_buffer SET processed = 1 WHERE id > ${flushedThrough} AND id <= ? AND processed = 0`,
+  const queue = db.prepare<[number, number], QueuedReading>(
+    `SELECT id, sensor_id, ts, data, source, record_count, created_at FROM telemetry_buffer
+     WHERE queued = 1 AND id > ? ORDER BY id LIMIT ?`,
   );
-  const setFlushedThrough = db.prepare<[number]>(`UPDATE counters SET value = max(value, ?) WHERE name = 'flushed_through'`);
-  // Oldest rows first, in slices, so one prune never holds the write lock for long.
-  const pruneSlice = db.prepare<[number, number]>(
-    `DELETE FROM telemetry_buffer WHERE id IN (
-       SELECT id FROM telemetry_buffer WHERE id <= min(?, ${flushedThrough}) AND processed = 1 AND created_at < ? ORDER BY id LIMIT 10000)`,
-  );
+  const dequeue = db.prepare<[number]>('UPDATE telemetry_buffer SET queued = 0 WHERE id = ? AND queued = 1');
+  const counter = db.prepare<[string], { value: number }>('SELECT value FROM counters WHERE name = ?');
+  const setCounter = db.prepare<[number, string]>('UPDATE counters SET value = ? WHERE name = ?');
+  const addCounter = db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?');
   const counters = db.prepare<[], { name: string; value: number }>('SELECT name, value FROM counters');
-  const maxId = db.prepare<[], { id: number | null }>('SELECT max(id) AS id FROM telemetry_buffer');
-  const bump = db.prepare<[number, number]>(
-    `UPDATE counters SET value = value + CASE name WHEN 'buffer_rows' THEN ? ELSE ? END
-     WHERE name IN ('buffer_rows', 'buffer_unprocessed')`,
+  const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
+  const raiseSeq = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'telemetry_buffer'");
+  const seedSeq = db.prepare<[number]>("INSERT INTO sqlite_sequence(name, seq) SELECT 'telemetry_buffer', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'telemetry_buffer')");
+  // Oldest rows first, in slices, so one prune never holds the write lock for long. Quarantined rows stay.
+  const pruneSlice = db.prepare<[number, number], { messages: number; queued: number }>(
+    `DELETE FROM telemetry_buffer WHERE id IN (
+       SELECT id FROM telemetry_buffer WHERE id <= ? AND created_at < ?
+         AND id NOT IN (SELECT buffer_id FROM quarantine) ORDER BY id LIMIT 5000)
+     RETURNING messages, queued`,
   );
-  const adjust = (rows: number, unprocessed: number) => {
-    if (rows !== 0 || unprocessed !== 0) bump.run(rows, unprocessed);
-  };
 
-  const markMany = db.transaction((ids: number[]) => {
-    const changed = ids.reduce((n, id) => n + markOne.run(id).changes, 0);
-    adjust(0, -changed);
-    return changed;
-  });
+  const bump = (name: string, by: number) => {
+    if (by !== 0) addCounter.run(by, name);
+  };
+  const read = (name: string) => counter.get(name)?.value ?? 0;
 
   return {
+    /** Inserts one row; returns its id. Call inside the batch transaction. */
+    insert(row: BufferInsert): number {
+      const r = row.reading;
+      const id = Number(
+        insert.run(
+          row.source,
+          r?.sensorId ?? null,
+          r?.ts ?? null,
+          r?.data ?? null,
+          row.messages,
+          row.recordCount,
+          row.records,
+          row.activity ? JSON.stringify(row.activity) : null,
+          r ? 1 : 0,
+          nowS(),
+        ).lastInsertRowid,
+      );
+      bump('buffer_rows', row.messages);
+      bump('buffer_unprocessed', row.messages);
+      if (r) bump('work_queue', 1);
+      return id;
+    },
     /**
-     * Inserts rows, skipping those whose source id is already stored (a redelivery). Returns, per
-     * row, its new id or null when skipped. Call inside the batch transaction.
+     * Rows after the flusher's high-water mark, oldest first: at least one, then as many as fit
+     * in `maxRecords` records and `maxBytes` bytes of packed records.
      */
-    insertMany(rows: readonly BufferInsert[]): Array<number | null> {
-      const now = nowS();
-      const ids = rows.map((r) => {
-        const result = insert.run(r.sourceId, r.source, r.sensorId, r.ts, r.labId, r.modelId, r.raw, JSON.stringify(r.records), r.records.length, now);
-        return result.changes === 1 ? Number(result.lastInsertRowid) : null;
-      });
-      const inserted = ids.reduce((n: number, id) => (id === null ? n : n + 1), 0);
-      adjust(inserted, inserted);
-      return ids;
+    pending(highWater: number, bounds: { maxRecords: number; maxBytes: number }): PendingRow[] {
+      const rows: PendingRow[] = [];
+      let records = 0;
+      let bytes = 0;
+      for (const row of after.iterate(highWater)) {
+        if (rows.length > 0 && (records + row.record_count > bounds.maxRecords || bytes + row.records.length > bounds.maxBytes)) break;
+        rows.push(row);
+        records += row.record_count;
+        bytes += row.records.length;
+      }
+      return rows;
     },
-    /** One row; see insertMany. */
-    insert(row: BufferInsert): number | null {
-      return this.insertMany([row])[0]!;
+    /** Everything up to `highWater` is in DuckDB: `messages` of them since the last mark. */
+    markFlushed(highWater: number, messages: number): void {
+      db.transaction(() => {
+        setCounter.run(Math.max(read('flushed_through'), highWater), 'flushed_through');
+        bump('buffer_unprocessed', -messages);
+      })();
     },
-    maxId(): number {
-      return maxId.get()?.id ?? 0;
+    flushedThrough(): number {
+      return read('flushed_through');
     },
-    unprocessed(limit: number): BufferRow[] {
-      return unprocessed.all(limit).map((r) => ({ ...r, records: JSON.parse(r.records) as MeasurementRecord[], processed: r.processed === 1 }));
+    /** The highest id ever given to a row (0 for a new buffer). */
+    lastId(): number {
+      return lastId.get()?.seq ?? 0;
     },
-    /** Marks the given ids processed; returns how many changed state. */
-    markProcessed(ids: number[]): number {
-      return markMany(ids);
+    /**
+     * Makes new rows take ids above `id` (DuckDB already holds rows up to it: the buffer was lost
+     * or restored from a backup), and counts what the buffer holds as not yet flushed.
+     */
+    reanchor(id: number): void {
+      db.transaction(() => {
+        seedSeq.run(id);
+        raiseSeq.run(id);
+        setCounter.run(id, 'flushed_through');
+        setCounter.run(Math.max(read('activity_applied_through'), id), 'activity_applied_through');
+      })();
     },
-    /** Rows after the flusher's high-water mark, oldest first. */
-    after(highWater: number, limit: number): PendingRow[] {
-      return after.all(highWater, limit);
+    /** Rows whose device activity is not yet counted, oldest first. */
+    activityAfter(limit: number): ActivityRow[] {
+      return activityAfter.all(read('activity_applied_through'), limit);
     },
-    /** Marks every row up to the flusher's high-water mark processed. */
-    markFlushed: db.transaction((highWater: number): number => {
-      const changed = markUpTo.run(highWater).changes;
-      setFlushedThrough.run(highWater);
-      adjust(0, -changed);
+    activityAppliedThrough(): number {
+      return read('activity_applied_through');
+    },
+    /** Call inside the transaction that counted the activity of rows up to `id`. */
+    setActivityApplied(id: number): void {
+      setCounter.run(id, 'activity_applied_through');
+    },
+    /** The work queue: readings not yet marked processed, oldest first. */
+    queued(limit: number, after = 0): QueuedReading[] {
+      return queue.all(after, limit);
+    },
+    /** Takes readings out of the work queue; returns how many were in it. */
+    markProcessed: db.transaction((ids: readonly number[]): number => {
+      const changed = ids.reduce((n, id) => n + dequeue.run(id).changes, 0);
+      bump('work_queue', -changed);
       return changed;
     }),
-    /** Deletes processed rows at or below the high-water mark that are older than the cut-off. */
-    prune(highWater: number, olderThanS: number): number {
+    /** Deletes rows older than the cut-off that are flushed and counted (quarantined rows stay). */
+    prune(upTo: number, olderThanS: number): number {
       let removed = 0;
       for (;;) {
-        const slice = db.transaction(() => {
-          const n = pruneSlice.run(highWater, olderThanS).changes;
-          adjust(-n, 0);
-          return n;
+        const deleted = db.transaction(() => {
+          const rows = pruneSlice.all(upTo, olderThanS);
+          bump('buffer_rows', -rows.reduce((n, r) => n + r.messages, 0));
+          bump('work_queue', -rows.reduce((n, r) => n + r.queued, 0));
+          return rows.length;
         })();
-        removed += slice;
-        if (slice < 10000) return removed;
+        removed += deleted;
+        if (deleted < 5000) return removed;
       }
     },
-    /** Row counts from counters kept with the rows: constant time however large the table. */
-    counts(): { rows: number; unprocessed: number } {
+    /** Message counts from counters kept with the rows: constant time however large the table. */
+    counts(): { rows: number; unprocessed: number; queued: number } {
       const c = Object.fromEntries(counters.all().map((r) => [r.name, r.value]));
-      return { rows: c['buffer_rows'] ?? 0, unprocessed: c['buffer_unprocessed'] ?? 0 };
+      return { rows: c['buffer_rows'] ?? 0, unprocessed: c['buffer_unprocessed'] ?? 0, queued: c['work_queue'] ?? 0 };
     },
   };
 }

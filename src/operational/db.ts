@@ -2,18 +2,19 @@ import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { migrateIngestBuffer } from './migrations/ingest-buffer.js';
 
 export type Db = Database.Database;
 
 /**
- * Numbered migrations; `PRAGMA user_version` records how many have run.
- * Append only: never edit a migration that has shipped.
+ * Numbered migrations; `PRAGMA user_version` records how many have run. SQL text, or a function
+ * where rows must be rewritten by code. Append only: never edit a migration that has shipped.
  * Times are Unix epoch seconds (REAL where sub-second matters, INTEGER otherwise).
  * A migration may call ocean_uuid() (a random UUID v4, registered by openOperationalDb).
  * Migrations run with foreign keys off (SQLite's procedure for rebuilding a referenced table);
  * each is checked with foreign_key_check before it commits.
  */
-const MIGRATIONS: string[] = [
+const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   /* 1: operational schema */ `
   CREATE TABLE users (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -214,6 +215,7 @@ const MIGRATIONS: string[] = [
   CREATE INDEX sessions_user ON sessions(user_id);
   CREATE INDEX devices_owner ON devices(owner_id);
   `,
+  /* 3: ingest that holds */ migrateIngestBuffer,
 ];
 
 /**
@@ -243,7 +245,9 @@ function migrate(db: Db): void {
   try {
     for (let version = current; version < MIGRATIONS.length; version++) {
       db.transaction(() => {
-        db.exec(MIGRATIONS[version]!);
+        const migration = MIGRATIONS[version]!;
+        if (typeof migration === 'string') db.exec(migration);
+        else migration(db);
         const broken = db.pragma('foreign_key_check') as unknown[];
         if (broken.length > 0) throw new Error(`migration ${version + 1} left ${broken.length} broken references: ${JSON.stringify(broken.slice(0, 5))}`);
         db.pragma(`user_version = ${version + 1}`);

@@ -15,6 +15,7 @@ export interface Device {
 
 interface DeviceRow extends Omit<Device, 'has_secret'> {
   secret: Buffer | null;
+  origin: string;
 }
 
 export interface DeviceActivity {
@@ -36,13 +37,19 @@ export function createDevices(db: Db) {
   const ownerOf = db.prepare<[string], { owner_id: string | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
   const secretOf = db.prepare<[string], { secret: Buffer | null }>('SELECT secret FROM devices WHERE device_id = ?');
   const upsert = db.prepare<[string, string | null, number | null, Buffer | null, string | null, number]>(
-    `INSERT INTO devices(device_id, owner_id, model_id, secret, lab_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+    `INSERT INTO devices(device_id, owner_id, model_id, secret, lab_id, created_at, origin) VALUES (?, ?, ?, ?, ?, ?, 'admin')
      ON CONFLICT(device_id) DO UPDATE SET owner_id = excluded.owner_id, model_id = coalesce(excluded.model_id, model_id),
-       secret = coalesce(excluded.secret, secret), lab_id = coalesce(excluded.lab_id, lab_id)`,
+       secret = coalesce(excluded.secret, secret), lab_id = coalesce(excluded.lab_id, lab_id), origin = 'admin'`,
   );
   const claim = db.prepare<[string, string, number]>(
-    'INSERT INTO devices(device_id, owner_id, created_at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO NOTHING',
+    "INSERT INTO devices(device_id, owner_id, created_at, origin) VALUES (?, ?, ?, 'claim') ON CONFLICT(device_id) DO NOTHING",
   );
+  const originOf = db.prepare<[string], { origin: string }>('SELECT origin FROM devices WHERE device_id = ?');
+  const insertFromFrame = db.prepare<[string, number]>(
+    "INSERT INTO devices(device_id, created_at, origin) VALUES (?, ?, 'frame') ON CONFLICT(device_id) DO NOTHING",
+  );
+  const unclaim = db.prepare<[string]>("UPDATE devices SET owner_id = NULL, origin = 'frame' WHERE device_id = ? AND origin = 'claim'");
+  const withSecret = db.prepare<[], { device_id: string; secret: Buffer }>('SELECT device_id, secret FROM devices WHERE secret IS NOT NULL');
   const touch = db.prepare<[DeviceActivity & { now: number }]>(
     `INSERT INTO devices(device_id, created_at, model_id, lab_id, last_seen, frames, records)
      VALUES (@deviceId, @now, @modelId, @labId, @lastSeen, @frames, @records)
@@ -53,7 +60,10 @@ export function createDevices(db: Db) {
   const listOwned = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE owner_id = ? ORDER BY device_id');
   const ownedIds = db.prepare<[string], { device_id: string }>('SELECT device_id FROM devices WHERE owner_id = ?');
 
-  const toDevice = ({ secret, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
+  const toDevice = ({ secret, origin: _origin, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
+  /** Devices known to be neither new nor claimed by JSON ingest: a batch of frames need not look them up. */
+  const settled = new Set<string>();
+  const secretListeners: Array<() => void> = [];
 
   return {
     get(deviceId: string): Device | undefined {
@@ -70,15 +80,46 @@ export function createDevices(db: Db) {
     /** Admin registration: creates the device or sets its owner / secret / model. */
     register(input: { deviceId: string; ownerId: string | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
       upsert.run(input.deviceId, input.ownerId, input.modelId ?? null, input.secret ?? null, input.labId ?? null, nowS());
+      settled.add(input.deviceId);
+      if (input.secret) for (const listener of secretListeners) listener();
       return toDevice(byId.get(input.deviceId)!);
     },
     /**
-     * A user's HTTP ingest claims an unknown sensor for that user. Returns false when another user
-     * owns it (or an admin registered it without owner).
+     * A user's JSON ingest (or profile) claims an unknown sensor id for that user. Returns false
+     * when the id is anyone else's, registered by an admin, or already seen in signed frames:
+     * those can never be claimed this way (an admin assigns them).
      */
     claimForUser(deviceId: string, userId: string): boolean {
       claim.run(deviceId, userId, nowS());
       return ownerOf.get(deviceId)?.owner_id === userId;
+    },
+    /**
+     * Devices whose signed frames a batch accepts (inside its transaction): an unknown one is
+     * created without owner, and one a user had only claimed by JSON ingest loses that claim, so
+     * a real device's frames never land in a squatter's data.
+     */
+    noteFrameDevices(deviceIds: Iterable<string>): void {
+      const now = nowS();
+      for (const id of deviceIds) {
+        if (settled.has(id)) continue;
+        const origin = originOf.get(id)?.origin;
+        if (origin === undefined) insertFromFrame.run(id, now);
+        else if (origin === 'claim') unclaim.run(id);
+        if (settled.size > 100_000) settled.clear();
+        settled.add(id);
+      }
+    },
+    /** After a rolled-back batch: what noteFrameDevices cached may not have been stored. */
+    forgetCache(): void {
+      settled.clear();
+    },
+    /** Devices registered with a secret of their own: only that secret authenticates their frames. */
+    ownSecrets(): Map<string, Buffer> {
+      return new Map(withSecret.all().map((r) => [r.device_id, r.secret]));
+    },
+    /** Calls `listener` whenever a device's own secret is set. */
+    onSecretsChanged(listener: () => void): void {
+      secretListeners.push(listener);
     },
     /** Ingest bookkeeping: last seen, frame and record counts. Run inside the batch transaction. */
     recordActivity(a: DeviceActivity): void {

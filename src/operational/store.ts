@@ -4,6 +4,8 @@ import { createDeviceEvents } from './device-events.js';
 import { createDevices } from './devices.js';
 import { createBuffer } from './buffer.js';
 import { createMetadata } from './metadata.js';
+import { createQuarantine } from './quarantine.js';
+import { createStreamOutbox } from './stream-outbox.js';
 import { createSessions } from './sessions.js';
 import { createUsers } from './users.js';
 
@@ -20,6 +22,8 @@ export function openOperationalStore(path: string, options: { sessionTtlS: numbe
     devices: createDevices(db),
     deviceEvents: createDeviceEvents(db),
     buffer: createBuffer(db),
+    quarantine: createQuarantine(db),
+    streamOutbox: createStreamOutbox(db),
     /** Runs fn in one IMMEDIATE transaction (the write lock is taken up front). */
     transaction<T>(fn: () => T): T {
       return db.transaction(fn).immediate();

@@ -1,12 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ForbiddenError } from '../../src/errors.js';
-import type { Principal } from '../../src/http/auth.js';
-import { IngestCoalescer } from '../../src/http/ingest-coalescer.js';
-import type { Reading } from '../../src/ingest/pipeline.js';
+import { IngestCoalescer } from '../../src/ingest/ingest-coalescer.js';
+import type { Reading } from '../../src/ingest/reading.js';
 import { openTempStore, type TempStore } from '../helpers/temp-store.js';
 
-const admin: Principal = { kind: 'admin' };
-const reading = (sensor_id: string): Reading => ({ sensor_id, data: { v: 1 }, timestamp: 1_767_225_600 });
+const admin = undefined; // no owner: the admin's readings claim nothing
+const reading = (sensor_id: string): Reading => ({ sensor_id, data: '{"v":1}', values: [['v', 1]], timestamp: 1_767_225_600 });
 
 /** A pipeline stand-in that writes a metadata key per reading, so what was committed is visible. */
 function fakePipeline(t: TempStore, behaviour: (sensorId: string) => void = () => {}) {
@@ -16,21 +15,24 @@ function fakePipeline(t: TempStore, behaviour: (sensorId: string) => void = () =
   const store = {
     db: t.store.db,
     transaction<T>(fn: () => T): T {
-      transactions++;
+      // Counts real transactions, not the savepoints nested in them.
+      if (!t.store.db.inTransaction) transactions++;
       return transaction(fn);
     },
   };
+  let committed = 0;
   const pipeline = {
-    ingestReadings(readings: Reading[], _principal: Principal) {
+    storeReadings(readings: readonly Reading[]) {
       calls++;
-      return t.store.transaction(() => {
-        for (const r of readings) t.store.metadata.set(r.sensor_id, true);
-        for (const r of readings) behaviour(r.sensor_id);
-        return { ids: [calls], records: readings.length };
-      });
+      for (const r of readings) t.store.metadata.set(r.sensor_id, true);
+      for (const r of readings) behaviour(r.sensor_id);
+      return readings.map(() => ({ ok: true as const, records: 1, bufferId: calls }));
+    },
+    readingsCommitted(readings: readonly Reading[]) {
+      committed += readings.length;
     },
   };
-  return { store, pipeline, stats: () => ({ calls, transactions }) };
+  return { store, pipeline, stats: () => ({ calls, transactions, committed }) };
 }
 
 describe('HTTP ingest group commit', () => {
@@ -44,14 +46,14 @@ describe('HTTP ingest group commit', () => {
     const f = fakePipeline(t);
     const c = new IngestCoalescer(f.store, f.pipeline);
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => c.submit([reading(`s${i}`)], admin)));
-    expect(results.map((r) => r.records)).toEqual(Array(20).fill(1));
-    expect(f.stats()).toEqual({ calls: 20, transactions: 1 });
+    expect(results.map((r) => r[0])).toEqual(Array(20).fill(expect.objectContaining({ ok: true, records: 1 })));
+    expect(f.stats()).toEqual({ calls: 20, transactions: 1, committed: 20 });
     for (let i = 0; i < 20; i++) expect(t.store.metadata.get(`s${i}`)?.value).toBe(true);
   });
 
   it('caps the group size and carries the rest to the next transaction', async () => {
     const f = fakePipeline(t);
-    const c = new IngestCoalescer(f.store, f.pipeline, 8);
+    const c = new IngestCoalescer(f.store, f.pipeline, 'http', 8);
     await Promise.all(Array.from({ length: 20 }, (_, i) => c.submit([reading(`s${i}`)], admin)));
     expect(f.stats().transactions).toBe(3);
   });

@@ -99,7 +99,7 @@ describe('Redis stream ingest', () => {
       { reason: 'device_mismatch', fields: ['frame', frame('X-7'), 'device_id', 'someone-else'] },
       { reason: 'replay', fields: ['frame', good.frames[0]!] },
       { reason: 'bad_hex', fields: ['frame_hex', 'zz-not-hex'] },
-      { reason: 'bad_reading', fields: ['sensor_id', 'J-1', 'data', 'not json'] },
+      { reason: 'bad_reading', fields: ['sensor_id', 'J-1', 'data', '{"temperature": 1e200}'] },
       { reason: 'bad_entry', fields: ['something', 'else'] },
     ];
     await xaddFrames(redis, stream, good.frames);
@@ -140,9 +140,16 @@ describe('Redis stream ingest', () => {
     const id = String(await redis.xadd(stream, '*', 'frame', frame!));
     await redis.xreadgroup('GROUP', 'ocean', 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
     const first = await createTestApp({ env });
-    const units = parseStreamEntry(id, new Map([['frame', frame!]]));
-    // Replay memory shared through Redis: the first life remembered the frame under this entry id.
-    expect(await first.service.pipeline.ingestUnits(units, 'stream')).toEqual([{ ok: true, records: 1 }]);
+    const units = parseStreamEntry(new Map([['frame', frame!]]));
+    // The first life stored the entry with what it owed the stream (its ack), as the consumer does,
+    // and its replay memory reached Redis; then it died before XACK.
+    const outcomes = await first.service.pipeline.ingest(units, {
+      source: 'stream',
+      inTransaction: () => void first.service.store.streamOutbox.add(stream, [id], []),
+    });
+    expect(outcomes).toEqual([{ ok: true, records: 1 }]);
+    await first.service.replay.flush();
+    expect(first.service.replay.status().backlog).toBe(0);
     const dataDir = first.dataDir;
     await first.close({ keepDir: true });
 
@@ -213,10 +220,10 @@ describe('Redis stream ingest', () => {
     await waitFor(async () => t.service.store.buffer.counts().rows === 1, { what: 'frame stored' });
     const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
     expect(res.json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }] });
-    // Replay keys expire with the drift window.
+    // The replay memory's keys (a slice's state and its hash) expire with the drift window.
     const keys = await redis.keys(`${stream}:replay:*`);
-    expect(keys.length).toBe(1);
-    expect(await redis.ttl(keys[0]!)).toBeGreaterThan(0);
+    expect(keys.length).toBe(2);
+    for (const key of keys) expect(await redis.ttl(key)).toBeGreaterThan(0);
   });
 
   it('answers 503 to HTTP frames and stores nothing while the shared replay memory is unreachable', async () => {

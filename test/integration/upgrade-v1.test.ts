@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countMeasurements } from '../../src/analytics/queries.js';
+import { readRecordBatch, recordAt } from '../../src/operational/record-batch.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 
 /**
@@ -64,7 +65,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   it('is a v1 file with integer ids, and opens at the current schema version', () => {
     expect(v1.version).toBe(1);
     expect(v1.users.map((u) => typeof u.id)).toEqual(['number', 'number', 'number']);
-    expect(t.service.store.db.pragma('user_version', { simple: true })).toBe(2);
+    expect(t.service.store.db.pragma('user_version', { simple: true })).toBe(3);
     expect(t.service.store.db.pragma('foreign_key_check')).toEqual([]);
     expect(t.service.store.db.pragma('foreign_keys', { simple: true })).toBe(1);
   });
@@ -113,7 +114,10 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
 
   it('keeps devices with their owners mapped, and their secrets', () => {
     const devices = t.service.store.db.prepare('SELECT * FROM devices ORDER BY device_id').all() as Row[];
-    expect(devices).toEqual(v1.devices.map((d) => ({ ...d, owner_id: d.owner_id === null ? null : idOf.get(d.owner_id as number) })));
+    // Owners from before the upgrade count as registered (origin admin): a signed frame never unassigns them.
+    expect(devices).toEqual(
+      v1.devices.map((d) => ({ ...d, owner_id: d.owner_id === null ? null : idOf.get(d.owner_id as number), origin: d.owner_id !== null || d.secret !== null ? 'admin' : 'frame' })),
+    );
   });
 
   it('keeps metadata and profiles as stored', async () => {
@@ -125,8 +129,22 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   });
 
   it('keeps the buffered readings and the DuckDB rows, and flushes the one left unflushed exactly once', async () => {
-    expect(t.service.store.db.prepare('SELECT * FROM telemetry_buffer ORDER BY id').all()).toEqual(v1.buffer);
-    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 1 });
+    // Every row keeps its id (DuckDB's high-water mark refers to them) and its records, now packed.
+    const rows = t.service.store.db.prepare('SELECT * FROM telemetry_buffer ORDER BY id').all() as Row[];
+    expect(rows.map((r) => ({ id: r.id, source: r.source, sensor_id: r.sensor_id, messages: r.messages, record_count: r.record_count }))).toEqual(
+      v1.buffer.map((r) => ({ id: r.id, source: r.source, sensor_id: r.sensor_id, messages: 1, record_count: r.record_count })),
+    );
+    rows.forEach((row, i) => {
+      const old = v1.buffer[i]!;
+      const columns = readRecordBatch(row.records as Buffer);
+      expect(Array.from({ length: columns.length }, (_, k) => recordAt(columns, k))).toEqual(
+        (JSON.parse(old.records as string) as object[]).map((r) => ({ ...r, lab_id: old.lab_id, model_id: old.model_id })),
+      );
+      // A JSON reading keeps what the client sent (v1 kept it as JSON text) and stays in the work queue until marked.
+      if (old.model_id === null) expect({ data: row.data, ts: row.ts, queued: row.queued }).toEqual({ data: (old.raw as Buffer).toString('utf8'), ts: old.ts, queued: old.processed === 0 ? 1 : 0 });
+    });
+    const queued = v1.buffer.filter((r) => r.model_id === null && r.processed === 0).length;
+    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 1, queued });
     expect(await countMeasurements(t.service.analytics)).toBe(22);
     expect((await get('/analytics/sensor/alice-t2/stats', auth(TOKENS.alice))).json()).toMatchObject({ count: 2, avg_value: 16 });
 
@@ -134,7 +152,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
     await t.service.start();
     await t.service.flusher.flush();
     expect(await countMeasurements(t.service.analytics)).toBe(23);
-    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 0 });
+    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 0, queued });
     const stats = (await get('/analytics/sensor/alice-t1/stats', auth(TOKENS.alice))).json();
     expect(stats).toMatchObject({ count: 21, max_value: 99 });
     await t.service.flusher.flush();

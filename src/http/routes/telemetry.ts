@@ -1,5 +1,6 @@
 import type { RoutePlugin } from '../../app.js';
-import { IngestCoalescer } from '../ingest-coalescer.js';
+import { IngestCoalescer } from '../../ingest/ingest-coalescer.js';
+import type { Principal } from '../auth.js';
 import { plainJsonSerializer } from '../plain-serializer.js';
 import { errors } from '../schemas/common.js';
 import {
@@ -13,14 +14,18 @@ import {
   unprocessedResponse,
 } from '../schemas/telemetry.js';
 
+const isoNow = () => new Date().toISOString();
+
 /**
- * JSON telemetry over HTTP. Readings go through the ingest pipeline into the SQLite buffer in one
- * transaction: the answer is "accepted" only once they are stored, and an error otherwise.
+ * JSON telemetry over HTTP. Readings go through the ingest pipeline into the SQLite buffer; the
+ * answer is "accepted" only once they are stored, and an error otherwise. Stored readings form the
+ * work queue of `unprocessed` until `mark-processed` names them, whatever the flush into DuckDB.
  */
 export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
   const { pipeline, store } = deps;
   // Single readings from concurrent requests share one transaction (group commit).
   const coalescer = new IngestCoalescer(store, pipeline);
+  const ownerOf = (p: Principal) => (p.kind === 'user' ? p.userId : undefined);
 
   app.post(
     '/telemetry/ingest',
@@ -28,16 +33,17 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
       onRequest: auth.requireUser,
       serializerCompiler: plainJsonSerializer,
       schema: {
-        summary: 'Ingest one reading; numeric fields of data become records (metric = key)',
+        summary: 'Ingest one reading; numeric fields of data become records (metric = key); data is kept as sent',
         tags: ['telemetry'],
         body: readingInput,
-        response: { 200: ingestResponse, ...errors(400, 401, 403, 413) },
+        response: { 200: ingestResponse, ...errors(400, 401, 403, 413, 422) },
       },
     },
     async (request) => {
       const reading = request.body;
-      const { ids, records } = await coalescer.submit([reading], request.principal!);
-      return { status: 'accepted' as const, id: ids[0]!, sensor_id: reading.sensor_id, records, buffered: true as const };
+      const [outcome] = await coalescer.submit([reading], ownerOf(request.principal!));
+      const stored = outcome as { ok: true; records: number; bufferId: number };
+      return { id: stored.bufferId, sensor_id: reading.sensor_id, buffered: true as const, timestamp: isoNow(), status: 'accepted' as const, records: stored.records };
     },
   );
 
@@ -49,12 +55,15 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Ingest up to 10,000 readings: all are validated first, then stored together or not at all',
         tags: ['telemetry'],
         body: batchBody,
-        response: { 200: batchResponse, ...errors(400, 401, 403, 413) },
+        response: { 200: batchResponse, ...errors(400, 401, 403, 413, 422) },
       },
     },
     async (request) => {
-      const { ids, records } = pipeline.ingestReadings(request.body, request.principal!);
-      return { status: 'accepted' as const, count: ids.length, ids, records };
+      const owner = ownerOf(request.principal!);
+      const outcomes = pipeline.ingestReadings(request.body, { source: 'http', ...(owner !== undefined ? { owner } : {}) });
+      const ids = outcomes.map((o) => (o as { bufferId: number }).bufferId);
+      const records = outcomes.reduce((n, o) => n + (o.ok ? o.records : 0), 0);
+      return { count: ids.length, ids, timestamp: isoNow(), status: 'accepted' as const, records };
     },
   );
 
@@ -63,14 +72,22 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireAdmin,
       schema: {
-        summary: 'Buffered rows not yet marked processed, oldest first',
+        summary: 'The work queue: readings not yet marked processed, oldest first, with data exactly as sent',
         tags: ['telemetry'],
         querystring: unprocessedQuery,
-        response: { 200: unprocessedResponse, ...errors(400, 401, 403) },
+        response: { 200: unprocessedResponse, ...errors(400, 401, 403, 422) },
       },
     },
     async (request) => {
-      const data = store.buffer.unprocessed(request.query.limit);
+      const data = store.buffer.queued(request.query.limit).map((r) => ({
+        id: r.id,
+        sensor_id: r.sensor_id,
+        timestamp: new Date(r.ts * 1000).toISOString(),
+        data: r.data,
+        source: r.source,
+        records: r.record_count,
+        created_at: new Date(r.created_at * 1000).toISOString(),
+      }));
       return { count: data.length, data };
     },
   );
@@ -80,15 +97,16 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireAdmin,
       schema: {
-        summary: 'Mark buffered rows processed (an array of ids, or {ids})',
+        summary: 'Take readings out of the work queue (an array of ids, or {ids})',
         tags: ['telemetry'],
         body: markProcessedBody,
-        response: { 200: markProcessedResponse, ...errors(400, 401, 403) },
+        response: { 200: markProcessedResponse, ...errors(400, 401, 403, 422) },
       },
     },
     async (request) => {
       const ids = Array.isArray(request.body) ? request.body : request.body.ids;
-      return { marked: store.buffer.markProcessed(ids), requested: ids.length };
+      const processed = store.buffer.markProcessed(ids);
+      return { processed, success: true, requested: ids.length };
     },
   );
 };

@@ -3,15 +3,19 @@ import { isoTime } from './common.js';
 
 export const healthSchema = z
   .object({
-    status: z.enum(['healthy', 'unhealthy']).describe('"healthy" when every store answers'),
+    status: z
+      .enum(['healthy', 'degraded', 'unhealthy'])
+      .describe('"healthy": all well; "degraded": working, see reasons; "unhealthy" (503): a store is unusable'),
     engine: z.string(),
     architecture: z.string(),
     cpu_mode: z.string(),
-    telemetry_buffer: z.number().int().describe('Rows in the SQLite telemetry buffer'),
+    telemetry_buffer: z.number().int().describe('Messages (frames and readings) in the SQLite telemetry buffer'),
     db_size_mb: z.number().describe('SQLite and DuckDB files, WAL included'),
     timestamp: isoTime,
     checks: z.object({ sqlite: z.string(), duckdb: z.string() }),
-    telemetry_unprocessed: z.number().int().describe('Buffer rows not yet flushed to DuckDB'),
+    reasons: z.array(z.string()).describe('Why the service is degraded (each also a metric: ocean_health_degraded{reason})'),
+    checked_at: isoTime.describe('When the health was last evaluated (every two seconds, in the background)'),
+    telemetry_unprocessed: z.number().int().describe('Buffered messages not yet flushed to DuckDB'),
     ingest: z.object({ consumer_connected: z.boolean(), consumer_enabled: z.boolean() }),
   })
   .describe('Health');
@@ -21,10 +25,12 @@ export const statusSchema = z
     status: z.literal('operational'),
     cpu_efficient: z.boolean(),
     engine: z.string(),
-    telemetry_buffer_size: z.number().int().describe('Rows in the SQLite telemetry buffer'),
+    telemetry_buffer_size: z.number().int().describe('Messages in the SQLite telemetry buffer'),
     memory_usage_mb: z.number().describe('Resident set size'),
     engines: z.object({ operational: z.string(), analytics: z.string(), stream: z.string() }),
-    telemetry_buffer: z.object({ rows: z.number().int(), unprocessed: z.number().int() }),
+    telemetry_buffer: z
+      .object({ rows: z.number().int(), unprocessed: z.number().int(), queued: z.number().int() })
+      .describe('Messages buffered, not yet flushed to DuckDB, and readings in the work queue'),
     heap_used_mb: z.number(),
     db_size_bytes: z.object({ sqlite: z.number().int(), duckdb: z.number().int() }),
     uptime_s: z.number().int(),

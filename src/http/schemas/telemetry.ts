@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { readingSchema } from '../../ingest/reading.js';
-import { idParam } from './common.js';
+import { defaulted, idParam, integer, isoTime } from './common.js';
 
 /**
  * One reading, parsed to the pipeline's `Reading` by the schema shared with JSON stream entries
@@ -9,25 +9,27 @@ import { idParam } from './common.js';
 export const readingInput = readingSchema;
 
 export const MAX_BATCH = 10_000;
-export const batchBody = z.array(readingInput).min(1).max(MAX_BATCH);
+export const batchBody = z.array(readingInput).max(MAX_BATCH);
 
 export const ingestResponse = z.object({
-  status: z.literal('accepted'),
-  id: z.number().int().describe('Buffer row id'),
+  id: z.number().int().describe('Buffer row id (the reading in the work queue)'),
   sensor_id: z.string(),
-  records: z.number().int().describe('Measurement records produced (numeric fields)'),
   buffered: z.literal(true),
+  timestamp: isoTime.describe('When it was stored'),
+  status: z.literal('accepted'),
+  records: z.number().int().describe('Analytics records made of its numeric fields'),
 });
 
 export const batchResponse = z.object({
-  status: z.literal('accepted'),
   count: z.number().int(),
   ids: z.array(z.number().int()),
+  timestamp: isoTime,
+  status: z.literal('accepted'),
   records: z.number().int(),
 });
 
 export const unprocessedQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  limit: defaulted(integer().pipe(z.number().min(1).max(10_000)), 1000),
 });
 
 export const unprocessedResponse = z.object({
@@ -35,16 +37,12 @@ export const unprocessedResponse = z.object({
   data: z.array(
     z.object({
       id: z.number().int(),
-      source_id: z.string(),
-      source: z.string(),
       sensor_id: z.string(),
-      ts: z.number().describe('Unix seconds'),
-      lab_id: z.string().nullable(),
-      model_id: z.number().int().nullable(),
-      records: z.array(z.object({ sensor_id: z.string(), metric: z.string(), unit: z.string(), ts: z.number(), value: z.number() })),
-      record_count: z.number().int(),
-      processed: z.boolean(),
-      created_at: z.number().int().describe('Unix seconds'),
+      timestamp: isoTime.describe("The reading's time"),
+      data: z.string().describe('Exactly what the client sent as data'),
+      source: z.string(),
+      records: z.number().int(),
+      created_at: isoTime,
     }),
   ),
 });
@@ -54,6 +52,7 @@ const ids = z.array(idParam).max(100_000);
 export const markProcessedBody = z.union([ids, z.object({ ids })]);
 
 export const markProcessedResponse = z.object({
-  marked: z.number().int().describe('Rows that changed from unprocessed to processed'),
+  processed: z.number().int().describe('Readings taken out of the work queue'),
+  success: z.boolean(),
   requested: z.number().int(),
 });

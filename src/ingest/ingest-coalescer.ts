@@ -1,19 +1,18 @@
-import type { Principal } from './auth.js';
-import type { IngestPipeline, Reading } from '../ingest/pipeline.js';
+import type { IngestSource } from '../operational/buffer.js';
 import type { OperationalStore } from '../operational/store.js';
-
-type Result = ReturnType<IngestPipeline['ingestReadings']>;
+import type { IngestPipeline, UnitOutcome } from './pipeline.js';
+import type { Reading } from './reading.js';
 
 interface Pending {
   readings: Reading[];
-  principal: Principal;
-  resolve: (r: Result) => void;
+  owner: string | undefined;
+  resolve: (outcomes: UnitOutcome[]) => void;
   reject: (err: unknown) => void;
 }
 
 /**
- * Group commit for HTTP ingest. Requests that arrive in the same turn of the event loop are
- * written in one SQLite transaction: each request runs in its own savepoint (a 403 for one
+ * Group commit for single-reading ingest. Requests that arrive in the same turn of the event loop
+ * are written in one SQLite transaction: each request runs in its own savepoint (a 403 for one
  * rolls back only that one), and every request is answered only after the shared COMMIT
  * succeeded. If the COMMIT — or the transaction itself — fails, every request of the group fails:
  * nothing is reported accepted that is not stored.
@@ -27,14 +26,15 @@ export class IngestCoalescer {
 
   constructor(
     private readonly store: Pick<OperationalStore, 'transaction' | 'db'>,
-    private readonly pipeline: Pick<IngestPipeline, 'ingestReadings'>,
+    private readonly pipeline: Pick<IngestPipeline, 'storeReadings' | 'readingsCommitted'>,
+    private readonly source: IngestSource = 'http',
     /** Most requests per transaction; the rest go in the next one. */
     private readonly maxGroup = 256,
   ) {}
 
-  submit(readings: Reading[], principal: Principal): Promise<Result> {
-    return new Promise<Result>((resolve, reject) => {
-      this.queue.push({ readings, principal, resolve, reject });
+  submit(readings: Reading[], owner: string | undefined): Promise<UnitOutcome[]> {
+    return new Promise<UnitOutcome[]>((resolve, reject) => {
+      this.queue.push({ readings, owner, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(this.flush);
@@ -47,12 +47,13 @@ export class IngestCoalescer {
     if (this.queue.length > 0) setImmediate(this.flush);
     else this.scheduled = false;
 
-    const outcomes: Array<{ ok: true; result: Result } | { ok: false; err: unknown }> = [];
+    const outcomes: Array<{ ok: true; result: UnitOutcome[] } | { ok: false; err: unknown }> = [];
     try {
       this.store.transaction(() => {
         for (const p of group) {
           try {
-            outcomes.push({ ok: true, result: this.pipeline.ingestReadings(p.readings, p.principal) });
+            const options = { source: this.source, ...(p.owner !== undefined ? { owner: p.owner } : {}) };
+            outcomes.push({ ok: true, result: this.store.transaction(() => this.pipeline.storeReadings(p.readings, options)) });
           } catch (err) {
             outcomes.push({ ok: false, err });
           }
@@ -67,8 +68,10 @@ export class IngestCoalescer {
     }
     group.forEach((p, i) => {
       const outcome = outcomes[i]!;
-      if (outcome.ok) p.resolve(outcome.result);
-      else p.reject(outcome.err);
+      if (outcome.ok) {
+        this.pipeline.readingsCommitted(p.readings, this.source);
+        p.resolve(outcome.result);
+      } else p.reject(outcome.err);
     });
   };
 }

@@ -1,0 +1,144 @@
+import { statfs } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { AnalyticsEngine } from './analytics/engine.js';
+import type { IngestStatus } from './ingest/status.js';
+import type { Metrics } from './metrics.js';
+import type { OperationalStore } from './operational/store.js';
+
+/** Why the service is not fully well. Each has a gauge, `ocean_health_degraded{reason}`. */
+export const DEGRADED_REASONS = [
+  'consumer_disconnected',
+  'consumer_stalled',
+  'redis_refusing_writes',
+  'redis_near_maxmemory',
+  'replay_memory_behind',
+  'dead_letters_pending',
+  'flusher_failing',
+  'quarantined_records',
+  'disk_full',
+] as const;
+export type DegradedReason = (typeof DEGRADED_REASONS)[number];
+
+export interface Health {
+  /** healthy: all well; degraded: working, with reasons; unhealthy: a store is unusable (503). */
+  status: 'healthy' | 'degraded' | 'unhealthy';
+  reasons: DegradedReason[];
+  checks: { sqlite: 'ok' | 'unavailable'; duckdb: 'ok' | 'unavailable' };
+  /** When this was evaluated. */
+  at: string;
+}
+
+/** Free space below this (bytes, or share of the file system) counts as a full disk. */
+const MIN_FREE_BYTES = 64 * 1024 * 1024;
+const MIN_FREE_SHARE = 0.01;
+/** Frames accepted but not yet in the shared replay memory, beyond which it is behind. */
+const REPLAY_BACKLOG = 50_000;
+const INTERVAL_MS = 2000;
+/** A store probe that has not answered in this long counts as failed. */
+const PROBE_TIMEOUT_MS = 5000;
+
+/** The reasons, from the ingest workers' state and the disk: a pure function, tested on its own. */
+export function degradedReasons(ingest: IngestStatus, disk: { free: number; total: number } | null): DegradedReason[] {
+  const reasons: DegradedReason[] = [];
+  const c = ingest.consumer;
+  if (c.enabled && !c.connected) reasons.push('consumer_disconnected');
+  if (c.stalled) reasons.push('consumer_stalled');
+  if (c.redis_refusing_writes) reasons.push('redis_refusing_writes');
+  if (c.redis_near_full) reasons.push('redis_near_maxmemory');
+  if (ingest.replay.backlog > REPLAY_BACKLOG || (ingest.replay.backlog > 0 && ingest.replay.last_error !== null)) reasons.push('replay_memory_behind');
+  if ((c.owed_dead_letters ?? 0) > 0) reasons.push('dead_letters_pending');
+  if (ingest.flusher.failures > 0) reasons.push('flusher_failing');
+  if (ingest.flusher.quarantined > 0) reasons.push('quarantined_records');
+  if (disk && (disk.free < MIN_FREE_BYTES || disk.free < MIN_FREE_SHARE * disk.total)) reasons.push('disk_full');
+  return reasons;
+}
+
+/**
+ * Evaluates health in the background every two seconds, so that /health answers at once from the
+ * last evaluation and never waits behind user queries: DuckDB is probed on a connection of its
+ * own, SQLite with a trivial statement, the disk with statfs.
+ */
+export class HealthMonitor {
+  private current: Health = { status: 'healthy', reasons: [], checks: { sqlite: 'ok', duckdb: 'ok' }, at: new Date().toISOString() };
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly sqlitePing;
+
+  constructor(
+    private readonly deps: {
+      store: OperationalStore;
+      analytics: AnalyticsEngine;
+      ingestStatus: () => IngestStatus;
+      dataDir: string;
+      metrics: Metrics;
+      logger: Logger;
+    },
+  ) {
+    this.sqlitePing = deps.store.db.prepare('SELECT 1');
+  }
+
+  async start(): Promise<void> {
+    await this.evaluate();
+    this.timer = setInterval(() => void this.evaluate(), INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** The last evaluation. */
+  get(): Health {
+    return this.current;
+  }
+
+  /** Evaluates now (one evaluation at a time). */
+  evaluate(): Promise<void> {
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async run(): Promise<void> {
+    const { analytics, metrics } = this.deps;
+    const checks: Health['checks'] = { sqlite: 'ok', duckdb: 'ok' };
+    try {
+      this.sqlitePing.get();
+    } catch {
+      checks.sqlite = 'unavailable';
+    }
+    try {
+      await withTimeout(analytics.healthPing(), PROBE_TIMEOUT_MS);
+    } catch {
+      checks.duckdb = 'unavailable';
+    }
+    let disk: { free: number; total: number } | null = null;
+    try {
+      const s = await statfs(this.deps.dataDir);
+      disk = { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+    } catch {
+      // statfs unsupported: no disk reason
+    }
+    const reasons = degradedReasons(this.deps.ingestStatus(), disk);
+    const usable = checks.sqlite === 'ok' && checks.duckdb === 'ok';
+    const next: Health = { status: !usable ? 'unhealthy' : reasons.length > 0 ? 'degraded' : 'healthy', reasons, checks, at: new Date().toISOString() };
+    for (const reason of DEGRADED_REASONS) metrics.healthDegraded.set({ reason }, reasons.includes(reason) ? 1 : 0);
+    if (next.status !== this.current.status || next.reasons.join() !== this.current.reasons.join()) {
+      this.deps.logger.child({ component: 'health' })[next.status === 'healthy' ? 'info' : 'warn']({ status: next.status, reasons, checks }, `health: ${next.status}`);
+    }
+    this.current = next;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timed out')), ms);
+    }),
+  ]);
+}

@@ -1,0 +1,91 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { NanogridataConfig } from '../config.js';
+import type { DecodeRequest, DecodedBatch } from './decode-batch.js';
+
+export type WorkerMessage =
+  | { type: 'config'; config: NanogridataConfig }
+  | { type: 'device-secrets'; secrets: Map<string, Uint8Array> }
+  | { type: 'decode'; id: number; request: DecodeRequest };
+
+type Reply = { id: number; out: DecodedBatch } | { id: number; error: string };
+
+/**
+ * The decode worker thread: HMAC, CBOR and record packing of every frame run there, so the main
+ * thread keeps to I/O and the stores. Requests are answered in order; a worker that dies is
+ * replaced, and what it had been given fails (the caller retries the batch).
+ */
+export class DecodeWorker {
+  private worker: Worker | undefined;
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (out: DecodedBatch) => void; reject: (err: Error) => void }>();
+  private deviceSecrets = new Map<string, Uint8Array>();
+  private closed = false;
+
+  constructor(
+    private readonly config: NanogridataConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  decode(request: DecodeRequest): Promise<DecodedBatch> {
+    if (this.closed) return Promise.reject(new Error('decode worker is closed'));
+    const worker = this.worker ?? this.spawn();
+    const id = this.nextId++;
+    return new Promise<DecodedBatch>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      // The frames' bytes are copied once into the message; the answer's buffers are transferred.
+      worker.postMessage({ type: 'decode', id, request } satisfies WorkerMessage);
+    });
+  }
+
+  /** Devices registered with secrets of their own; batches sent after this call use them. */
+  setDeviceSecrets(secrets: ReadonlyMap<string, Buffer>): void {
+    this.deviceSecrets = new Map(secrets);
+    this.worker?.postMessage({ type: 'device-secrets', secrets: this.deviceSecrets } satisfies WorkerMessage);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
+  }
+
+  private spawn(): Worker {
+    const worker = createWorker();
+    worker.postMessage({ type: 'config', config: this.config } satisfies WorkerMessage);
+    worker.postMessage({ type: 'device-secrets', secrets: this.deviceSecrets } satisfies WorkerMessage);
+    worker.on('message', (reply: Reply) => {
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if ('error' in reply) p.reject(new Error(`decode failed: ${reply.error}`));
+      else p.resolve(reply.out);
+    });
+    const fail = (err: Error) => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => {
+      this.logger.error({ err }, 'decode worker failed; it will be restarted');
+      fail(err);
+    });
+    worker.on('exit', (code) => {
+      if (!this.closed) fail(new Error(`decode worker exited with code ${code}`));
+    });
+    this.worker = worker;
+    return worker;
+  }
+}
+
+/**
+ * The compiled build runs decode-worker.js directly. From the TypeScript sources (tests, tsx) the
+ * worker first registers tsx's loader, which a worker does not inherit from its parent.
+ */
+function createWorker(): Worker {
+  const fromSources = import.meta.url.endsWith('.ts');
+  if (!fromSources) return new Worker(new URL('./decode-worker.js', import.meta.url));
+  const entry = new URL('./decode-worker.ts', import.meta.url).href;
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, { eval: true });
+}

@@ -1,0 +1,51 @@
+import type { Db } from './db.js';
+import { nowS } from './db.js';
+import { isoFromS } from './time.js';
+
+export interface QuarantinedRecord {
+  buffer_id: number;
+  /** Position of the record in its buffer row. */
+  record: number;
+  content: Record<string, unknown>;
+  error: string;
+  /** ISO 8601, UTC. */
+  quarantined_at: string;
+}
+
+/** Records DuckDB refused, kept with the error instead of blocking the flush (see ingest/flusher.ts). */
+export function createQuarantine(db: Db) {
+  const insert = db.prepare<[number, number, string, string, number]>(
+    'INSERT OR IGNORE INTO quarantine(buffer_id, record, content, error, created_at) VALUES (?, ?, ?, ?, ?)',
+  );
+  const ofRow = db.prepare<[number], { record: number }>('SELECT record FROM quarantine WHERE buffer_id = ?');
+  const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM quarantine');
+  const page = db.prepare<[number], { buffer_id: number; record: number; content: string; error: string; created_at: number }>(
+    'SELECT buffer_id, record, content, error, created_at FROM quarantine ORDER BY buffer_id DESC, record LIMIT ?',
+  );
+  let cached: number | undefined;
+  const total = () => (cached ??= count.get()!.n);
+
+  return {
+    add(bufferId: number, record: number, content: object, error: string): void {
+      if (insert.run(bufferId, record, JSON.stringify(content), error.slice(0, 2000), nowS()).changes === 1) cached = undefined;
+    },
+    recordsOf(bufferId: number): number[] {
+      return total() === 0 ? [] : ofRow.all(bufferId).map((r) => r.record);
+    },
+    /** How many records are quarantined (cached: /health asks often, the table changes rarely). */
+    count(): number {
+      return total();
+    },
+    list(limit: number): QuarantinedRecord[] {
+      return page.all(limit).map((r) => ({
+        buffer_id: r.buffer_id,
+        record: r.record,
+        content: JSON.parse(r.content) as Record<string, unknown>,
+        error: r.error,
+        quarantined_at: isoFromS(r.created_at),
+      }));
+    },
+  };
+}
+
+export type Quarantine = ReturnType<typeof createQuarantine>;
