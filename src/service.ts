@@ -91,6 +91,15 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     now,
     ...(redis ? { onReadingsStored: readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics) } : {}),
   });
+  try {
+    await pipeline.ready();
+  } catch (err) {
+    await pipeline.close();
+    await analytics.close();
+    store.close();
+    redis?.disconnect();
+    throw err;
+  }
   const flusher = new Flusher({
     store,
     analytics,

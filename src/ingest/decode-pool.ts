@@ -27,6 +27,14 @@ export class DecodeWorker {
     private readonly logger: Logger,
   ) {}
 
+  /** Starts the worker thread now (it takes a moment) rather than with the first batch. */
+  async ready(): Promise<void> {
+    const worker = this.worker ?? this.spawn();
+    // A round trip: resolved once the worker has loaded and handled the configuration.
+    await this.decode({ bytes: new Uint8Array(0), ends: new Uint32Array(0), deviceIds: [], nowS: 0 });
+    if (this.worker !== worker) throw new Error('decode worker failed to start');
+  }
+
   decode(request: DecodeRequest): Promise<DecodedBatch> {
     if (this.closed) return Promise.reject(new Error('decode worker is closed'));
     const worker = this.worker ?? this.spawn();

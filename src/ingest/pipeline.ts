@@ -162,6 +162,11 @@ export class IngestPipeline {
     if (source === 'http') this.options.onReadingsStored?.(readings);
   }
 
+  /** Resolves once the decode worker runs. */
+  ready(): Promise<void> {
+    return this.options.decoder.ready();
+  }
+
   async close(): Promise<void> {
     await this.options.decoder.close();
   }

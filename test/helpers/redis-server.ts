@@ -51,12 +51,13 @@ const exited = (child: ChildProcess) =>
  * A private redis-server for one test file, on a free port, in its own temp directory; never the
  * machine's shared Redis on 6379. With appendonly it persists like production (AOF, everysec).
  */
-export async function startRedis(options: { appendonly?: boolean } = {}): Promise<RedisServer> {
+export async function startRedis(options: { appendonly?: boolean; maxmemory?: string } = {}): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'ocean-redis-'));
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--maxmemory-policy', 'noeviction'];
   args.push('--appendonly', options.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec');
+  if (options.maxmemory) args.push('--maxmemory', options.maxmemory);
   let child: ChildProcess | undefined;
   let stopped: Promise<void> | undefined;
 
