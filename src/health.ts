@@ -41,7 +41,7 @@ const PROBE_TIMEOUT_MS = 5000;
 export function degradedReasons(ingest: IngestStatus, disk: { free: number; total: number } | null): DegradedReason[] {
   const reasons: DegradedReason[] = [];
   const c = ingest.consumer;
-  if (c.enabled && !c.connected) reasons.push('consumer_disconnected');
+  if (c.enabled && !c.connected && !c.connecting) reasons.push('consumer_disconnected');
   if (c.stalled) reasons.push('consumer_stalled');
   if (c.redis_refusing_writes) reasons.push('redis_refusing_writes');
   if (c.redis_near_full) reasons.push('redis_near_maxmemory');

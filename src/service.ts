@@ -137,6 +137,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     adminToken,
     async start() {
       await flusher.start();
+      consumer?.start();
       await health.start();
       void replay.flush();
       purgeTimer = setInterval(() => {
@@ -148,7 +149,6 @@ export async function openService(config: Config, options: ServiceOptions): Prom
         }
       }, SESSION_PURGE_MS);
       purgeTimer.unref();
-      consumer?.start();
     },
     close() {
       // Every step runs even when one before it fails; each failure is logged, and the first is thrown.

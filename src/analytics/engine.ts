@@ -109,8 +109,10 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
 
   /** Highest buffer id whose records are in DuckDB; 0 before the first flush. */
   async highWaterMark(): Promise<number> {
-    const rows = await this.all('high_water', 'SELECT high_water FROM ingest_state WHERE id = 1');
-    return rows.length > 0 ? Number(rows[0]!.high_water) : 0;
+    // Not `WHERE id = 1`: DuckDB keeps a prepared primary-key lookup planned on an empty table
+    // answering empty after rows arrive (seen on 1.5.6); an aggregate is planned afresh each time.
+    const rows = await this.all('high_water', 'SELECT max(high_water) AS high_water FROM ingest_state');
+    return rows[0]?.high_water == null ? 0 : Number(rows[0].high_water);
   }
 
   /**

@@ -27,6 +27,8 @@ const STATS_INTERVAL_MS = 2000;
 const WATCHDOG_GRACE_MS = 10_000;
 /** Entries waiting while no batch completes for this long: the consumer is stalled. */
 const STALL_MS = 30_000;
+/** Not yet connected this long after start, without an error: still connecting, not disconnected. */
+const CONNECT_GRACE_MS = 10_000;
 /** Used memory above this share of maxmemory: Redis is near full. */
 const NEAR_FULL = 0.9;
 
@@ -57,6 +59,8 @@ export class StreamConsumer {
   private loop: Promise<void> | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
   private connected = false;
+  private everConnected = false;
+  private startedAt = 0;
   private groupReady = false;
   private lastClaimAt = 0;
   private pending = 0;
@@ -86,6 +90,7 @@ export class StreamConsumer {
     this.reader = this.options.redis.duplicate({ maxRetriesPerRequest: null, commandTimeout: undefined, lazyConnect: false });
     this.reader.on('error', (err: Error) => this.log.debug({ err }, 'reader connection error'));
     this.abort = new AbortController();
+    this.startedAt = Date.now();
     this.loop = this.run(this.abort.signal);
     this.statsTimer = setInterval(() => void this.refreshStats(), STATS_INTERVAL_MS);
     this.log.info('stream consumer started');
@@ -111,6 +116,7 @@ export class StreamConsumer {
     return {
       enabled: true,
       connected: this.connected,
+      connecting: !this.everConnected && this.lastError === null && now - this.startedAt < CONNECT_GRACE_MS,
       stream: this.cfg.stream,
       group: this.cfg.group,
       consumer: this.cfg.consumerName,
@@ -177,6 +183,7 @@ export class StreamConsumer {
   private setConnected(connected: boolean): void {
     if (this.connected === connected) return;
     this.connected = connected;
+    if (connected) this.everConnected = true;
     this.options.metrics.ingestConnected.set(connected ? 1 : 0);
     if (connected) this.log.info('connected to the stream');
   }

@@ -27,7 +27,7 @@ const MAX_BACKOFF_MS = 30_000;
  * the driver cannot convert), as opposed to the store's condition.
  */
 function isDataError(err: unknown): err is Error {
-  return err instanceof Error && /^(Conversion|Invalid Input|Out of Range|Constraint|Mismatch Type) Error|out of .*range|invalid (utf|unicode)/i.test(err.message);
+  return err instanceof Error && /constraint|conversion|could not convert|out of .*range|invalid input|mismatch type|invalid (utf|unicode)/i.test(err.message);
 }
 
 /** Times DuckDB can store: years 1 to 9999. */

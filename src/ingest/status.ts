@@ -7,6 +7,8 @@ export interface IngestStatus {
     /** false when REDIS_URL is unset. */
     enabled: boolean;
     connected: boolean;
+    /** Just started and not connected yet (not a problem by itself). */
+    connecting?: boolean;
     stream?: string;
     group?: string;
     consumer?: string;

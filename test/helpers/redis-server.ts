@@ -11,6 +11,10 @@ export interface RedisServer {
   dir: string;
   /** Stops gracefully (SIGTERM: AOF flushed) and starts again on the same port and directory. */
   restart(): Promise<void>;
+  /** Stops gracefully, keeping the port and directory for resume(). */
+  pause(): Promise<void>;
+  /** Starts again after pause(). */
+  resume(): Promise<void>;
   /** Stops the server and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -82,6 +86,8 @@ export async function startRedis(options: { appendonly?: boolean; maxmemory?: st
       await halt();
       await launch();
     },
+    pause: halt,
+    resume: launch,
     stop() {
       stopped ??= (async () => {
         await halt();

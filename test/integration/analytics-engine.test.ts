@@ -66,6 +66,14 @@ describe('analytics engine: appendBatch and the high-water mark', () => {
     await expect(t.engine.appendBatch([], 1.5)).rejects.toThrow(/high-water/);
   });
 
+  it('reads the high-water mark it wrote, in the same process, after reading it before the first append', async () => {
+    expect(await t.engine.highWaterMark()).toBe(0);
+    await t.engine.appendBatch(generateRows({ count: 10 }), 3);
+    expect(await t.engine.highWaterMark()).toBe(3);
+    await t.engine.appendBatch(generateRows({ count: 10, firstBufferId: 4 }), 9);
+    expect(await t.engine.highWaterMark()).toBe(9);
+  });
+
   it('keeps rows and high-water mark across a close and reopen', async () => {
     await t.engine.appendBatch(generateRows({ count: 300 }), 75);
     await t.engine.close();

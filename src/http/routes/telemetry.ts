@@ -9,6 +9,8 @@ import {
   ingestResponse,
   markProcessedBody,
   markProcessedResponse,
+  quarantineQuery,
+  quarantineResponse,
   readingInput,
   unprocessedQuery,
   unprocessedResponse,
@@ -90,6 +92,20 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
       }));
       return { count: data.length, data };
     },
+  );
+
+  app.get(
+    '/telemetry/quarantine',
+    {
+      onRequest: auth.requireAdmin,
+      schema: {
+        summary: 'Records DuckDB refused, kept with the error instead of blocking the flush, newest first',
+        tags: ['telemetry'],
+        querystring: quarantineQuery,
+        response: { 200: quarantineResponse, ...errors(401, 403, 422) },
+      },
+    },
+    async (request) => ({ count: store.quarantine.count(), records: store.quarantine.list(request.query.limit) }),
   );
 
   app.post(

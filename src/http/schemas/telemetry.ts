@@ -56,3 +56,20 @@ export const markProcessedResponse = z.object({
   success: z.boolean(),
   requested: z.number().int(),
 });
+
+export const quarantineQuery = z.object({
+  limit: defaulted(integer().pipe(z.number().min(1).max(10_000)), 100),
+});
+
+export const quarantineResponse = z.object({
+  count: z.number().int().describe('Records quarantined in all'),
+  records: z.array(
+    z.object({
+      buffer_id: z.number().int(),
+      record: z.number().int().describe('Position of the record in its buffer row'),
+      content: z.record(z.string(), z.unknown()),
+      error: z.string(),
+      quarantined_at: isoTime,
+    }),
+  ),
+});

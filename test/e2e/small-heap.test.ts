@@ -1,0 +1,67 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { READING_LIMITS } from '../../src/ingest/reading.js';
+import { waitFor } from '../helpers/frames.js';
+import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+const exited = (child: ChildProcess) =>
+  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+
+describe('a backlog of the biggest readings under a small heap', () => {
+  let redisServer: RedisServer;
+  let dir: TempDir;
+  let child: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    redisServer = await startRedis();
+    dir = await makeTempDir('ocean-heap-');
+  });
+  afterAll(async () => {
+    if (child) {
+      child.kill('SIGKILL');
+      await exited(child);
+    }
+    await redisServer.stop();
+    await dir.cleanup();
+  });
+
+  it('flushes 400 readings of 1,000 records each without running out of memory, and refuses a bigger one', { timeout: 120_000 }, async () => {
+    const redis = new Redis(redisServer.url);
+    const reading = (i: number, fields: number = READING_LIMITS.records) =>
+      JSON.stringify(Object.fromEntries(Array.from({ length: fields }, (_, k) => [`metric_${k}`, i + k / 1000])));
+    const p = redis.pipeline();
+    for (let i = 0; i < 400; i++) p.xadd('heap:frames', '*', 'sensor_id', `BIG-${i % 4}`, 'data', reading(i));
+    p.xadd('heap:frames', '*', 'sensor_id', 'TOO-BIG', 'data', reading(0, READING_LIMITS.records + 1));
+    await p.exec();
+
+    const port = await freePort();
+    child = spawn(process.execPath, ['--max-old-space-size=96', '--import', 'tsx', 'src/main.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, PORT: String(port), DATA_DIR: dir.path, REDIS_URL: redisServer.url, INGEST_STREAM: 'heap:frames', ADMIN_TOKEN: 'heap-test-admin-token-0123', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const status = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`).catch(() => undefined);
+      return res?.ok ? ((await res.json()) as { telemetry_buffer: { rows: number; unprocessed: number } }) : undefined;
+    };
+    await waitFor(async () => {
+      if (child!.exitCode !== null) throw new Error(`the service died: ${stderr.slice(-2000)}`);
+      const s = await status();
+      return s && s.telemetry_buffer.rows === 400 && s.telemetry_buffer.unprocessed === 0;
+    }, { what: 'every reading flushed', timeoutMs: 100_000, intervalMs: 250 });
+    const peakMb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
+    expect(await redis.xlen('ocean:frames:dead')).toBe(1);
+    const [, fields] = (await redis.xrange('ocean:frames:dead', '-', '+'))[0]!;
+    expect(fields[fields.indexOf('reason') + 1]).toBe('bad_reading');
+    expect(child.exitCode).toBeNull();
+    console.log(`peak RSS ${peakMb.toFixed(0)} MB for 400,000 records under a 96 MB heap`);
+    redis.disconnect();
+  });
+});
