@@ -4,7 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOption
 import { jsonSchemaTransform, serializerCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
-import type { AnalyticsEngine } from './analytics/engine.js';
+import type { AnalyticsClient } from './analytics/client.js';
 import type { Config } from './config.js';
 import type { HealthMonitor } from './health.js';
 import { createAuth, type Auth } from './http/auth.js';
@@ -31,7 +31,7 @@ export interface AppDeps {
   /** The admin bearer token in force (configured or generated). */
   adminToken: string;
   store: OperationalStore;
-  analytics: AnalyticsEngine;
+  analytics: AnalyticsClient;
   pipeline: IngestPipeline;
   metrics: Metrics;
   /** State of the Redis consumer and flusher, for /health and /status. */

@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { AnalyticsEngine } from './analytics/engine.js';
+import type { AnalyticsClient } from './analytics/client.js';
 import type { IngestStatus } from './ingest/status.js';
 import type { Metrics } from './metrics.js';
 import type { OperationalStore } from './operational/store.js';
@@ -67,7 +67,7 @@ export class HealthMonitor {
   constructor(
     private readonly deps: {
       store: OperationalStore;
-      analytics: AnalyticsEngine;
+      analytics: AnalyticsClient;
       ingestStatus: () => IngestStatus;
       dataDir: string;
       metrics: Metrics;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { resolveAdminToken } from './admin-token.js';
-import { AnalyticsEngine } from './analytics/engine.js';
+import { AnalyticsClient } from './analytics/client.js';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { HealthMonitor } from './health.js';
@@ -22,7 +22,7 @@ import { openOperationalStore, type OperationalStore } from './operational/store
 export interface Service {
   app: FastifyInstance;
   store: OperationalStore;
-  analytics: AnalyticsEngine;
+  analytics: AnalyticsClient;
   pipeline: IngestPipeline;
   flusher: Flusher;
   consumer: StreamConsumer | undefined;
@@ -58,19 +58,14 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
   const store = openOperationalStore(join(config.dataDir, 'ocean.db'), { sessionTtlS: config.sessionTtlS });
-  let analytics: AnalyticsEngine;
-  try {
-    analytics = await AnalyticsEngine.open({
-      path: join(config.dataDir, 'analytics.duckdb'),
-      memoryLimit: config.duckdb.memoryLimit,
-      threads: config.duckdb.threads,
-      metrics,
-      logger,
-    });
-  } catch (err) {
-    store.close();
-    throw err;
-  }
+  // The DuckDB store opens in its worker thread on first use (start() or the first query).
+  const analytics = new AnalyticsClient({
+    path: join(config.dataDir, 'analytics.duckdb'),
+    memoryLimit: config.duckdb.memoryLimit,
+    threads: config.duckdb.threads,
+    metrics,
+    logger,
+  });
 
   const redis = config.redisUrl
     ? // Commands wait for a (re)connection, but at most 2 s: then HTTP answers 503 and the consumer backs off.
@@ -91,15 +86,6 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     now,
     ...(redis ? { onReadingsStored: readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics) } : {}),
   });
-  try {
-    await pipeline.ready();
-  } catch (err) {
-    await pipeline.close();
-    await analytics.close();
-    store.close();
-    redis?.disconnect();
-    throw err;
-  }
   const flusher = new Flusher({
     store,
     analytics,
@@ -136,6 +122,8 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     metrics,
     adminToken,
     async start() {
+      // Both worker threads first: a DuckDB file that cannot be opened stops the start here.
+      await Promise.all([analytics.open(), pipeline.ready()]);
       await flusher.start();
       consumer?.start();
       await health.start();

@@ -31,42 +31,57 @@ export const EXPORT_CONTENT_TYPES = Object.fromEntries(
   Object.entries(FORMATS).map(([name, f]) => [name, f.contentType]),
 ) as Record<ExportFormat, string>;
 
+/** An export written to a private temp file, not yet opened. */
+export interface ExportedFile {
+  /** The file, in a directory of its own (mkdtemp) that the reader removes. */
+  path: string;
+  dir: string;
+  contentType: string;
+  filename: string;
+}
+
 /**
  * Writes the matching measurements with DuckDB's COPY (parameterised SELECT) into a private
- * temp directory, opens the file and removes it at once: the open descriptor keeps the bytes
- * readable until the stream closes, and nothing is left behind whatever the client does.
- * The path is always ours (mkdtemp); a client never names a server path.
+ * temp directory. The path is always ours (mkdtemp); a client never names a server path.
  */
-export async function exportMeasurements(db: SqlRunner, request: ExportRequest): Promise<ExportFile> {
+export async function exportToFile(db: SqlRunner, request: ExportRequest): Promise<ExportedFile> {
   // The request schema allows only the formats above.
   const format = FORMATS[request.format];
   const p = new Params();
   const source = matching(p, request);
   const dir = await mkdtemp(join(tmpdir(), 'ocean-export-'));
   try {
-    const file = join(dir, `export.${format.extension}`);
-    await db.exec(
-      'export',
-      `COPY (SELECT ${format.select} FROM ${source} AS m) TO '${file.replaceAll("'", "''")}' (${format.copy})`,
-      p.values,
-      p.types,
-    );
-    const handle = await open(file, 'r');
+    const path = join(dir, `export.${format.extension}`);
+    await db.exec('export', `COPY (SELECT ${format.select} FROM ${source} AS m) TO '${path.replaceAll("'", "''")}' (${format.copy})`, p.values, p.types);
+    return { path, dir, contentType: format.contentType, filename: `ocean-measurements-${stamp(new Date())}.${format.extension}` };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Opens an exported file and removes it at once: the open descriptor keeps the bytes readable
+ * until the stream closes, and nothing is left behind whatever the client does.
+ */
+export async function openExport(file: ExportedFile): Promise<ExportFile> {
+  try {
+    const handle = await open(file.path, 'r');
     try {
       const { size } = await handle.stat();
-      return {
-        stream: handle.createReadStream(),
-        contentType: format.contentType,
-        filename: `ocean-measurements-${stamp(new Date())}.${format.extension}`,
-        size,
-      };
+      return { stream: handle.createReadStream(), contentType: file.contentType, filename: file.filename, size };
     } catch (err) {
       await handle.close();
       throw err;
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(file.dir, { recursive: true, force: true });
   }
+}
+
+/** An export as a download. */
+export async function exportMeasurements(db: SqlRunner, request: ExportRequest): Promise<ExportFile> {
+  return openExport(await exportToFile(db, request));
 }
 
 /** 2024-05-01T12:00:00.000Z → 20240501T120000Z */

@@ -1,31 +1,26 @@
-import type { DuckDBConnection, DuckDBInstance, DuckDBPreparedStatement, DuckDBType, DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance, DuckDBType, DuckDBValue } from '@duckdb/node-api';
 
 export type Row = Record<string, unknown>;
 
 /** One read-only connection and the statements prepared on it. */
 export interface Reader {
   readonly connection: DuckDBConnection;
-  /** Runs a parameterised statement (prepared once per connection, then re-bound) and returns its rows. */
+  /** Runs a parameterised statement and returns its rows. */
   all(sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<Row[]>;
   /** Runs a one-off statement (not kept prepared), e.g. a COPY to a fresh temp path. */
   exec(sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<void>;
 }
 
+/**
+ * Statements are prepared for each query, not kept: DuckDB 1.5.6 answers wrongly from a statement
+ * prepared while a table was empty once rows have arrived (an empty primary-key lookup, mangled
+ * group keys), and planning costs far less than the queries.
+ */
 class PooledReader implements Reader {
-  // The SQL texts are built from fixed fragments only, so this cache stays small.
-  private readonly prepared = new Map<string, DuckDBPreparedStatement>();
-
   constructor(readonly connection: DuckDBConnection) {}
 
   async all(sql: string, values: readonly DuckDBValue[] = [], types?: readonly DuckDBType[]): Promise<Row[]> {
-    let statement = this.prepared.get(sql);
-    if (!statement) {
-      statement = await this.connection.prepare(sql);
-      this.prepared.set(sql, statement);
-    }
-    statement.clearBindings();
-    if (values.length > 0) statement.bind([...values], types ? [...types] : undefined);
-    const reader = await statement.runAndReadAll();
+    const reader = await this.connection.runAndReadAll(sql, [...values], types ? [...types] : undefined);
     return reader.getRowObjectsJS() as Row[];
   }
 
@@ -34,8 +29,6 @@ class PooledReader implements Reader {
   }
 
   close(): void {
-    for (const statement of this.prepared.values()) statement.destroySync();
-    this.prepared.clear();
     this.connection.closeSync();
   }
 }

@@ -10,12 +10,12 @@ import { FINGERPRINT_BYTES, type RejectReason } from '../nanogridata/types.js';
 import { RecordBatchBuilder } from '../operational/record-batch.js';
 
 export interface DecodeRequest {
-  /** Every frame's bytes, one after the other. */
+  /** Every frame's bytes, one after the other; when the array spans its whole buffer, that buffer moves to the worker. */
   bytes: Uint8Array;
   /** End offset of each frame in `bytes`. */
   ends: Uint32Array;
-  /** The device the transport named for each frame, or null. */
-  deviceIds: Array<string | null>;
+  /** The device the transport named for each frame (null: none); null when the transport named none for any. */
+  deviceIds: Array<string | null> | null;
   /** Server clock, Unix seconds. */
   nowS: number;
 }
@@ -61,7 +61,7 @@ export function decodeBatch(request: DecodeRequest, config: NanogridataConfig, d
     const end = request.ends[i]!;
     const frame = end > start ? all.subarray(start, end) : EMPTY;
     start = end;
-    const deviceId = request.deviceIds[i];
+    const deviceId = request.deviceIds?.[i];
     const inspection = inspectFrame(frame, deviceId == null ? {} : { deviceId }, opts);
     if (!inspection.ok) {
       verdicts[i] = { reason: inspection.reason };

@@ -1,6 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { NanogridataConfig } from '../config.js';
+import { startWorker } from '../worker-thread.js';
 import type { DecodeRequest, DecodedBatch } from './decode-batch.js';
 
 export type WorkerMessage =
@@ -41,8 +42,10 @@ export class DecodeWorker {
     const id = this.nextId++;
     return new Promise<DecodedBatch>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      // The frames' bytes are copied once into the message; the answer's buffers are transferred.
-      worker.postMessage({ type: 'decode', id, request } satisfies WorkerMessage);
+      // The frames' bytes move to the worker (their buffer is the caller's to give: see DecodeRequest),
+      // and the answer's buffers move back: nothing is copied on the way.
+      const transfer = request.bytes.byteLength > 0 && request.bytes.byteOffset === 0 && request.bytes.byteLength === request.bytes.buffer.byteLength ? [request.bytes.buffer as ArrayBuffer] : [];
+      worker.postMessage({ type: 'decode', id, request } satisfies WorkerMessage, transfer);
     });
   }
 
@@ -60,7 +63,7 @@ export class DecodeWorker {
   }
 
   private spawn(): Worker {
-    const worker = createWorker();
+    const worker = startWorker(import.meta.url, 'decode-worker');
     worker.postMessage({ type: 'config', config: this.config } satisfies WorkerMessage);
     worker.postMessage({ type: 'device-secrets', secrets: this.deviceSecrets } satisfies WorkerMessage);
     worker.on('message', (reply: Reply) => {
@@ -85,15 +88,4 @@ export class DecodeWorker {
     this.worker = worker;
     return worker;
   }
-}
-
-/**
- * The compiled build runs decode-worker.js directly. From the TypeScript sources (tests, tsx) the
- * worker first registers tsx's loader, which a worker does not inherit from its parent.
- */
-function createWorker(): Worker {
-  const fromSources = import.meta.url.endsWith('.ts');
-  if (!fromSources) return new Worker(new URL('./decode-worker.js', import.meta.url));
-  const entry = new URL('./decode-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, { eval: true });
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AnalyticsEngine, Segment } from '../analytics/engine.js';
+import type { AnalyticsClient, WireSegment } from '../analytics/client.js';
 import { timed, type Metrics } from '../metrics.js';
 import type { PendingRow } from '../operational/buffer.js';
 import { readRecordBatch, recordAt, type RecordColumns } from '../operational/record-batch.js';
@@ -8,7 +8,7 @@ import { applyDeviceActivity } from './device-activity.js';
 
 interface FlusherOptions {
   store: OperationalStore;
-  analytics: AnalyticsEngine;
+  analytics: AnalyticsClient;
   metrics: Metrics;
   logger: Logger;
   /** Most records per DuckDB transaction (a single bigger row is flushed alone). */
@@ -33,6 +33,22 @@ function isDataError(err: unknown): err is Error {
 /** Times DuckDB can store: years 1 to 9999. */
 const MIN_TS = -62_135_596_800;
 const MAX_TS = 253_402_300_799;
+
+/** A buffer row on its way to DuckDB: its packed records, read here for the checks, and what to leave out. */
+interface FlushSegment {
+  bufferId: number;
+  source: string;
+  records: Buffer;
+  columns: RecordColumns;
+  count: number;
+  skip?: number[];
+}
+
+/**
+ * What crosses to the analytics worker: a copy of the records in a buffer of its own, which moves
+ * to the worker (a retry or the narrowing sends the same row again).
+ */
+const wire = (s: FlushSegment): WireSegment => ({ bufferId: s.bufferId, source: s.source, records: new Uint8Array(s.records), ...(s.skip ? { skip: s.skip } : {}) });
 
 export interface FlusherStatus {
   high_water: number;
@@ -159,15 +175,16 @@ export class Flusher {
     const end = metrics.flushDuration.startTimer();
     const segments = rows.map((row) => this.segmentOf(row));
     const highWater = rows[rows.length - 1]!.id;
+    // Counted before the buffers move to the worker.
+    const appended = segments.reduce((n, s) => n + s.count - (s.skip?.length ?? 0), 0);
     try {
-      await analytics.appendSegments(segments, highWater);
+      await analytics.appendSegments(segments.map(wire), highWater);
     } catch (err) {
       if (this.failures + 1 < ATTEMPTS_BEFORE_NARROWING || !isDataError(err)) throw err;
       this.log.warn({ err, rows: rows.length }, 'DuckDB keeps refusing a batch; narrowing it down to the records it refuses');
       await this.narrow(segments);
-      await analytics.appendSegments(segments, highWater);
+      await analytics.appendSegments(segments.map(wire), highWater);
     }
-    const appended = segments.reduce((n, s) => n + s.columns.length - (s.skip?.size ?? 0), 0);
     this.highWater = highWater;
     timed(metrics, 'sqlite', 'buffer_mark', () => store.buffer.markFlushed(highWater, rows.reduce((n, r) => n + r.messages, 0)));
     end();
@@ -180,7 +197,7 @@ export class Flusher {
    * A row's records, leaving out those already quarantined and those no store can hold (times
    * outside years 1–9999, values that are not finite), which are quarantined now.
    */
-  private segmentOf(row: PendingRow): Segment {
+  private segmentOf(row: PendingRow): FlushSegment {
     const columns = readRecordBatch(row.records);
     const skip = new Set(this.options.store.quarantine.recordsOf(row.id));
     for (let i = 0; i < columns.length; i++) {
@@ -192,7 +209,7 @@ export class Flusher {
         skip.add(i);
       }
     }
-    return { bufferId: row.id, source: row.source, columns, ...(skip.size > 0 ? { skip } : {}) };
+    return { bufferId: row.id, source: row.source, records: row.records, columns, count: columns.length, ...(skip.size > 0 ? { skip: [...skip] } : {}) };
   }
 
   /**
@@ -200,24 +217,24 @@ export class Flusher {
    * run, rolled back), and quarantines those records; the batch then goes in without them. A
    * refusal that is not the data's (I/O, memory) quarantines nothing: it is thrown, and retried.
    */
-  private async narrow(segments: Segment[]): Promise<void> {
+  private async narrow(segments: FlushSegment[]): Promise<void> {
     const { analytics } = this.options;
     for (let k = 0; k < segments.length; k++) {
       const segment = segments[k]!;
-      const err = await analytics.probeSegments([segment]);
+      const err = await analytics.probeSegments([wire(segment)]);
       if (!err) continue;
       if (!isDataError(err)) throw err;
       const skip = new Set(segment.skip);
-      const all = Array.from({ length: segment.columns.length }, (_, i) => i);
-      for (let i = 0; i < segment.columns.length; i++) {
+      const all = Array.from({ length: segment.count }, (_, i) => i);
+      for (let i = 0; i < segment.count; i++) {
         if (skip.has(i)) continue;
-        const alone = await analytics.probeSegments([{ ...segment, skip: new Set(all.filter((j) => j !== i)) }]);
+        const alone = await analytics.probeSegments([wire({ ...segment, skip: all.filter((j) => j !== i) })]);
         if (!alone) continue;
         if (!isDataError(alone)) throw alone;
         this.quarantine(segment.bufferId, segment.columns, i, alone.message);
         skip.add(i);
       }
-      segments[k] = { ...segment, skip };
+      segments[k] = { ...segment, skip: [...skip] };
     }
   }
 

@@ -179,12 +179,16 @@ export class IngestPipeline {
     const ends = new Uint32Array(frames.length);
     let end = 0;
     frames.forEach((p, i) => (ends[i] = end += (p.unit as { bytes: Buffer }).bytes.length));
-    const decoded = await this.options.decoder.decode({
-      bytes: Buffer.concat(frames.map((p) => (p.unit as { bytes: Buffer }).bytes), end),
-      ends,
-      deviceIds: frames.map((p) => (p.unit as { deviceId?: string }).deviceId ?? null),
-      nowS: this.now(),
-    });
+    const deviceIds = frames.map((p) => (p.unit as { deviceId?: string }).deviceId ?? null);
+    // A buffer of its own (not a slice of Node's pool), so that it can move to the worker.
+    const bytes = new Uint8Array(end);
+    let at = 0;
+    for (const p of frames) {
+      const b = (p.unit as { bytes: Buffer }).bytes;
+      bytes.set(b, at);
+      at += b.length;
+    }
+    const decoded = await this.options.decoder.decode({ bytes, ends, deviceIds: deviceIds.some((d) => d !== null) ? deviceIds : null, nowS: this.now() });
     let firstRecord = 0;
     frames.forEach((p, i) => {
       const verdict = decoded.verdicts[i]!;

@@ -136,12 +136,14 @@ function put(out: ArrayBuffer, at: number, column: Float64Array | Uint32Array | 
   return at + column.byteLength;
 }
 
-/** The columns of a packed batch (copied once, so the views are aligned whatever the source). */
+/** The columns of a packed batch: views over it when it is 8-byte aligned, else over an aligned copy. */
 export function readRecordBatch(blob: Uint8Array): RecordColumns {
-  const buf = new Uint8Array(blob).buffer; // an aligned copy
-  const [magic, n, m, stringBytes] = new Uint32Array(buf, 0, 4) as unknown as [number, number, number, number];
+  const aligned = blob.byteOffset % 8 === 0;
+  const buf = aligned ? blob.buffer : new Uint8Array(blob).buffer;
+  const base = aligned ? blob.byteOffset : 0;
+  const [magic, n, m, stringBytes] = new Uint32Array(buf, base, 4) as unknown as [number, number, number, number];
   if (magic !== MAGIC) throw new Error('not a packed record batch');
-  let at = HEADER;
+  let at = base + HEADER;
   const take = <T>(make: (at: number) => T, bytes: number): T => {
     const view = make(at);
     at += bytes;
@@ -154,7 +156,7 @@ export function readRecordBatch(blob: Uint8Array): RecordColumns {
   const unit = take((a) => new Uint32Array(buf, a, n), 4 * n);
   const lab = take((a) => new Int32Array(buf, a, n), 4 * n);
   const model = take((a) => new Int16Array(buf, a, n), 2 * n);
-  at = align4(at);
+  at = base + align4(at - base);
   const ends = new Uint32Array(buf, at, m);
   const text = new Uint8Array(buf, at + 4 * m, stringBytes);
   const strings: string[] = new Array(m);

@@ -74,6 +74,17 @@ describe('analytics engine: appendBatch and the high-water mark', () => {
     expect(await t.engine.highWaterMark()).toBe(9);
   });
 
+  it('answers right about rows that arrived after it was first asked while empty', async () => {
+    expect((await t.engine.sensors()).count).toBe(0);
+    expect((await t.engine.sensorStats('sensor-a')).count).toBe(0);
+    const rows = generateRows({ count: 400, sensors: ['sensor-a', 'sensor-b', 'sensor-c', 'sensor-d'] });
+    await t.engine.appendBatch(rows, 5);
+    const list = await t.engine.sensors();
+    expect(list.sensors.map((s) => s.sensor_id)).toEqual(['sensor-a', 'sensor-b', 'sensor-c', 'sensor-d']);
+    expect(list.sensors.map((s) => s.count)).toEqual([100, 100, 100, 100]);
+    expect((await t.engine.sensorStats('sensor-a')).count).toBe(100);
+  });
+
   it('keeps rows and high-water mark across a close and reopen', async () => {
     await t.engine.appendBatch(generateRows({ count: 300 }), 75);
     await t.engine.close();

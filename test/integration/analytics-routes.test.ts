@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MeasurementRow } from '../../src/analytics/engine.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { BASE_TS, expectedAggregate, generateRows, iso } from '../helpers/measurements.js';
@@ -19,7 +19,8 @@ describe('HTTP analytics', () => {
   let alice: TestUser;
   let bob: TestUser;
 
-  beforeEach(async () => {
+  // Every test only reads: one app, set up once.
+  beforeAll(async () => {
     t = await createTestApp();
     rows = generateRows({ count: 4000, sensors: ['alice-1', 'alice-2', 'bob-1', 'orphan'], seed: 11 });
     await t.service.analytics.appendBatch(rows, 0);
@@ -34,7 +35,7 @@ describe('HTTP analytics', () => {
       expect(res.statusCode).toBe(200);
     }
   });
-  afterEach(async () => {
+  afterAll(async () => {
     await t.close();
   });
 

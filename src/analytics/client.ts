@@ -1,0 +1,229 @@
+import { statSync } from 'node:fs';
+import type { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { AppError } from '../errors.js';
+import { timedAsync } from '../metrics.js';
+import { startWorker } from '../worker-thread.js';
+import type { AnalyticsEngineOptions } from './engine.js';
+import { openExport, type ExportedFile } from './export.js';
+import type { Row } from './reader-pool.js';
+import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorStats, Timeseries } from './types.js';
+
+/** Packed records of one buffer row as they cross to the worker (operational/record-batch.ts). */
+export interface WireSegment {
+  bufferId: number;
+  source: string;
+  records: Uint8Array;
+  /** Record indexes to leave out (quarantined). */
+  skip?: number[];
+}
+
+export type Call = { id: number } & (
+  | { method: 'all' | 'exec'; args: [op: string, sql: string, values?: unknown[]] }
+  | { method: 'highWaterMark' | 'ping' | 'healthPing' | 'close'; args: [] }
+  | { method: 'appendBatch'; args: [rows: readonly MeasurementRow[], highWater: number] }
+  | { method: 'appendSegments'; args: [segments: WireSegment[], highWater: number] }
+  | { method: 'probeSegments'; args: [segments: WireSegment[]] }
+  | { method: 'sensorStats' | 'timeseries' | 'anomalies'; args: [sensorId: string, filter: object] }
+  | { method: 'compare'; args: [sensorIds: readonly string[], filter: object] }
+  | { method: 'sensors'; args: [filter: object] }
+  | { method: 'exportToFile'; args: [request: ExportRequest] }
+);
+
+export type Reply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: { name: string; message: string; code?: string; statusCode?: number } };
+
+export type AnalyticsClientOptions = Omit<AnalyticsEngineOptions, 'logger'> & { logger?: Logger; logLevel?: string };
+
+/** Calls that are reads of the user, timed into ocean_database_query_duration_seconds by name. */
+const TIMED: Partial<Record<Call['method'], string>> = {
+  appendSegments: 'append',
+  appendBatch: 'append',
+  sensorStats: 'stats',
+  timeseries: 'timeseries',
+  anomalies: 'anomalies',
+  compare: 'compare',
+  sensors: 'sensors',
+  exportToFile: 'export',
+};
+
+/**
+ * The analytics store as the rest of the service uses it: every call goes to the DuckDB engine in
+ * its worker thread (analytics/worker.ts) and comes back as plain data. Errors keep their kind
+ * (an AppError keeps its status), and packed records move to the worker without a copy.
+ */
+export class AnalyticsClient implements AnalyticsStore {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private closing: Promise<void> | undefined;
+  private failed: Error | undefined;
+
+  private worker: Worker | undefined;
+  private opened: Promise<void> | undefined;
+
+  constructor(private readonly options: AnalyticsClientOptions) {}
+
+  /**
+   * Starts the worker and opens the store in it, once; every call does this first. Rejects as the
+   * engine's open would (a file of another partition count, a locked file).
+   */
+  open(): Promise<void> {
+    this.opened ??= (async () => {
+      const { metrics: _metrics, logger, logLevel, ...engineOptions } = this.options;
+      const worker = startWorker(import.meta.url, 'worker', { workerData: { ...engineOptions, logLevel: logLevel ?? logger?.level ?? 'info' } });
+      this.listen(worker);
+      // The worker answers id -1 once the store is open (or failed to open).
+      try {
+        await new Promise<void>((resolve, reject) => this.pending.set(-1, { resolve: () => resolve(), reject }));
+      } catch (err) {
+        this.failed = err as Error;
+        await worker.terminate();
+        throw err;
+      }
+    })();
+    return this.opened;
+  }
+
+  private listen(worker: Worker): void {
+    this.worker = worker;
+    worker.on('message', (reply: Reply) => {
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) p.resolve(reply.value);
+      else p.reject(errorOf(reply.error));
+    });
+    const fail = (err: Error) => {
+      this.failed ??= err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`analytics worker exited with code ${code}`)));
+  }
+
+  all(op: string, sql: string, values?: readonly unknown[]): Promise<Row[]> {
+    return this.call({ method: 'all', args: [op, sql, ...(values ? [[...values]] : [])] as [string, string, unknown[]?] }, op) as Promise<Row[]>;
+  }
+
+  exec(op: string, sql: string, values?: readonly unknown[]): Promise<void> {
+    return this.call({ method: 'exec', args: [op, sql, ...(values ? [[...values]] : [])] as [string, string, unknown[]?] }, op) as Promise<void>;
+  }
+
+  highWaterMark(): Promise<number> {
+    return this.call({ method: 'highWaterMark', args: [] }) as Promise<number>;
+  }
+
+  appendBatch(rows: readonly MeasurementRow[], highWater: number): Promise<void> {
+    return this.call({ method: 'appendBatch', args: [rows, highWater] }) as Promise<void>;
+  }
+
+  /** Appends packed segments and the high-water mark in one DuckDB transaction. The segments' buffers move to the worker. */
+  appendSegments(segments: WireSegment[], highWater: number): Promise<void> {
+    return this.call({ method: 'appendSegments', args: [segments, highWater] }, undefined, transferable(segments)) as Promise<void>;
+  }
+
+  /** A dry run of appending (rolled back): DuckDB's error, or null. */
+  async probeSegments(segments: WireSegment[]): Promise<Error | null> {
+    const message = (await this.call({ method: 'probeSegments', args: [segments] }, undefined, transferable(segments))) as string | null;
+    return message === null ? null : new Error(message);
+  }
+
+  ping(): Promise<void> {
+    return this.call({ method: 'ping', args: [] }) as Promise<void>;
+  }
+
+  /** A trivial query on a connection of the engine's own, never queued behind user queries. */
+  healthPing(): Promise<void> {
+    return this.call({ method: 'healthPing', args: [] }) as Promise<void>;
+  }
+
+  sensorStats(sensorId: string, filter: RangeFilter = {}): Promise<SensorStats> {
+    return this.call({ method: 'sensorStats', args: [sensorId, filter] }) as Promise<SensorStats>;
+  }
+
+  timeseries(sensorId: string, options: RangeFilter & { interval: string }): Promise<Timeseries> {
+    return this.call({ method: 'timeseries', args: [sensorId, options] }) as Promise<Timeseries>;
+  }
+
+  anomalies(sensorId: string, options: RangeFilter & { threshold?: number; limit?: number } = {}): Promise<Anomalies> {
+    return this.call({ method: 'anomalies', args: [sensorId, options] }) as Promise<Anomalies>;
+  }
+
+  compare(sensorIds: readonly string[], filter: RangeFilter = {}): Promise<Comparison> {
+    return this.call({ method: 'compare', args: [sensorIds, filter] }) as Promise<Comparison>;
+  }
+
+  sensors(options: { sensorIds?: readonly string[] | undefined } = {}): Promise<SensorList> {
+    return this.call({ method: 'sensors', args: [options] }) as Promise<SensorList>;
+  }
+
+  async exportMeasurements(request: ExportRequest): Promise<ExportFile> {
+    return openExport((await this.call({ method: 'exportToFile', args: [request] })) as ExportedFile);
+  }
+
+  /** Bytes of the database file and its WAL. Cheap: two stat calls. */
+  sizeBytes(): number {
+    const size = (p: string) => {
+      try {
+        return statSync(p).size;
+      } catch {
+        return 0;
+      }
+    };
+    const { path } = this.options;
+    return path === ':memory:' ? 0 : size(path) + size(`${path}.wal`);
+  }
+
+  /** Waits for running work, closes the store and stops the worker (if it ever started). Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.opened) return;
+      await this.opened.catch(() => undefined);
+      try {
+        if (!this.failed) await this.send({ method: 'close', args: [] }, []);
+      } finally {
+        await this.worker?.terminate();
+      }
+    })();
+    return this.closing;
+  }
+
+  private call(call: Omit<Call, 'id'>, op?: string, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    if (this.closing) return Promise.reject(new Error('analytics engine is closed'));
+    const run = async () => {
+      await this.open();
+      return this.send(call, transfer);
+    };
+    const name = op ?? TIMED[call.method];
+    return name === undefined ? run() : timedAsync(this.options.metrics, 'duckdb', name, run);
+  }
+
+  private send(call: Omit<Call, 'id'>, transfer: ArrayBuffer[]): Promise<unknown> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise<unknown>((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject });
+      this.worker!.postMessage({ ...call, id }, transfer);
+    });
+  }
+}
+
+/** An error from the worker as the kind it was: an AppError keeps its code and status. */
+function errorOf(e: { name: string; message: string; code?: string; statusCode?: number }): Error {
+  if (e.code !== undefined && e.statusCode !== undefined) return new AppError(e.code, e.statusCode, e.message);
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+/** The buffers of packed segments that span their whole ArrayBuffer: those can move without a copy. */
+function transferable(segments: WireSegment[]): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const s of segments) {
+    const b = s.records;
+    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) out.add(b.buffer);
+  }
+  return [...out];
+}

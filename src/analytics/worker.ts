@@ -1,0 +1,69 @@
+/**
+ * Worker thread entry: the DuckDB analytics store (engine.ts) runs here, so that appending the
+ * flusher's batches (synchronous native work, a few microseconds per record) never occupies the
+ * main thread that serves HTTP and Redis. client.ts is the other end.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { readRecordBatch } from '../operational/record-batch.js';
+import { AnalyticsEngine, type AnalyticsEngineOptions, type Segment } from './engine.js';
+import { exportToFile } from './export.js';
+import type { Call, Reply, WireSegment } from './client.js';
+
+const options = workerData as Omit<AnalyticsEngineOptions, 'metrics' | 'logger'> & { logLevel: string };
+const logger = pino({ level: options.logLevel });
+
+const segmentOf = (w: WireSegment): Segment => ({
+  bufferId: w.bufferId,
+  source: w.source,
+  columns: readRecordBatch(w.records),
+  ...(w.skip && w.skip.length > 0 ? { skip: new Set(w.skip) } : {}),
+});
+
+let engine: AnalyticsEngine | undefined;
+const opened = AnalyticsEngine.open({ ...options, logger }).then((e) => (engine = e));
+
+/** What each call does with the engine; arguments and results are plain data. */
+const handlers: Record<Call['method'], (e: AnalyticsEngine, args: never[]) => Promise<unknown>> = {
+  all: (e, [op, sql, values]: never[]) => e.all(op, sql, values),
+  exec: (e, [op, sql, values]: never[]) => e.exec(op, sql, values),
+  highWaterMark: (e) => e.highWaterMark(),
+  appendBatch: (e, [rows, highWater]: never[]) => e.appendBatch(rows, highWater),
+  appendSegments: (e, [segments, highWater]: never[]) => e.appendSegments((segments as WireSegment[]).map(segmentOf), highWater),
+  probeSegments: async (e, [segments]: never[]) => (await e.probeSegments((segments as WireSegment[]).map(segmentOf)))?.message ?? null,
+  ping: (e) => e.ping(),
+  healthPing: (e) => e.healthPing(),
+  sensorStats: (e, [sensorId, filter]: never[]) => e.sensorStats(sensorId, filter),
+  timeseries: (e, [sensorId, filter]: never[]) => e.timeseries(sensorId, filter),
+  anomalies: (e, [sensorId, filter]: never[]) => e.anomalies(sensorId, filter),
+  compare: (e, [sensorIds, filter]: never[]) => e.compare(sensorIds, filter),
+  sensors: (e, [filter]: never[]) => e.sensors(filter),
+  exportToFile: (e, [request]: never[]) => exportToFile(e, request),
+  close: async (e) => {
+    await e.close();
+    setImmediate(() => process.exit(0));
+  },
+};
+
+parentPort!.on('message', (call: Call) => {
+  void (async () => {
+    let reply: Reply;
+    try {
+      const e = engine ?? (await opened);
+      reply = { id: call.id, ok: true, value: await handlers[call.method](e, call.args as never[]) };
+    } catch (err) {
+      const e = err as Error & { code?: unknown; statusCode?: unknown };
+      reply = {
+        id: call.id,
+        ok: false,
+        error: { name: e.name, message: e.message, ...(typeof e.code === 'string' ? { code: e.code } : {}), ...(typeof e.statusCode === 'number' ? { statusCode: e.statusCode } : {}) },
+      };
+    }
+    parentPort!.postMessage(reply);
+  })();
+});
+
+opened.then(
+  () => parentPort!.postMessage({ id: -1, ok: true, value: 'open' } satisfies Reply),
+  (err: Error) => parentPort!.postMessage({ id: -1, ok: false, error: { name: err.name, message: err.message } } satisfies Reply),
+);
