@@ -14,9 +14,9 @@ fail() {
 # check "what is true" command...: one PASS or FAIL line for the command's outcome. The command runs in
 # an `if`, so `set -e` does not apply inside it: predicates return non-zero themselves.
 check() {
-  local what=$1
+  local what=$1 started=$SECONDS
   shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
+  if "$@"; then pass "$what [$((SECONDS - started))s]"; else fail "$what [$((SECONDS - started))s]"; fi
 }
 
 # A failure after which the rest cannot run (no daemon, no image): say why and stop; the trap cleans up.

@@ -43,13 +43,13 @@ run_compose_checks() {
     die "compose up of redis and ocean-core-8030 failed (output above)"
   }
   STACK_URL="http://$(docker port "$(compose ps -q ocean-core-8030)" 8030/tcp | head -n 1)"
-  check "redis and ocean-core-8030 come up healthy (redis' healthcheck authenticates)" stack_is_healthy
-  check "/health says the stream consumer is connected to Redis" wait_until 30 consumer_connected
+  check "/health says the stream consumer is connected to Redis" wait_until 60 consumer_connected
+  # The simulator starts now, so that its frames flow while the healthchecks take their first turn.
+  compose --profile demo up -d --no-build simulator >>"$WORK/compose-up.log" 2>&1 || fail "compose up of the simulator failed"
+  check "redis and ocean-core-8030 are healthy by their healthchecks (redis' authenticates)" stack_is_healthy
   check "Redis refuses a client without the password" redis_wants_password
   check "Redis is published on the host's loopback only ($(docker port "$(compose ps -q redis)" 6379/tcp | head -n 1))" \
     redis_on_loopback
-
-  compose --profile demo up -d --no-build simulator >>"$WORK/compose-up.log" 2>&1 || fail "compose up of the simulator failed"
   check "frames pushed by the simulator (profile demo) reach analytics" wait_until 45 analytics_has_data
   check "the simulator gets its frame secrets and REDIS_URL only (no ADMIN_TOKEN)" simulator_env_is_minimal
   check "the Redis password is on no command line on the host" password_not_in_process_list
