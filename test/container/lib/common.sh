@@ -1,11 +1,16 @@
+# shellcheck shell=bash
 # Shared helpers of the container check: logging, PASS/FAIL accounting, phase timing, polling.
 # Sourced by run.sh; expects `set -euo pipefail` there.
 
 FAILURES=0
+PASSES=0
 PHASE_TIMES=()
 
 log() { printf '[container-check] %s\n' "$*" >&2; }
-pass() { printf 'PASS  %s\n' "$*"; }
+pass() {
+  printf 'PASS  %s\n' "$*"
+  PASSES=$((PASSES + 1))
+}
 fail() {
   printf 'FAIL  %s\n' "$*"
   FAILURES=$((FAILURES + 1))

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Checks of docker-compose-ultralight.yml: the stack comes up from a copy of the committed files in a
 # temporary project directory, with a generated .env (random secrets, loopback host ports) and the
 # locally built images (test/container/compose.local.yml). Prometheus and Grafana are not started:
@@ -66,9 +67,11 @@ make_project_dir() {
   local env="$PROJECT_DIR/.env" v
   cp "$ROOT/.env.example" "$env"
   sed -i "s/^ADMIN_TOKEN=.*/ADMIN_TOKEN=$STACK_ADMIN_TOKEN/" "$env"
-  for v in $(sed -n 's/^\([A-Z0-9_]*\)=replace-.*/\1/p' "$env"); do
+  local placeholders
+  placeholders=$(sed -n 's/^\([A-Z0-9_]*\)=replace-.*/\1/p' "$env")
+  while read -r v; do
     sed -i "s/^$v=.*/$v=$(random_hex 32)/" "$env"
-  done
+  done <<<"$placeholders"
   # Host ports on loopback that are free now (the machine may run its own Redis on 6379), and a small
   # simulated fleet.
   cat >>"$env" <<EOF

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The Docker engine for the check. A running daemon is used as it is and left as found. Otherwise
 # Debian's dockerd is started here with its default options, and everything starting it changes on
 # the host is recorded first and undone afterwards: it turns on IP forwarding, adds iptables chains

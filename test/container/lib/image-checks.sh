@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Checks of the Ocean Core image on its own: one container with a named volume on /data, as compose
 # runs it, and one whose process serves nothing, for the HEALTHCHECK's failing side.
 
