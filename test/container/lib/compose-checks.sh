@@ -28,11 +28,15 @@ compose() {
     timeout 180 "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose-ultralight.yml -f compose.local.yml "$@")
 }
 
-run_compose_checks() {
+# The project's name, directory and .env; in the main shell, so that cleanup knows them.
+prepare_compose_project() {
   detect_compose
   PROJECT="ocean-check-$RUN_ID"
   PROJECT_DIR="$WORK/compose"
   make_project_dir
+}
+
+run_compose_checks() {
   check "docker-compose-ultralight.yml with the override is valid ($("${COMPOSE[@]}" version --short 2>/dev/null))" \
     compose config -q
   check "up refuses to start while REDIS_PASSWORD is the placeholder, and says so" refuses_placeholder REDIS_PASSWORD
