@@ -10,12 +10,13 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadIngestStream, loadNanogridataConfig } from '../config.js';
 import { SIM_PROFILES } from '../nanogridata/simulated-sensors.js';
 import type { SimProfile } from '../nanogridata/simulated-sensors.js';
-import { SimulationSetupError, runSimulation } from '../nanogridata/simulator.js';
+import { SimulationSetupError, maskUrl, runSimulation } from '../nanogridata/simulator.js';
 import type { SimulationOptions, SimulationProgress } from '../nanogridata/simulator.js';
 
 type Env = Record<string, string | undefined>;
 
-export const USAGE = `usage: simulate --target <redis://host:port | http://host:port> [options]
+export const USAGE = `usage: simulate --target <redis://[:password@]host:port | http://host:port> [options]
+  --target URL     where frames go (default REDIS_URL: a password there stays out of the process list)
   --sensors N      simulated devices (default 10)
   --rate R         frames per second, all sensors together (default 100)
   --duration S     seconds to run; the simulator stops by itself (default 10)
@@ -61,15 +62,16 @@ export function parseSimulateArgs(argv: string[], env: Env): SimulationOptions {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (values.target === undefined) throw new UsageError('--target is required');
-  if (!/^(rediss?|https?):\/\/./.test(values.target)) throw new UsageError(`--target must be redis://… or http://…, got ${values.target}`);
+  const target = values.target ?? (env.REDIS_URL || undefined);
+  if (target === undefined) throw new UsageError('--target is required (or set REDIS_URL)');
+  if (!/^(rediss?|https?):\/\/./.test(target)) throw new UsageError(`--target must be redis://… or http://…, got ${maskUrl(target)}`);
   const profile = values.profile ?? 'mixed';
   if (!(SIM_PROFILES as readonly string[]).includes(profile)) {
     throw new UsageError(`--profile must be one of ${SIM_PROFILES.join(', ')}, got ${profile}`);
   }
   if (values.stream === '') throw new UsageError('--stream must not be empty');
   return {
-    target: values.target,
+    target,
     sensors: num('sensors', values.sensors, 10, { int: true, min: 1, max: 1_000_000 }),
     rate: num('rate', values.rate, 100, { min: 0.001, max: 10_000_000 }),
     durationS: num('duration', values.duration, 10, { min: 0.001, max: 7 * 86400 }),

@@ -148,13 +148,15 @@ function httpSink(base: string): Sink {
   };
 }
 
-function maskUrl(target: string): string {
+/** The target as it may be printed: a password in it (redis://:pw@host) is replaced by ***. */
+export function maskUrl(target: string): string {
   try {
     const u = new URL(target);
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
-    return target;
+    // Not a URL: still never print what could be credentials before an @.
+    return target.replace(/^([^/]*\/\/)?[^@/]*@/, '$1***@');
   }
 }
 
@@ -171,7 +173,7 @@ function validate(o: SimulationOptions): void {
   positive('duration', o.durationS);
   if (!Number.isInteger(o.sensors)) throw new SimulationSetupError(`sensors must be an integer, got ${o.sensors}`);
   if (!/^(rediss?|https?):\/\//.test(o.target)) {
-    throw new SimulationSetupError(`target must be redis://… or http://…, got ${o.target}`);
+    throw new SimulationSetupError(`target must be redis://… or http://…, got ${maskUrl(o.target)}`);
   }
 }
 
