@@ -1,21 +1,16 @@
+import bindings from '@duckdb/node-bindings';
 import {
   BIGINT,
   DOUBLE,
   DuckDBDataChunk,
   DuckDBInstance,
-  DuckDBTimestampValue,
   SMALLINT,
   TIMESTAMP,
   VARCHAR,
   type DuckDBAppender,
-  type DuckDBBigIntVector,
   type DuckDBConnection,
-  type DuckDBDoubleVector,
-  type DuckDBSmallIntVector,
-  type DuckDBTimestampVector,
   type DuckDBType,
   type DuckDBValue,
-  type DuckDBVarCharVector,
 } from '@duckdb/node-api';
 import { RecordBatchBuilder, readRecordBatch, type RecordColumns } from '../operational/record-batch.js';
 
@@ -301,76 +296,141 @@ function byPartition(segments: readonly Segment[]): Map<number, Part[]> {
 const COLUMN_TYPES = [BIGINT, TIMESTAMP, VARCHAR, VARCHAR, DOUBLE, VARCHAR, VARCHAR, SMALLINT, VARCHAR];
 /** DuckDB's vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
+/** Bytes of DuckDB's string_t (C API duckdb_string_t): a length and 12 inlined bytes, or a prefix and a pointer. */
+const STRING_T = 16;
+const INLINE_BYTES = 12;
+
+/** A column of a chunk being filled: its bytes, written in place, then copied into the vector once. */
+class ChunkColumns {
+  readonly bufferId = new Int32Array(CHUNK_ROWS * 2);
+  readonly ts = new Int32Array(CHUNK_ROWS * 2);
+  readonly value = new Float64Array(CHUNK_ROWS);
+  readonly model = new Int16Array(CHUNK_ROWS);
+  /** sensor, metric, unit, lab, source: string_t words. */
+  readonly strings = [0, 1, 2, 3, 4].map(() => new Int32Array((CHUNK_ROWS * STRING_T) / 4));
+  /** Validity bits of lab (3) and model; 1 = a value. */
+  readonly labValid = new BigUint64Array(CHUNK_ROWS / 64);
+  readonly modelValid = new BigUint64Array(CHUNK_ROWS / 64);
+  /** Strings longer than 12 bytes: [column, row, bytes]; assigned one by one after the copy. */
+  long: Array<[number, number, Uint8Array]> = [];
+  anyNullLab = false;
+  anyNullModel = false;
+
+  reset(): void {
+    this.labValid.fill(~0n);
+    this.modelValid.fill(~0n);
+    this.long = [];
+    this.anyNullLab = false;
+    this.anyNullModel = false;
+  }
+}
+
+/** A string as DuckDB's string_t words when it fits inline (≤ 12 UTF-8 bytes), else its bytes. */
+type EncodedString = { words: Int32Array } | { bytes: Uint8Array };
+const utf8 = new TextEncoder();
+function encodeString(text: string): EncodedString {
+  const bytes = utf8.encode(text);
+  if (bytes.length > INLINE_BYTES) return { bytes };
+  const t = new Uint8Array(STRING_T);
+  t[0] = bytes.length; // the length, little-endian; at most 12
+  t.set(bytes, 4);
+  return { words: new Int32Array(t.buffer) };
+}
+
+/** Each segment's strings, encoded once however many partitions its records go to. */
+const encodedStrings = new WeakMap<RecordColumns, EncodedString[]>();
+function encodedOf(c: RecordColumns): EncodedString[] {
+  let e = encodedStrings.get(c);
+  if (!e) {
+    e = c.strings.map(encodeString);
+    encodedStrings.set(c, e);
+  }
+  return e;
+}
+
+/** A safe integer as an int64's two 32-bit halves, little-endian: no BigInt per row. */
+function setInt64(words: Int32Array, row: number, value: number): void {
+  const hi = Math.floor(value / 4294967296);
+  words[row * 2] = (value - hi * 4294967296) | 0;
+  words[row * 2 + 1] = hi | 0;
+}
 
 /**
- * Column by column into data chunks: numbers are copied as typed arrays, and only strings pass
- * one by one (far fewer calls into DuckDB than appending value by value).
+ * Column by column into data chunks, writing each column's bytes in place and handing them to
+ * DuckDB in one copy per column: numbers as they are, strings as DuckDB's own string_t (short
+ * strings, nearly all of ours, are inlined in it), so no value is converted on its own. Strings
+ * longer than 12 bytes are assigned one by one.
  */
 function appendParts(appender: DuckDBAppender, parts: readonly Part[]): void {
-  let chunk: DuckDBDataChunk | undefined;
-  let v: ChunkVectors | undefined;
+  const cols = new ChunkColumns();
+  const chunk = DuckDBDataChunk.create(COLUMN_TYPES, CHUNK_ROWS);
+  const vectors = COLUMN_TYPES.map((_, i) => bindings.data_chunk_get_vector(chunk.chunk, i));
   let n = 0;
   const emit = () => {
-    if (!chunk || n === 0) return;
-    chunk.rowCount = n;
-    for (const vector of v!.all) vector.flush();
+    if (n === 0) return;
+    copy(vectors[0]!, cols.bufferId, n * 8);
+    copy(vectors[1]!, cols.ts, n * 8);
+    copy(vectors[2]!, cols.strings[0]!, n * STRING_T);
+    copy(vectors[3]!, cols.strings[1]!, n * STRING_T);
+    copy(vectors[4]!, cols.value, n * 8);
+    copy(vectors[5]!, cols.strings[2]!, n * STRING_T);
+    copy(vectors[6]!, cols.strings[3]!, n * STRING_T);
+    copy(vectors[7]!, cols.model, n * 2);
+    copy(vectors[8]!, cols.strings[4]!, n * STRING_T);
+    for (const [column, row, bytes] of cols.long) bindings.vector_assign_string_element_len(vectors[[2, 3, 5, 6, 8][column]!]!, row, bytes);
+    if (cols.anyNullLab) validity(vectors[6]!, cols.labValid);
+    if (cols.anyNullModel) validity(vectors[7]!, cols.modelValid);
+    bindings.data_chunk_set_size(chunk.chunk, n);
     appender.appendDataChunk(chunk);
+    // A vector made writable for nulls stays so: mark every row valid again for the next chunk.
+    if (cols.anyNullLab) validity(vectors[6]!, cols.labValid.fill(~0n));
+    if (cols.anyNullModel) validity(vectors[7]!, cols.modelValid.fill(~0n));
+    cols.reset();
     n = 0;
   };
+  cols.reset();
   for (const { segment, indexes } of parts) {
     const c = segment.columns;
-    const bufferId = BigInt(segment.bufferId);
+    const encoded = encodedOf(c);
+    const source = encodeString(segment.source);
+    const put = (column: number, row: number, e: EncodedString) => {
+      if ('words' in e) cols.strings[column]!.set(e.words, (row * STRING_T) / 4);
+      else cols.long.push([column, row, e.bytes]);
+    };
     for (const i of indexes) {
       if (n === CHUNK_ROWS) emit();
-      if (n === 0) {
-        chunk = DuckDBDataChunk.create(COLUMN_TYPES, CHUNK_ROWS);
-        v = vectorsOf(chunk);
-      }
-      const vec = v!;
-      vec.bufferId.setItem(n, bufferId);
-      vec.ts.setItem(n, new DuckDBTimestampValue(BigInt(Math.round(c.ts[i]! * 1e6))));
-      vec.sensor.setItem(n, c.strings[c.sensor[i]!]!);
-      vec.metric.setItem(n, c.strings[c.metric[i]!]!);
-      vec.value.setItem(n, c.value[i]!);
-      vec.unit.setItem(n, c.strings[c.unit[i]!]!);
+      setInt64(cols.bufferId, n, segment.bufferId);
+      setInt64(cols.ts, n, Math.round(c.ts[i]! * 1e6));
+      cols.value[n] = c.value[i]!;
+      put(0, n, encoded[c.sensor[i]!]!);
+      put(1, n, encoded[c.metric[i]!]!);
+      put(2, n, encoded[c.unit[i]!]!);
       const lab = c.lab[i]!;
-      vec.lab.setItem(n, lab < 0 ? null : c.strings[lab]!);
+      if (lab < 0) {
+        cols.labValid[n >> 6]! &= ~(1n << BigInt(n & 63));
+        cols.anyNullLab = true;
+        cols.strings[3]!.fill(0, (n * STRING_T) / 4, ((n + 1) * STRING_T) / 4);
+      } else put(3, n, encoded[lab]!);
       const model = c.model[i]!;
-      vec.model.setItem(n, model < 0 ? null : model);
-      vec.source.setItem(n, segment.source);
+      if (model < 0) {
+        cols.modelValid[n >> 6]! &= ~(1n << BigInt(n & 63));
+        cols.anyNullModel = true;
+      }
+      cols.model[n] = model < 0 ? 0 : model;
+      put(4, n, source);
       n++;
     }
   }
   emit();
 }
 
-interface ChunkVectors {
-  bufferId: DuckDBBigIntVector;
-  ts: DuckDBTimestampVector;
-  sensor: DuckDBVarCharVector;
-  metric: DuckDBVarCharVector;
-  value: DuckDBDoubleVector;
-  unit: DuckDBVarCharVector;
-  lab: DuckDBVarCharVector;
-  model: DuckDBSmallIntVector;
-  source: DuckDBVarCharVector;
-  all: Array<{ flush(): void }>;
+function copy(vector: ReturnType<typeof bindings.data_chunk_get_vector>, data: ArrayBufferView, bytes: number): void {
+  bindings.copy_data_to_vector(vector, 0, data.buffer as ArrayBuffer, data.byteOffset, bytes);
 }
 
-function vectorsOf(chunk: DuckDBDataChunk): ChunkVectors {
-  const at = <T>(i: number) => chunk.getColumnVector(i) as unknown as T;
-  const v = {
-    bufferId: at<DuckDBBigIntVector>(0),
-    ts: at<DuckDBTimestampVector>(1),
-    sensor: at<DuckDBVarCharVector>(2),
-    metric: at<DuckDBVarCharVector>(3),
-    value: at<DuckDBDoubleVector>(4),
-    unit: at<DuckDBVarCharVector>(5),
-    lab: at<DuckDBVarCharVector>(6),
-    model: at<DuckDBSmallIntVector>(7),
-    source: at<DuckDBVarCharVector>(8),
-  };
-  return { ...v, all: Object.values(v) };
+function validity(vector: ReturnType<typeof bindings.data_chunk_get_vector>, bits: BigUint64Array): void {
+  bindings.vector_ensure_validity_writable(vector);
+  bindings.copy_data_to_vector_validity(vector, 0, bits.buffer as ArrayBuffer, bits.byteOffset, bits.byteLength);
 }
 
 /** Rows as objects → one segment per run of rows from the same buffer row and source. */

@@ -3,12 +3,21 @@ import type { Logger } from 'pino';
 import type { IngestConfig } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { OutboxRow, StreamOutbox } from '../operational/stream-outbox.js';
-import type { IngestPipeline, IngestUnit } from './pipeline.js';
+import type { IngestPipeline, IngestUnit, PreparedBatch } from './pipeline.js';
 import { settleBatch, type StreamEntry } from './settle-batch.js';
 import type { IngestStatus } from './status.js';
 import { parseStreamEntry, type EntryFields } from './stream-entry.js';
 
 type RawEntry = [id: Buffer, fields: Buffer[] | null];
+
+/** A batch of entries read and prepared, waiting for its commit. */
+interface ConsumerBatch {
+  entries: StreamEntry[];
+  /** Messages of each entry. */
+  unitsOf: number[];
+  /** null when every entry was already stored (a redelivery). */
+  prepared: PreparedBatch | null;
+}
 type ReadReply = Array<[stream: Buffer, entries: RawEntry[]]> | null;
 
 interface ConsumerOptions {
@@ -27,6 +36,8 @@ const STATS_INTERVAL_MS = 2000;
 const WATCHDOG_GRACE_MS = 10_000;
 /** Entries waiting while no batch completes for this long: the consumer is stalled. */
 const STALL_MS = 30_000;
+/** Batches read and prepared ahead of the one being committed. */
+const PIPELINE_DEPTH = 3;
 /** Not yet connected this long after start, without an error: still connecting, not disconnected. */
 const CONNECT_GRACE_MS = 10_000;
 /** Used memory above this share of maxmemory: Redis is near full. */
@@ -147,33 +158,36 @@ export class StreamConsumer {
     let backoff = 100;
     // Own pending entries first: those of a previous life of this consumer, or of a failed batch.
     let history = true;
-    // The next batch is read while this one is stored. Entries it brings that are never processed
-    // (stop, error) stay pending under this consumer and come back through the history read.
-    let prefetch: Promise<RawEntry[]> | undefined;
+    // New entries flow through a short pipeline: while one batch is committed, the next ones are
+    // being read, decoded and looked up. Entries of batches never committed (stop, error) stay
+    // pending under this consumer and come back through the history read.
+    const ahead: Array<Promise<ConsumerBatch | null>> = [];
+    const readAhead = () => {
+      const next = this.read('>').then((raw) => (raw.length === 0 ? null : this.prepareBatch(raw)));
+      next.catch(() => undefined);
+      ahead.push(next);
+    };
     while (!signal.aborted) {
       try {
         if (this.owed.length > 0) await this.queueSettle();
         if (!this.groupReady) await this.ensureGroup();
         if (Date.now() - this.lastClaimAt > this.cfg.claimIdleMs / 2) await this.reclaimStale();
-        const entries = await (prefetch ?? this.read(history ? '0' : '>'));
-        prefetch = undefined;
+        if (history) {
+          const raw = await this.read('0');
+          this.setConnected(true);
+          if (raw.length === 0) history = false;
+          else await this.commitBatch(await this.prepareBatch(raw));
+          continue;
+        }
+        while (ahead.length < PIPELINE_DEPTH && !signal.aborted) readAhead();
+        const batch = await ahead.shift()!;
         this.setConnected(true);
-        if (history && entries.length === 0) {
-          history = false;
-          continue;
-        }
-        if (entries.length === 0) {
-          this.lastProgressAt = Date.now();
-          continue;
-        }
-        if (!history && !signal.aborted) {
-          prefetch = this.read('>');
-          prefetch.catch(() => undefined);
-        }
-        await this.process(entries);
+        if (batch) await this.commitBatch(batch);
+        else this.lastProgressAt = Date.now();
         backoff = 100;
       } catch (err) {
-        prefetch = undefined;
+        // Batches read ahead are dropped uncommitted: their entries stay pending, read again from the history.
+        await this.discard(ahead.splice(0));
         await this.settling?.catch(() => undefined);
         if (signal.aborted) break;
         const message = err instanceof Error ? err.message : String(err);
@@ -187,7 +201,7 @@ export class StreamConsumer {
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }
     }
-    await prefetch?.catch(() => undefined);
+    await this.discard(ahead.splice(0));
     await this.queueSettle().catch((err: unknown) => this.log.warn({ err }, 'could not settle the last batch; it is settled on the next start'));
   }
 
@@ -268,13 +282,19 @@ export class StreamConsumer {
       const entries = reply[1];
       if (entries.length > 0) {
         this.log.info({ entries: entries.length }, 'reclaimed entries left pending by another consumer');
-        await this.process(entries);
+        await this.commitBatch(await this.prepareBatch(entries));
       }
     } while (cursor !== '0-0');
   }
 
-  /** Stores a batch with what it owes the stream, then settles that (overlapping the next batch). */
-  private async process(raw: RawEntry[]): Promise<void> {
+  private async discard(batches: Array<Promise<ConsumerBatch | null>>): Promise<void> {
+    for (const result of await Promise.allSettled(batches)) {
+      if (result.status === 'fulfilled' && result.value?.prepared) this.options.pipeline.discard(result.value.prepared);
+    }
+  }
+
+  /** Reads entries into units and prepares them (decode, replay lookup): everything but storing. */
+  private async prepareBatch(raw: RawEntry[]): Promise<ConsumerBatch> {
     const entries: StreamEntry[] = [];
     const units: IngestUnit[] = [];
     const unitsOf: number[] = [];
@@ -289,9 +309,14 @@ export class StreamConsumer {
       units.push(...entryUnits);
       unitsOf.push(entryUnits.length);
     }
-    if (entries.length > 0) {
+    return { entries, unitsOf, prepared: entries.length > 0 ? await this.options.pipeline.prepare(units) : null };
+  }
+
+  /** Stores a batch with what it owes the stream, then settles that (overlapping the next batch). */
+  private async commitBatch({ entries, unitsOf, prepared }: ConsumerBatch): Promise<void> {
+    if (prepared) {
       let row: OutboxRow | undefined;
-      await this.options.pipeline.ingest(units, {
+      this.options.pipeline.commit(prepared, {
         source: 'stream',
         inTransaction: (outcomes) => {
           let at = 0;

@@ -1,7 +1,7 @@
 /** Worker thread entry: decodes batches of frames (decode-batch.ts) off the main thread. */
 import { parentPort } from 'node:worker_threads';
 import type { NanogridataConfig } from '../config.js';
-import { decodeBatch, type DecodeRequest } from './decode-batch.js';
+import { buffersOf, decodeBatch, type DecodeRequest } from './decode-batch.js';
 import type { WorkerMessage } from './decode-pool.js';
 
 let config: NanogridataConfig | undefined;
@@ -22,7 +22,7 @@ parentPort!.on('message', (message: WorkerMessage) => {
   const request: DecodeRequest = message.request;
   try {
     const out = decodeBatch(request, config!, deviceSecrets);
-    parentPort!.postMessage({ id: message.id, out }, [out.fingerprints.buffer as ArrayBuffer, out.records.buffer as ArrayBuffer]);
+    parentPort!.postMessage({ id: message.id, out }, buffersOf(out));
   } catch (err) {
     parentPort!.postMessage({ id: message.id, error: err instanceof Error ? err.message : String(err) });
   }

@@ -7,7 +7,7 @@ import { FINGERPRINT_BYTES, type ReplayItem } from '../nanogridata/types.js';
 import type { ActivityEntry, IngestSource } from '../operational/buffer.js';
 import { RecordBatchBuilder, filterRecords, readRecordBatch, recordCountOf } from '../operational/record-batch.js';
 import type { OperationalStore } from '../operational/store.js';
-import { isPassed, type DecodedBatch, type PassedFrame } from './decode-batch.js';
+import { LATER, PASSED, reasonOf, type DecodedBatch } from './decode-batch.js';
 import type { DecodeWorker } from './decode-pool.js';
 import type { Reading } from './reading.js';
 import type { ReplayMemory } from './replay-memory.js';
@@ -49,7 +49,8 @@ export interface PreparedBatch {
 /** A unit with what decoding and the replay lookup said of it. */
 interface Prepared {
   unit: IngestUnit;
-  frame?: { verdict: DecodedBatch['verdicts'][number]; replay?: ReplayItem; known?: boolean; firstRecord: number };
+  /** A frame: its place in the decoded batch, where the record of its records starts, and what the replay memory said. */
+  frame?: { batch: DecodedBatch; index: number; firstRecord: number; replay?: ReplayItem; known?: boolean };
 }
 
 interface PipelineOptions {
@@ -107,6 +108,11 @@ export class IngestPipeline {
     let k = 0;
     for (const p of prepared) if (p.frame?.replay) p.frame.known = looked.known[k++]!;
     return { prepared, records, token: looked.token };
+  }
+
+  /** A prepared batch that will not be committed (its entries will be read again). */
+  discard(batch: PreparedBatch): void {
+    this.options.replay.release(batch.token);
   }
 
   /** Step 2, synchronous: stores a prepared batch in one transaction and returns the outcomes. */
@@ -190,13 +196,12 @@ export class IngestPipeline {
     }
     const decoded = await this.options.decoder.decode({ bytes, ends, deviceIds: deviceIds.some((d) => d !== null) ? deviceIds : null, nowS: this.now() });
     let firstRecord = 0;
+    const fingerprints = Buffer.from(decoded.fingerprints.buffer, decoded.fingerprints.byteOffset, decoded.fingerprints.byteLength);
     frames.forEach((p, i) => {
-      const verdict = decoded.verdicts[i]!;
-      p.frame = { verdict, firstRecord };
-      if (isPassed(verdict)) {
-        const at = i * FINGERPRINT_BYTES;
-        p.frame.replay = { timestamp: verdict.timestamp, fingerprint: Buffer.from(decoded.fingerprints.buffer, decoded.fingerprints.byteOffset + at, FINGERPRINT_BYTES) };
-        firstRecord += verdict.recordCount;
+      p.frame = { batch: decoded, index: i, firstRecord };
+      if (decoded.status[i] === PASSED) {
+        p.frame.replay = { timestamp: decoded.timestamps[i]!, fingerprint: fingerprints.subarray(i * FINGERPRINT_BYTES, (i + 1) * FINGERPRINT_BYTES) };
+        firstRecord += decoded.recordCounts[i]!;
       }
     });
     return { prepared, records: decoded.records };
@@ -257,7 +262,7 @@ export class IngestPipeline {
         ? []
         : this.options.replay.claim(
             framed.map(({ p }) => p.frame!.replay!),
-            framed.map(({ p }) => (p.frame!.verdict as PassedFrame).later === null),
+            framed.map(({ p }) => p.frame!.batch.later[p.frame!.index] === 0),
             framed.map(({ p }) => p.frame!.known === true),
           );
     const takenAt = new Map(framed.map(({ i }, k) => [i, taken[k]!]));
@@ -274,28 +279,33 @@ export class IngestPipeline {
         return;
       }
       if (unit.kind === 'reading') return; // below, all readings together
-      const verdict = p.frame!.verdict;
-      if (!isPassed(verdict)) {
-        outcomes[i] = { ok: false, reason: verdict.reason };
+      const { batch, index } = p.frame!;
+      if (batch.status[index] !== PASSED) {
+        outcomes[i] = { ok: false, reason: reasonOf(batch, index) };
         return;
       }
+      const records = batch.recordCounts[index]!;
       if (takenAt.get(i)) outcomes[i] = { ok: false, reason: 'replay' };
-      else if (verdict.later !== null) outcomes[i] = { ok: false, reason: verdict.later };
+      else if (batch.later[index] !== 0) outcomes[i] = { ok: false, reason: LATER[batch.later[index]!]! };
       else {
-        outcomes[i] = { ok: true, records: verdict.recordCount };
-        frameDevices.add(verdict.deviceId);
-        if (verdict.payloadType === PAYLOAD_TELEMETRY) {
-          keepRecords.push([p.frame!.firstRecord, p.frame!.firstRecord + verdict.recordCount]);
+        outcomes[i] = { ok: true, records };
+        const deviceId = batch.strings[batch.deviceIds[index]!]!;
+        const payloadType = batch.payloadTypes[index]!;
+        frameDevices.add(deviceId);
+        if (payloadType === PAYLOAD_TELEMETRY) {
+          keepRecords.push([p.frame!.firstRecord, p.frame!.firstRecord + records]);
           frameMessages++;
-          frameRecords += verdict.recordCount;
-          const a = activity.get(verdict.deviceId) ?? [verdict.deviceId, 0, 0, null, null];
+          frameRecords += records;
+          const a = activity.get(deviceId) ?? [deviceId, 0, 0, null, null];
           a[1]++;
-          a[2] += verdict.recordCount;
-          a[3] = verdict.labId ?? a[3];
-          a[4] = verdict.modelId;
-          activity.set(verdict.deviceId, a);
+          a[2] += records;
+          const lab = batch.labIds[index]!;
+          if (lab >= 0) a[3] = batch.strings[lab]!;
+          a[4] = batch.modelIds[index]!;
+          activity.set(deviceId, a);
         } else {
-          store.deviceEvents.add({ sourceId: this.nextEventId(), deviceId: verdict.deviceId, payloadType: verdict.payloadType, ts: verdict.timestamp, body: verdict.event ?? {} });
+          const body = batch.events.find(([frame]) => frame === index)?.[1] ?? {};
+          store.deviceEvents.add({ sourceId: this.nextEventId(), deviceId, payloadType, ts: batch.timestamps[index]!, body });
         }
       }
     });

@@ -42,16 +42,20 @@ local function slices(prefix, header)
   end
   return list
 end
--- Items, 14 bytes each: slice index (u16), hash index the caller computed (u32), fingerprint (8).
+-- Items: slice index (u8), key length (u8), the hash's key as the caller computed it, fingerprint (8).
 local function each(items, fn)
-  for i = 1, #items, 14 do
-    local s1, s2, c1, c2, c3, c4 = string.byte(items, i, i + 5)
-    fn(s1 * 256 + s2 + 1, ((c1 * 256 + c2) * 256 + c3) * 256 + c4, string.sub(items, i + 6, i + 13))
+  local i, n = 1, #items
+  while i <= n do
+    local k, len = string.byte(items, i, i + 1)
+    local key = string.sub(items, i + 2, i + 1 + len)
+    local fp = string.sub(items, i + 2 + len, i + 9 + len)
+    fn(k + 1, key, fp)
+    i = i + 10 + len
   end
 end
-local function keyOf(m, b, fp)
-  if m.stale then b = bucket(fp, m.L, m.p) end
-  return m.base .. b
+local function keyOf(m, key, fp)
+  if m.stale then return m.base .. bucket(fp, m.L, m.p) end
+  return key
 end
 local function state(list)
   local out = {}
@@ -64,10 +68,11 @@ end
 const HAS = `#!lua flags=no-writes
 ${COMMON}
 local list = slices(ARGV[1], ARGV[2])
-local found = {}
-each(ARGV[3], function(k, b, fp)
+local found, count = {}, 0
+each(ARGV[3], function(k, key, fp)
   local m = list[k]
-  if m.n > 0 and redis.call('HEXISTS', keyOf(m, b, fp), fp) == 1 then found[#found + 1] = '1' else found[#found + 1] = '0' end
+  count = count + 1
+  if m.n > 0 and redis.call('HEXISTS', keyOf(m, key, fp), fp) == 1 then found[count] = '1' else found[count] = '0' end
 end)
 return { table.concat(found), state(list) }
 `;
@@ -113,9 +118,9 @@ for _, m in ipairs(list) do
   while m.n + m.count > load * (2 ^ m.L + m.p) do split(m) end
   m.stale = tostring(m.L) ~= m.claimL or tostring(m.p) ~= m.claimP
 end
-each(ARGV[4], function(k, b, fp)
+each(ARGV[4], function(k, given, fp)
   local m = list[k]
-  local key = keyOf(m, b, fp)
+  local key = keyOf(m, given, fp)
   if redis.call('HSETNX', key, fp, '') == 0 then
     already = already + 1
   else
@@ -217,9 +222,9 @@ export class RedisReplayStore implements ReplayStore {
 
   /**
    * The scripts' arguments, packed (thousands of separate arguments cost the client far more than
-   * the script): the slices with the shape the items are addressed with, then 14 bytes per item:
-   * its slice's position, its hash index, its fingerprint. For an add, the shape is the one the
-   * slice will have once it holds them (with their TTL and count).
+   * the script): the slices with the shape the items are addressed with, then per item its
+   * slice's position, the key of its hash and its fingerprint. For an add, the shape is the one
+   * the slice will have once it holds them (with their TTL and count).
    */
   private address(items: readonly ReplayItem[], add?: { load: number; ttl: (slice: number) => number }) {
     const slices: number[] = [];
@@ -241,16 +246,21 @@ export class RedisReplayStore implements ReplayStore {
       const known = this.shapes.get(slice) ?? NEW_SLICE;
       return add ? grown(known, counts[k]!, add.load) : known;
     });
-    const packed = Buffer.allocUnsafe(items.length * 14);
+    if (slices.length > 255) throw new Error('too many replay slices in one call');
+    const bases = slices.map((slice) => `${this.options.prefix}${slice}:`);
+    const packed = Buffer.allocUnsafe(items.length * (10 + 64));
+    let at = 0;
     items.forEach((item, i) => {
       const k = sliceOfItem[i]!;
       const shape = shapes[k]!;
-      packed.writeUInt16BE(k, i * 14);
-      packed.writeUInt32BE(bucketOf(item.fingerprint, shape.L, shape.p), i * 14 + 2);
-      item.fingerprint.copy(packed, i * 14 + 6, 0, 8);
+      packed[at] = k;
+      const len = packed.write(`${bases[k]}${bucketOf(item.fingerprint, shape.L, shape.p)}`, at + 2, 'latin1');
+      packed[at + 1] = len;
+      item.fingerprint.copy(packed, at + 2 + len, 0, 8);
+      at += 10 + len;
     });
     const header = slices.map((slice, k) => `${slice},${shapes[k]!.L},${shapes[k]!.p}${add ? `,${add.ttl(slice)},${counts[k]}` : ''}`).join(';');
-    return { slices, header, packed };
+    return { slices, header, packed: packed.subarray(0, at) };
   }
 
   private learn(slices: readonly number[], states: readonly string[]): void {
