@@ -8,6 +8,8 @@ import type { ExportFile, ExportFormat, ExportRequest } from './types.js';
 /** ISO-8601 UTC with microseconds, for the text formats. */
 const ISO_TS = `strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts`;
 const COLUMNS = 'sensor_id, metric, value, unit, lab_id, model_id, source';
+/** JSON has no inf or NaN (files from before the ingest bound may hold them): those become null. */
+const JSON_COLUMNS = COLUMNS.replace('value', 'CASE WHEN isfinite(value) THEN value END AS value');
 
 /**
  * Per format: the COPY options, the column list and the download's content type.
@@ -22,8 +24,8 @@ const FORMATS: Record<ExportFormat, { copy: string; select: string; contentType:
     extension: 'parquet',
   },
   csv: { copy: 'FORMAT csv, HEADER true', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'text/csv; charset=utf-8', extension: 'csv' },
-  json: { copy: 'FORMAT json, ARRAY true', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'application/json', extension: 'json' },
-  ndjson: { copy: 'FORMAT json', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'application/x-ndjson', extension: 'ndjson' },
+  json: { copy: 'FORMAT json, ARRAY true', select: `${ISO_TS}, ${JSON_COLUMNS}`, contentType: 'application/json', extension: 'json' },
+  ndjson: { copy: 'FORMAT json', select: `${ISO_TS}, ${JSON_COLUMNS}`, contentType: 'application/x-ndjson', extension: 'ndjson' },
 };
 
 /** The content type of each format, for the OpenAPI document. */

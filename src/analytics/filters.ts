@@ -1,4 +1,5 @@
 import { BOOLEAN, DOUBLE, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import { MAX_MEASUREMENT } from '../nanogridata/types.js';
 import { PARTITION_TABLES, partitionOf } from './partitions.js';
 import type { RangeFilter } from './types.js';
 
@@ -51,7 +52,16 @@ export function isoOrNull(value: unknown): string | null {
   return value instanceof Date ? value.toISOString() : null;
 }
 
-export type Selection = RangeFilter & { sensorId?: string | undefined; sensorIds?: readonly string[] | undefined };
+export type Selection = RangeFilter & {
+  sensorId?: string | undefined;
+  sensorIds?: readonly string[] | undefined;
+  /**
+   * Only values within the ingest bound. Ingest refuses larger ones, but files written before
+   * the bound may hold them (up to ±inf and NaN), and one such value would turn an aggregate
+   * into inf or make DuckDB's stddev fail with "out of range".
+   */
+  aggregatable?: boolean;
+};
 
 /**
  * The measurements matching a selection, as a parenthesised subquery to select FROM:
@@ -69,6 +79,7 @@ export function matching(params: Params, selection: Selection): string {
   if (selection.metric !== undefined) conditions.push(`metric = ${params.text(selection.metric)}`);
   if (selection.start !== undefined) conditions.push(`ts >= ${params.time(selection.start)}`);
   if (selection.end !== undefined) conditions.push(`ts <= ${params.time(selection.end)}`);
+  if (selection.aggregatable) conditions.push(`abs(value) <= ${MAX_MEASUREMENT}`);
 
   if (selection.sensorId !== undefined) {
     return `(SELECT * FROM ${PARTITION_TABLES[partitionOf(selection.sensorId)]} WHERE ${conditions.join(' AND ')})`;

@@ -8,7 +8,9 @@ import type { Aggregate, Anomalies, Comparison, MetricAggregate, RangeFilter, Se
 
 /**
  * The analytics reads. Their inputs are what the request schemas (schemas.ts) accepted, so
- * nothing is validated again here; every value reaches DuckDB as a bound parameter.
+ * nothing is validated again here; every value reaches DuckDB as a bound parameter. Aggregates
+ * (stats, timeseries, anomalies, compare) count only values within the ingest bound, so a
+ * legacy file's inf or 1e300 leaves every answer finite.
  */
 
 /** Bucket rows one timeseries answer may hold; past this, ask for a wider interval. */
@@ -77,7 +79,7 @@ function combine(groups: readonly MetricAggregate[]): Aggregate {
  */
 export async function sensorStats(db: SqlRunner, sensorId: string, filter: RangeFilter = {}): Promise<SensorStats> {
   const p = new Params();
-  const source = matching(p, { ...filter, sensorId });
+  const source = matching(p, { ...filter, sensorId, aggregatable: true });
   const rows = await db.all(
     'stats',
     `SELECT metric, unit, ${AGGREGATES} FROM ${source} AS m GROUP BY metric, unit ORDER BY metric, unit`,
@@ -96,7 +98,7 @@ export async function sensorStats(db: SqlRunner, sensorId: string, filter: Range
 export async function timeseries(db: SqlRunner, sensorId: string, options: RangeFilter & { interval: string }): Promise<Timeseries> {
   const seconds = intervalSeconds(options.interval);
   const p = new Params();
-  const source = matching(p, { ...options, sensorId });
+  const source = matching(p, { ...options, sensorId, aggregatable: true });
   const width = p.add(new DuckDBIntervalValue(0, 0, BigInt(seconds) * 1_000_000n), INTERVAL);
   const limit = p.number(MAX_TIMESERIES_ROWS + 1);
   const rows = await db.all(
@@ -141,7 +143,7 @@ export async function anomalies(
   const threshold = options.threshold ?? 2.0;
   const limit = options.limit ?? 100;
   const p = new Params();
-  const source = matching(p, { ...options, sensorId });
+  const source = matching(p, { ...options, sensorId, aggregatable: true });
   const t = p.number(threshold);
   const n = p.number(limit);
   // MATERIALIZED: the sensor's readings are scanned once, not once per reference.
@@ -186,7 +188,7 @@ export async function compare(db: SqlRunner, sensorIds: readonly string[], filte
   const ids = [...new Set(sensorIds)];
   if (ids.length === 0) return { comparison: {}, sensors: [] };
   const p = new Params();
-  const source = matching(p, { ...filter, sensorIds: ids });
+  const source = matching(p, { ...filter, sensorIds: ids, aggregatable: true });
   const rows = await db.all('compare', `SELECT sensor_id, ${AGGREGATES} FROM ${source} AS m GROUP BY sensor_id`, p.values, p.types);
   const bySensor = new Map(rows.map((row) => [String(row.sensor_id), row]));
   const sensors = ids.map((id) => ({ sensor_id: id, ...aggregate(bySensor.get(id)) }));
