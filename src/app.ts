@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import type { HealthMonitor } from './health.js';
 import { createAuth, type Auth } from './http/auth.js';
 import { registerBodyParsers } from './http/body-parsers.js';
-import { registerErrorHandling } from './http/errors.js';
+import { frameworkErrors, registerErrorHandling } from './http/errors.js';
 import { MethodIndex } from './http/method-not-allowed.js';
 import { analyticsRoutes } from './http/routes/analytics.js';
 import { billingRoutes } from './http/routes/billing.js';
@@ -62,12 +62,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Tests pass no logger: a disabled one keeps request.log usable.
     loggerInstance: (deps.logger ?? pino({ enabled: false })) as FastifyBaseLogger,
     bodyLimit: deps.config.bodyLimitBytes,
+    // A slow or stalled body is cut off (408) rather than held; Node checks every second, not 30.
+    requestTimeout: deps.config.limits.requestTimeoutMs,
+    http: { connectionsCheckingInterval: 1000, headersTimeout: Math.min(60_000, deps.config.limits.requestTimeoutMs) },
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     // `/users/` reaches `/users` (the original redirected with 307; answering directly is simpler for clients).
     // Path parameters are sensor ids and keys of up to 256 characters, percent-encoded (up to 12
     // bytes each); past the router's default of 100 Fastify would answer 414 before validation.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 * 12 },
+    frameworkErrors,
   });
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -51,6 +51,15 @@ export interface Config {
   sessionTtlS: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bodyLimitBytes: number;
+  /** Bounds on what anonymous callers can hold (see the README's Security section). */
+  limits: {
+    /** Whole request, body included, must arrive within this. */
+    requestTimeoutMs: number;
+    /** Frame bodies being received or verified at once; beyond it, 503. */
+    framesInFlight: number;
+    /** Frame bodies per client address per minute (0: no limit); beyond it, 429. */
+    framesPerMinute: number;
+  };
   duckdb: { memoryLimit: string; threads: number };
   ingest: IngestConfig;
   nanogridata: NanogridataConfig;
@@ -89,6 +98,9 @@ const scalars = {
   SESSION_TTL_S: int(60, 365 * 86400).default(86400),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
+  FRAMES_MAX_IN_FLIGHT: int(1, 10_000).default(16),
+  FRAMES_RATE_LIMIT: int(0, 1_000_000).default(600),
   DUCKDB_MEMORY_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must be like 512MB or 1GB')
@@ -150,6 +162,11 @@ export function loadConfig(env: Env): Config {
     sessionTtlS: v('SESSION_TTL_S'),
     logLevel: v('LOG_LEVEL'),
     bodyLimitBytes: v('BODY_LIMIT_BYTES'),
+    limits: {
+      requestTimeoutMs: v('REQUEST_TIMEOUT_MS'),
+      framesInFlight: v('FRAMES_MAX_IN_FLIGHT'),
+      framesPerMinute: v('FRAMES_RATE_LIMIT'),
+    },
     duckdb: { memoryLimit: v('DUCKDB_MEMORY_LIMIT'), threads: v('DUCKDB_THREADS') },
     ingest: {
       stream: v('INGEST_STREAM'),

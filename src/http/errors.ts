@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ValidationError, type ValidationIssue } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { MethodIndex } from './method-not-allowed.js';
@@ -26,6 +26,23 @@ const body = (statusCode: number, error: string, message: string, detail: ErrorB
   statusCode,
 });
 
+/**
+ * What an over-limit body may still send after its 413 is read off and discarded. Closing at once
+ * (Fastify's way) can reset the connection while the client is still sending, and the client
+ * then never reads the 413; past this bound the connection is dropped anyway.
+ */
+const DRAIN_LIMIT_BYTES = 16 * 1024 * 1024;
+
+function drainAfterAnswer(request: FastifyRequest, reply: FastifyReply): void {
+  reply.removeHeader('connection');
+  let drained = 0;
+  request.raw.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_LIMIT_BYTES) request.raw.socket.destroy();
+  });
+  request.raw.resume();
+}
+
 /** AppError → its answer. The only place that knows how an error looks on the wire. */
 function appErrorBody(err: AppError): ErrorBody {
   if (err instanceof ValidationError) return body(422, err.code, err.message, err.issues);
@@ -37,6 +54,20 @@ function appErrorBody(err: AppError): ErrorBody {
  * errors to ErrorBody; unknown paths answer 404 "Not Found", a known path with another method
  * 405 with `Allow`. 5xx answers say "internal error"; the cause is logged with the request id.
  */
+/**
+ * Errors Fastify's router answers before any hook or error handler (a path parameter too long, a
+ * malformed percent-encoding): the same shape, without echoing the URL back.
+ */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    void reply.code(414).send(body(414, 'uri_too_long', 'a path segment is longer than this server accepts'));
+  } else if (error.code === 'FST_ERR_BAD_URL') {
+    void reply.code(400).send(body(400, 'bad_url', 'the URL is not valid (malformed percent-encoding)'));
+  } else {
+    void reply.code(400).send(body(400, 'bad_request', 'the request could not be routed'));
+  }
+}
+
 export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, methods: MethodIndex): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof AppError) return reply.code(err.statusCode).send(appErrorBody(err));
@@ -44,8 +75,13 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, me
     if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
       return reply.code(422).send(appErrorBody(new ValidationError([INVALID_JSON])));
     }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      drainAfterAnswer(request, reply);
+      const limit = request.routeOptions.bodyLimit;
+      return reply.code(413).send(body(413, 'body_too_large', `the body is larger than the limit of ${limit} bytes`));
+    }
     if (status >= 400 && status < 500) {
-      // Fastify's own client errors (body too large, unsupported media type, …).
+      // Fastify's own client errors (unsupported media type, …).
       const code = (err.code ?? 'bad_request').replace(/^FST_ERR_/, '').toLowerCase();
       return reply.code(status).send(body(status, code, err.message));
     }

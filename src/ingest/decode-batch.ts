@@ -19,6 +19,8 @@ export interface DecodeRequest {
   deviceIds: Array<string | null> | null;
   /** Server clock, Unix seconds. */
   nowS: number;
+  /** After this many bad_mac frames the rest are not_verified, unchecked. Default: no limit. */
+  maxBadMacs?: number;
 }
 
 /** `status` of a frame that passed every check up to replay. */
@@ -83,8 +85,14 @@ export function decodeBatch(request: DecodeRequest, config: NanogridataConfig, d
     return k;
   };
   const records = new RecordBatchBuilder(count * 2);
+  const BAD_MAC = REJECT_REASONS.indexOf('bad_mac') + 1;
+  let badMacs = request.maxBadMacs ?? Infinity;
   let start = 0;
   for (let i = 0; i < count; i++) {
+    if (badMacs <= 0) {
+      out.status.fill(REJECT_REASONS.indexOf('not_verified') + 1, i);
+      break;
+    }
     const end = request.ends[i]!;
     const frame = end > start ? all.subarray(start, end) : EMPTY;
     start = end;
@@ -92,6 +100,7 @@ export function decodeBatch(request: DecodeRequest, config: NanogridataConfig, d
     const inspection = inspectFrame(frame, deviceId == null ? {} : { deviceId }, opts);
     if (!inspection.ok) {
       out.status[i] = REJECT_REASONS.indexOf(inspection.reason) + 1;
+      if (out.status[i] === BAD_MAC) badMacs--;
       continue;
     }
     out.fingerprints.set(inspection.replay.fingerprint, i * FINGERPRINT_BYTES);

@@ -15,6 +15,11 @@ import { splitFrames } from './split-frames.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
 const PAYLOAD_TELEMETRY = 1;
+/**
+ * bad_mac frames after which the rest of an HTTP body goes unchecked (not_verified). A board
+ * with a wrong secret fails every frame of its body; sixteen say so as well as ten thousand do.
+ */
+export const MAX_BAD_MACS_PER_BODY = 16;
 
 /** One message for the pipeline: a frame, a JSON reading, or an input already known to be unreadable. */
 export type IngestUnit =
@@ -37,6 +42,8 @@ export interface IngestOptions {
   owner?: string;
   /** Runs inside the batch transaction with the outcomes: what the caller keeps with the batch (the stream outbox). */
   inTransaction?: (outcomes: readonly UnitOutcome[]) => void;
+  /** See DecodeRequest.maxBadMacs. */
+  maxBadMacs?: number;
 }
 
 /** A batch decoded and looked up in the replay memory, ready to commit. */
@@ -93,7 +100,7 @@ export class IngestPipeline {
    * could not be stored at all (then nothing of it was): the caller must not acknowledge it.
    */
   async ingest(units: readonly IngestUnit[], options: IngestOptions): Promise<UnitOutcome[]> {
-    return this.commit(await this.prepare(units), options);
+    return this.commit(await this.prepare(units, options.maxBadMacs), options);
   }
 
   /**
@@ -101,8 +108,8 @@ export class IngestPipeline {
    * (decode worker) and asks the replay memory about them. Several batches may be prepared while
    * another commits; `commit` each exactly once, in any order.
    */
-  async prepare(units: readonly IngestUnit[]): Promise<PreparedBatch> {
-    const { prepared, records } = await this.decode(units);
+  async prepare(units: readonly IngestUnit[], maxBadMacs?: number): Promise<PreparedBatch> {
+    const { prepared, records } = await this.decode(units, maxBadMacs);
     const items = prepared.flatMap((p) => (p.frame?.replay ? [p.frame.replay] : []));
     const looked = await this.options.replay.lookup(items);
     let k = 0;
@@ -134,7 +141,7 @@ export class IngestPipeline {
     const { frames, unreadable } = splitFrames(body);
     const units: IngestUnit[] = frames.map((bytes) => ({ kind: 'frame', bytes, ...(deviceId !== undefined ? { deviceId } : {}) }));
     if (unreadable) units.push({ kind: 'invalid', reason: unreadable.reason });
-    const outcomes = await this.ingest(units, { source: 'http_frames' });
+    const outcomes = await this.ingest(units, { source: 'http_frames', maxBadMacs: MAX_BAD_MACS_PER_BODY });
     const rejected: FramesResult['rejected'] = [];
     outcomes.forEach((outcome, index) => {
       if (!outcome.ok) rejected.push({ index, reason: outcome.reason });
@@ -178,7 +185,7 @@ export class IngestPipeline {
   }
 
   /** Decodes the frames of a batch in the decode worker; `records` are those of its telemetry frames that passed. */
-  private async decode(units: readonly IngestUnit[]): Promise<{ prepared: Prepared[]; records: Uint8Array }> {
+  private async decode(units: readonly IngestUnit[], maxBadMacs?: number): Promise<{ prepared: Prepared[]; records: Uint8Array }> {
     const prepared: Prepared[] = units.map((unit) => ({ unit }));
     const frames = prepared.filter((p) => p.unit.kind === 'frame');
     if (frames.length === 0) return { prepared, records: NO_RECORDS };
@@ -194,7 +201,13 @@ export class IngestPipeline {
       bytes.set(b, at);
       at += b.length;
     }
-    const decoded = await this.options.decoder.decode({ bytes, ends, deviceIds: deviceIds.some((d) => d !== null) ? deviceIds : null, nowS: this.now() });
+    const decoded = await this.options.decoder.decode({
+      bytes,
+      ends,
+      deviceIds: deviceIds.some((d) => d !== null) ? deviceIds : null,
+      nowS: this.now(),
+      ...(maxBadMacs !== undefined ? { maxBadMacs } : {}),
+    });
     let firstRecord = 0;
     const fingerprints = Buffer.from(decoded.fingerprints.buffer, decoded.fingerprints.byteOffset, decoded.fingerprints.byteLength);
     frames.forEach((p, i) => {

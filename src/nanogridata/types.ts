@@ -16,6 +16,9 @@ export const REJECT_REASONS = [
   'replay',
   'bad_payload',
   'device_mismatch',
+  // Not the decoder's: the frames of an HTTP body left unchecked once too many of its frames
+  // failed their MAC (a forged flood costs an HMAC per frame).
+  'not_verified',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

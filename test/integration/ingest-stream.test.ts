@@ -233,6 +233,8 @@ describe('Redis stream ingest', () => {
     const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
     expect(res.statusCode).toBe(503);
     expect(res.json()).toMatchObject({ error: 'unavailable', statusCode: 503 });
+    // Generic text for an anonymous caller: no Redis internals, script digests or addresses.
+    expect(res.body).not.toMatch(/redis|lua|sha|ECONN|127\.0\.0\.1|:\d{4,5}\b/i);
     expect(t.service.store.buffer.counts().rows).toBe(0);
   });
 });

@@ -1,6 +1,8 @@
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { RoutePlugin } from '../../app.js';
-import { BadRequestError } from '../../errors.js';
+import { AppError, BadRequestError, UnavailableError } from '../../errors.js';
 
 const FRAMES_BODY_LIMIT = 1024 * 1024;
 
@@ -12,16 +14,43 @@ const framesResponse = z.object({
 /**
  * POST /telemetry/frames: concatenated Nanogridata frames as application/octet-stream. The frames'
  * MACs authenticate them; no bearer token. Same decode → buffer path as the stream consumer.
+ *
+ * Anyone may call it, so what one caller can hold is bounded: bodies in flight at once (each up
+ * to 1 MiB in memory; beyond, 503 before the body is read), bodies per client address per minute
+ * (429), the time a body may take (REQUEST_TIMEOUT_MS, for every route), and the MACs verified per
+ * body (the pipeline stops after a few bad ones).
  */
 export const framesRoutes: RoutePlugin = async (app, { deps }) => {
+  const { framesInFlight, framesPerMinute } = deps.config.limits;
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: FRAMES_BODY_LIMIT }, (_req, body, done) =>
     done(null, body),
   );
+  if (framesPerMinute > 0) {
+    await app.register(rateLimit, {
+      global: false,
+      errorResponseBuilder: (_request, context) =>
+        new AppError('rate_limited', 429, `more than ${context.max} frame bodies a minute from this address: retry in ${context.after}`),
+    });
+  }
+
+  let inFlight = 0;
+  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (inFlight >= framesInFlight) {
+      // The body is not read: the connection closes after the answer.
+      reply.header('connection', 'close').header('retry-after', '1');
+      throw new UnavailableError('too many frame bodies in flight: retry shortly');
+    }
+    inFlight++;
+    reply.raw.once('close', () => inFlight--);
+    request.log.trace({ inFlight }, 'frame body admitted');
+  };
 
   app.post(
     '/telemetry/frames',
     {
       bodyLimit: FRAMES_BODY_LIMIT,
+      ...(framesPerMinute > 0 ? { config: { rateLimit: { max: framesPerMinute, timeWindow: 60_000 } } } : {}),
+      onRequest: admit,
       schema: {
         summary: 'Ingest concatenated Nanogridata frames (application/octet-stream, ≤ 1 MiB); X-Device-Id names the sending device',
         headers: z.object({ 'x-device-id': z.string().min(1).max(128).optional() }).loose(),

@@ -1,0 +1,126 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { countMeasurements } from '../../src/analytics/queries.js';
+import { encodeFrame, pressurePayload } from '../../src/nanogridata/encoder.js';
+import { createSessions } from '../../src/operational/sessions.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { PRESSURE_MODEL, pressureSecret, waitFor } from '../helpers/frames.js';
+import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
+
+/**
+ * Who may speak for a device: a device registered with its own secret only with that secret, over
+ * HTTP and the stream alike; a sensor id that a device uses can never be claimed by a user's JSON.
+ */
+describe('device authority', () => {
+  let redisServer: RedisServer;
+  let redis: Redis;
+  let t: TestApp;
+  let alice: TestUser;
+  let mallory: TestUser;
+  const { secret: modelSecret, env } = pressureSecret();
+  const ownSecret = randomBytes(32);
+  const stream = `t${randomUUID().slice(0, 8)}:frames`;
+  const dead = `${stream}:dead`;
+  const now = () => Math.floor(Date.now() / 1000);
+  const frame = (deviceId: string, secret: Buffer, value: number) =>
+    encodeFrame({ modelId: PRESSURE_MODEL, level: 1, timestamp: now(), payload: pressurePayload({ deviceId, entries: [{ ts: now() - 1, value }] }), secret });
+
+  beforeAll(async () => {
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url);
+    t = await createTestApp({
+      env: { ...env, REDIS_URL: redisServer.url, INGEST_STREAM: stream, DEAD_LETTER_STREAM: dead, INGEST_BLOCK_MS: '100', FLUSH_INTERVAL_MS: '50' },
+      start: true,
+    });
+    alice = await createUserWithSession(t, 'alice');
+    mallory = await createUserWithSession(t, 'mallory');
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/ocean/devices',
+      headers: t.admin,
+      payload: { device_id: 'OWN-1', owner_id: alice.id, model_id: PRESSURE_MODEL, secret: ownSecret.toString('hex') },
+    });
+    expect(res.statusCode).toBe(200);
+  });
+  afterAll(async () => {
+    await t.close();
+    redis.disconnect();
+    await redisServer.stop();
+  });
+
+  const postFrames = (body: Buffer, headers: Record<string, string> = {}) =>
+    t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream', ...headers }, payload: body });
+  /** Readings of a sensor in DuckDB once the flusher has caught up with everything stored. */
+  const storedFor = async (sensor: string) => {
+    await t.service.flusher.flush();
+    return countMeasurements(t.service.analytics, { sensorId: sensor });
+  };
+  const ingestJson = (user: TestUser, sensor_id: string) =>
+    t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id, data: { v: 1 } } });
+
+  it('refuses frames signed with the model secret for a device that has its own, with or without X-Device-Id', async () => {
+    const before = await storedFor('OWN-1');
+    expect((await postFrames(frame('OWN-1', modelSecret, 1))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'bad_mac' }] });
+    expect((await postFrames(frame('OWN-1', modelSecret, 2), { 'x-device-id': 'OWN-1' })).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'bad_mac' }] });
+    // The device's own secret is accepted both ways.
+    expect((await postFrames(frame('OWN-1', ownSecret, 3))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await postFrames(frame('OWN-1', ownSecret, 4), { 'x-device-id': 'OWN-1' })).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await storedFor('OWN-1')) - before).toBe(2);
+  });
+
+  it('refuses the same forgery over the stream, with or without a device_id field, and dead-letters it', async () => {
+    const before = await storedFor('OWN-1');
+    await redis.xadd(stream, '*', 'frame', frame('OWN-1', modelSecret, 5));
+    await redis.xadd(stream, '*', 'frame', frame('OWN-1', modelSecret, 6), 'device_id', 'OWN-1');
+    await redis.xadd(stream, '*', 'frame', frame('OWN-1', ownSecret, 7));
+    const letters = await waitFor(async () => {
+      const entries = await redis.xrange(dead, '-', '+');
+      return entries.length >= 2 ? entries : undefined;
+    }, { what: 'two dead letters' });
+    expect(letters.map(([, fields]) => fields[fields.indexOf('reason') + 1])).toEqual(['bad_mac', 'bad_mac']);
+    await waitFor(async () => (await storedFor('OWN-1')) - before === 1, { what: 'the genuine frame' });
+  });
+
+  it('never lets JSON ingest claim a registered device or one that has sent signed frames', async () => {
+    // Registered to alice: mallory is refused, alice may write.
+    expect((await ingestJson(mallory, 'OWN-1')).statusCode).toBe(403);
+    expect((await ingestJson(alice, 'OWN-1')).statusCode).toBe(200);
+
+    // Mallory claims an id no device has used yet; the real device then sends signed frames.
+    expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(200);
+    expect((await postFrames(frame('LATER-1', modelSecret, 9))).json()).toEqual({ accepted: 1, rejected: [] });
+    // The claim is gone: the device's data is no longer mallory's, and she cannot claim it again.
+    expect((await t.app.inject({ method: 'GET', url: '/api/ocean/devices/LATER-1', headers: mallory.auth })).statusCode).toBe(403);
+    expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(403);
+    expect((await ingestJson(alice, 'LATER-1')).statusCode).toBe(403);
+
+    // An id first seen as a signed frame can never be claimed either; the admin assigns it.
+    expect((await postFrames(frame('FRAME-1', modelSecret, 10))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await ingestJson(mallory, 'FRAME-1')).statusCode).toBe(403);
+    const assign = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'FRAME-1', owner_id: alice.id } });
+    expect(assign.statusCode).toBe(200);
+    expect((await ingestJson(alice, 'FRAME-1')).statusCode).toBe(200);
+  });
+});
+
+describe('session purge', () => {
+  it('deletes expired sessions on a schedule once the service runs, and keeps live ones', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const t = await createTestApp({ start: true });
+    try {
+      const user = await createUserWithSession(t, 'alice');
+      createSessions(t.service.store.db, { ttlS: 60, now: () => now() - 7200 }).create(user.id, 'alice');
+      const count = () => (t.service.store.db.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n;
+      expect(count()).toBe(2);
+      vi.advanceTimersByTime(10 * 60 * 1000);
+      expect(count()).toBe(1);
+      expect((await t.app.inject({ method: 'GET', url: `/api/ocean/users/${user.id}`, headers: user.auth })).statusCode).toBe(200);
+    } finally {
+      vi.useRealTimers();
+      await t.close();
+    }
+  });
+  const now = () => Math.floor(Date.now() / 1000);
+});

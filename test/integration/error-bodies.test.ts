@@ -1,0 +1,62 @@
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+
+/** Answers an anonymous caller can provoke: one JSON shape, nothing about the server's insides. */
+describe('error bodies', () => {
+  let t: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    t = await createTestApp({ env: { BODY_LIMIT_BYTES: '65536' } });
+    port = Number(new URL(await t.app.listen({ port: 0, host: '127.0.0.1' })).port);
+  });
+  afterAll(() => t.close());
+
+  it('answers an over-long path segment and a malformed URL in the error shape, without echoing them', async () => {
+    for (const [url, status, error] of [
+      [`/api/ocean/users/${'a'.repeat(4000)}`, 414, 'uri_too_long'],
+      ['/api/ocean/users/%zz', 400, 'bad_url'],
+    ] as const) {
+      const res = await t.app.inject({ method: 'GET', url, headers: t.admin });
+      expect(res.statusCode).toBe(status);
+      expect(res.json()).toEqual({ detail: expect.any(String), error, message: expect.any(String), statusCode: status });
+      expect(res.body).not.toContain('aaaaaaaaaa');
+      expect(res.body).not.toContain('%zz');
+    }
+  });
+
+  it('shows no file paths to an anonymous caller of /status', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/api/ocean/status' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).not.toContain(t.dataDir);
+    expect(res.body).not.toMatch(/"\/(tmp|work|data|home|var)\//);
+  });
+
+  it('lets a client that is still sending an over-limit body read its 413, and keeps the connection usable', async () => {
+    // Half the body, then (once the 413 has arrived) the rest, then a second request on the same connection.
+    const body = Buffer.alloc(1024 * 1024, 0x20);
+    const answers = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      let sentRest = false;
+      socket.on('error', reject);
+      socket.on('data', (d) => {
+        text += d.toString('latin1');
+        if (!sentRest && text.includes('"statusCode":413}')) {
+          sentRest = true;
+          socket.write(body.subarray(body.length / 2));
+          socket.write('GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+        }
+      });
+      socket.on('close', () => resolve(text));
+      socket.write(
+        `POST /api/ocean/telemetry/ingest HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${t.adminToken}\r\n` +
+          `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`,
+      );
+      socket.write(body.subarray(0, body.length / 2));
+    });
+    expect(answers).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answers).toContain('"error":"body_too_large"');
+    expect(answers).toMatch(/HTTP\/1\.1 200 OK[\s\S]*"status"/);
+  });
+});

@@ -1,0 +1,123 @@
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_BAD_MACS_PER_BODY } from '../../src/ingest/pipeline.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+
+/**
+ * What an anonymous caller of POST /telemetry/frames can hold: bodies in flight, body time, bodies
+ * per minute, MACs verified per body. Over real sockets on loopback (inject() has no slow client).
+ */
+describe('frames endpoint limits', () => {
+  let t: TestApp | undefined;
+  const sockets: Socket[] = [];
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    await t?.close();
+    t = undefined;
+  });
+
+  const { secret, env } = pressureSecret();
+  const start = async (extra: Record<string, string>) => {
+    t = await createTestApp({ env: { ...env, ...extra } });
+    const base = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    return { base, port: Number(new URL(base).port) };
+  };
+  const postFrames = (base: string, body: Buffer) =>
+    fetch(`${base}/api/ocean/telemetry/frames`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+
+  /** A client that announces a large body, sends a few bytes and stalls. Resolves with what the server answered, if anything, once the socket closes. */
+  const slowBody = (port: number) =>
+    new Promise<{ socket: Socket; answer: Promise<string> }>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(
+          'POST /api/ocean/telemetry/frames HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n' +
+            `content-length: ${900 * 1024}\r\n\r\nNGD`,
+        );
+        let text = '';
+        socket.on('data', (d) => (text += d.toString('latin1')));
+        socket.on('error', () => {});
+        resolve({ socket, answer: new Promise((done) => socket.on('close', () => done(text))) });
+      });
+      sockets.push(socket);
+    });
+
+  const timeHealth = async (base: string) => {
+    const t0 = performance.now();
+    const res = await fetch(`${base}/health`);
+    expect(res.status).toBe(200);
+    await res.text();
+    return performance.now() - t0;
+  };
+
+  it('holds only so many bodies at once, answers 503 beyond, cuts a stalled body off, and stays responsive', async () => {
+    const { base, port } = await start({ FRAMES_MAX_IN_FLIGHT: '4', REQUEST_TIMEOUT_MS: '1500', FRAMES_RATE_LIMIT: '0' });
+    const held = await Promise.all(Array.from({ length: 4 }, () => slowBody(port)));
+    // The server has seen the four requests once it refuses the fifth.
+    const refused = await waitFor(async () => {
+      const res = await postFrames(base, pressureFrames({ count: 1, devices: 1, secret }).frames[0]!);
+      return res.status === 503 ? res : undefined;
+    }, { timeoutMs: 5000, what: 'a 503 while four bodies are in flight' });
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(await refused.json()).toMatchObject({ statusCode: 503, error: 'unavailable', detail: expect.stringMatching(/in flight/) });
+    const extra = await Promise.all(Array.from({ length: 20 }, () => slowBody(port)));
+    for (let i = 0; i < 5; i++) expect(await timeHealth(base)).toBeLessThan(1000);
+
+    // Every stalled client is answered (408 for the admitted, 503 for the rest) or dropped within the time limit and Node's 1 s check.
+    const answers = await Promise.all([...held, ...extra].map((c) => c.answer));
+    expect(answers.slice(0, 4).every((a) => a === '' || a.startsWith('HTTP/1.1 408'))).toBe(true);
+    expect(answers.slice(4).every((a) => a.startsWith('HTTP/1.1 503'))).toBe(true);
+
+    // Slots are free again.
+    const ok = await postFrames(base, pressureFrames({ count: 3, devices: 1, secret }).frames.reduce((a, b) => Buffer.concat([a, b])));
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ accepted: 3, rejected: [] });
+  }, 20_000);
+
+  it('stops verifying a body after a few bad MACs and stays responsive under a flood of them', async () => {
+    const { base } = await start({ FRAMES_RATE_LIMIT: '0' });
+    const forged = pressureFrames({ count: 6000, devices: 50, secret: Buffer.alloc(32, 7) }).frames;
+    const body = Buffer.concat(forged);
+    expect(body.length).toBeLessThan(1024 * 1024);
+
+    const res = await postFrames(base, body);
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { accepted: number; rejected: Array<{ index: number; reason: string }> };
+    expect(answer.accepted).toBe(0);
+    expect(answer.rejected).toHaveLength(forged.length);
+    expect(answer.rejected.filter((r) => r.reason === 'bad_mac')).toHaveLength(MAX_BAD_MACS_PER_BODY);
+    expect(answer.rejected.slice(MAX_BAD_MACS_PER_BODY).every((r) => r.reason === 'not_verified')).toBe(true);
+
+    // Eight clients flooding; /health keeps answering.
+    let flooding = true;
+    const flood = Array.from({ length: 8 }, async () => {
+      let sent = 0;
+      while (flooding && sent < 40) {
+        await (await postFrames(base, body)).arrayBuffer();
+        sent++;
+      }
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const times: number[] = [];
+    for (let i = 0; i < 10; i++) times.push(await timeHealth(base));
+    flooding = false;
+    await Promise.all(flood);
+    times.sort((a, b) => a - b);
+    expect(times[5]!).toBeLessThan(250);
+
+    // A genuine body beside the flood is still stored.
+    const genuine = await postFrames(base, pressureFrames({ count: 2, devices: 1, secret, prefix: 'G' }).frames.reduce((a, b) => Buffer.concat([a, b])));
+    expect(await genuine.json()).toEqual({ accepted: 2, rejected: [] });
+  }, 30_000);
+
+  it('answers 429 with the error shape past the per-client rate', async () => {
+    const { base } = await start({ FRAMES_RATE_LIMIT: '3' });
+    const frames = pressureFrames({ count: 4, devices: 1, secret }).frames;
+    for (const f of frames.slice(0, 3)) expect((await postFrames(base, f)).status).toBe(200);
+    const limited = await postFrames(base, frames[3]!);
+    expect(limited.status).toBe(429);
+    expect(await limited.json()).toMatchObject({ statusCode: 429, error: 'rate_limited', detail: expect.stringMatching(/retry in/) });
+    // Other routes are not limited.
+    expect(await timeHealth(base)).toBeGreaterThan(0);
+  });
+});
