@@ -83,6 +83,14 @@ export const CONTRACT: ContractRoute[] = [
     answer: { sensor_id: 'string', threshold: 'number', anomalies: [{ timestamp: 'string', value: 'number', z_score: 'number' }], count: 'integer' },
   },
   { method: 'POST', path: '/api/ocean/analytics/compare', answer: { comparison: 'object' } },
+  { method: 'POST', path: '/api/ocean/telemetry/ingest', answer: { id: 'integer', sensor_id: 'string', buffered: 'boolean', timestamp: 'string' } },
+  { method: 'POST', path: '/api/ocean/telemetry/batch', answer: { count: 'integer', ids: 'array', timestamp: 'string' } },
+  {
+    method: 'GET',
+    path: '/api/ocean/telemetry/unprocessed',
+    answer: { count: 'integer', data: [{ id: 'integer', sensor_id: 'string', timestamp: 'string', data: 'string' }] },
+  },
+  { method: 'POST', path: '/api/ocean/telemetry/mark-processed', answer: { processed: 'integer', success: 'boolean' } },
 ];
 
 /** The aggregate every `comparison` entry holds. */

@@ -362,6 +362,51 @@ describe('compatibility with the original API', () => {
       expect(comparison['42']).toMatchObject({ count: 30, avg_value: 30.5, min_value: 30, max_value: 31 });
     });
 
+    it('telemetry ingest and batch: {id, sensor_id, buffered, timestamp} and {count, ids, timestamp}, with the habits of the original clients', async () => {
+      const u = await newUser();
+      const sensor = `tele ${u.id}`;
+      // No Content-Type, a null timestamp, data as JSON text.
+      const one = await raw('POST', '/api/ocean/telemetry/ingest', { body: JSON.stringify({ sensor_id: sensor, data: '{"temperature": 21.5}', timestamp: null }), headers: u.auth });
+      expectAnswer(one, 'POST', '/api/ocean/telemetry/ingest');
+      expect(one.json()).toMatchObject({ sensor_id: sensor, buffered: true });
+      expect(Date.parse(one.json().timestamp)).not.toBeNaN();
+      // Every form `data` takes, and a numeric sensor id, in one batch; and an empty batch.
+      const numericId = 900_000 + users;
+      const batch = await json('POST', '/api/ocean/telemetry/batch', [
+        { sensor_id: sensor, data: { humidity: 40, note: 'kept' }, timestamp: BASE },
+        { sensor_id: sensor, data: '21.7' },
+        { sensor_id: sensor, data: 'temperature=21.9;humidity=41' },
+        { sensor_id: sensor, data: 'door open' },
+        { sensor_id: numericId, data: '{"v": 1}', timestamp: '2026-01-01T00:00:00Z' },
+      ], u.auth);
+      expectAnswer(batch, 'POST', '/api/ocean/telemetry/batch');
+      expect(batch.json()).toMatchObject({ count: 5 });
+      expect(batch.json().ids).toHaveLength(5);
+      expect(batch.json().ids.every(Number.isInteger)).toBe(true);
+      expect(batch.json().records).toBe(1 + 1 + 2 + 0 + 1);
+      const empty = await json('POST', '/api/ocean/telemetry/batch', [], u.auth);
+      expectAnswer(empty, 'POST', '/api/ocean/telemetry/batch');
+      expect(empty.json()).toMatchObject({ count: 0, ids: [] });
+    });
+
+    it('telemetry work queue: unprocessed gives back the text sent until mark-processed, whatever the flush did', async () => {
+      const u = await newUser();
+      const sensor = `queue ${u.id}`;
+      const sent = ['{"temperature": 21.5}', 'door open', '7'];
+      const ids: number[] = [];
+      for (const data of sent) ids.push((await json('POST', '/api/ocean/telemetry/ingest', { sensor_id: sensor, data }, u.auth)).json().id);
+      await t.service.flusher.flush();
+      const queue = await raw('GET', '/api/ocean/telemetry/unprocessed?limit=10000', { headers: t.admin, contentType: 'application/json', body: '' });
+      expectAnswer(queue, 'GET', '/api/ocean/telemetry/unprocessed');
+      const mine = queue.json().data.filter((r: { sensor_id: string }) => r.sensor_id === sensor);
+      expect(mine.map((r: { id: number; data: string }) => [r.id, r.data])).toEqual(ids.map((id, i) => [id, sent[i]]));
+      const marked = await json('POST', '/api/ocean/telemetry/mark-processed', ids.slice(0, 2), t.admin);
+      expectAnswer(marked, 'POST', '/api/ocean/telemetry/mark-processed');
+      expect(marked.json()).toMatchObject({ processed: 2, success: true });
+      const after = (await raw('GET', '/api/ocean/telemetry/unprocessed?limit=10000', { headers: t.admin })).json();
+      expect(after.data.filter((r: { sensor_id: string }) => r.sensor_id === sensor).map((r: { id: number }) => r.id)).toEqual([ids[2]]);
+    });
+
     it('export: a streamed download, as before', async () => {
       const res = await raw('GET', '/api/ocean/analytics/export?format=csv&sensor_id=42', { headers: alice.auth });
       expect(res.statusCode).toBe(200);
