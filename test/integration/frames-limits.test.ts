@@ -110,6 +110,18 @@ describe('frames endpoint limits', () => {
     expect(await genuine.json()).toEqual({ accepted: 2, rejected: [] });
   }, 30_000);
 
+  it('answers 415 before reading a body that is not application/octet-stream', async () => {
+    const { base } = await start({});
+    const frame = pressureFrames({ count: 1, devices: 1, secret }).frames[0]!;
+    for (const headers of [{}, { 'content-type': 'application/json' }, { 'content-type': 'text/plain' }] as Array<Record<string, string>>) {
+      const res = await fetch(`${base}/api/ocean/telemetry/frames`, { method: 'POST', headers, body: frame });
+      expect(res.status).toBe(415);
+      expect(await res.json()).toMatchObject({ statusCode: 415, error: 'unsupported_media_type', detail: expect.stringMatching(/octet-stream/) });
+    }
+    const ok = await postFrames(base, frame);
+    expect(await ok.json()).toEqual({ accepted: 1, rejected: [] });
+  });
+
   it('answers 429 with the error shape past the per-client rate', async () => {
     const { base } = await start({ FRAMES_RATE_LIMIT: '3' });
     const frames = pressureFrames({ count: 4, devices: 1, secret }).frames;

@@ -35,6 +35,10 @@ export const framesRoutes: RoutePlugin = async (app, { deps }) => {
 
   let inFlight = 0;
   const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+    // Before the body is read: the JSON habits of the other routes (no Content-Type = JSON) do not apply here.
+    if (request.headers['content-type']?.split(';')[0]!.trim().toLowerCase() !== 'application/octet-stream') {
+      throw new AppError('unsupported_media_type', 415, 'send the frames as Content-Type: application/octet-stream');
+    }
     if (inFlight >= framesInFlight) {
       // The body is not read: the connection closes after the answer.
       reply.header('connection', 'close').header('retry-after', '1');
