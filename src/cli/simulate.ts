@@ -2,7 +2,8 @@
  * Sensor simulator command line:
  *   simulate --target redis://…|http://… --sensors N --rate R --duration S [--profile …] [--level …] [--stream …]
  * Progress (sent, rate, errors) on stderr about once a second; a JSON summary line on stdout at the end.
- * Exit 0 when every frame got there, 1 when some did not (or the target is unreachable), 2 on bad
+ * Exit 0 when every frame got there (and, over HTTP, the service accepted every one), 1 when some
+ * did not or were refused (the reasons are printed; or the target is unreachable), 2 on bad
  * arguments or configuration.
  */
 import { pathToFileURL } from 'node:url';
@@ -123,7 +124,14 @@ async function main(): Promise<number> {
     const summary = await runSimulation({ ...options, signal: abort.signal, onProgress: progress.update });
     progress.end();
     process.stdout.write(`${JSON.stringify(summary)}\n`);
-    return summary.errors === 0 ? 0 : 1;
+    const refused = summary.rejected ?? 0;
+    if (summary.errors > 0) process.stderr.write(`simulate: ${summary.errors} of ${summary.errors + summary.sent} frames did not get there: ${summary.firstError ?? 'unknown error'}\n`);
+    if (refused > 0) {
+      const why = Object.entries(summary.rejectedReasons ?? {}).map(([reason, n]) => `${reason} ${n}`).join(', ');
+      // bad_mac / no_secret mostly mean the two sides hold different NANOGRIDATA_SECRET_* values.
+      process.stderr.write(`simulate: the service refused ${refused} of ${summary.sent} frames (${why})\n`);
+    }
+    return summary.errors === 0 && refused === 0 ? 0 : 1;
   } catch (err) {
     progress.end();
     // Setup problems (a missing secret) are usage errors; anything else (target unreachable) is a failed run.

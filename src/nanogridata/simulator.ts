@@ -53,6 +53,8 @@ export interface SimulationSummary {
   /** HTTP only: what the service answered about the frames it took. */
   accepted?: number;
   rejected?: number;
+  /** HTTP only: rejected frames by reason (`bad_mac`, `replay`, …), when any were. */
+  rejectedReasons?: Record<string, number>;
   elapsedS: number;
   /** Frames sent per second over the run. */
   rate: number;
@@ -66,7 +68,8 @@ interface SendOutcome {
   ok: number;
   failed: number;
   accepted?: number;
-  rejected?: number;
+  /** Reasons of the frames the service refused, one per frame. */
+  rejected?: string[];
   error?: string;
 }
 
@@ -130,9 +133,9 @@ function httpSink(base: string): Sink {
         if (!res.ok) return { ok: 0, failed: frames.length, error: `HTTP ${res.status} ${text.slice(0, 200)}` };
         const outcome: SendOutcome = { ok: frames.length, failed: 0 };
         try {
-          const body = JSON.parse(text) as { accepted?: unknown; rejected?: unknown };
+          const body = JSON.parse(text) as { accepted?: unknown; rejected?: Array<{ reason?: unknown }> };
           if (typeof body.accepted === 'number') outcome.accepted = body.accepted;
-          if (Array.isArray(body.rejected)) outcome.rejected = body.rejected.length;
+          if (Array.isArray(body.rejected)) outcome.rejected = body.rejected.map((r) => String(r.reason));
         } catch {
           // a 2xx without the expected JSON still delivered the frames
         }
@@ -194,7 +197,8 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
 
   const rng = mulberry32(opts.seed ?? Date.now());
   const fleet = createFleet(opts.sensors, profile, rng);
-  const totals = { sent: 0, errors: 0, accepted: 0, rejected: 0, answered: false, firstError: undefined as string | undefined };
+  const totals = { sent: 0, errors: 0, accepted: 0, answered: false, firstError: undefined as string | undefined };
+  const reasons = new Map<string, number>();
   const start = performance.now();
   const elapsedS = () => (performance.now() - start) / 1000;
 
@@ -223,7 +227,7 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
         totals.accepted += o.accepted;
         totals.answered = true;
       }
-      if (o.rejected !== undefined) totals.rejected += o.rejected;
+      for (const reason of o.rejected ?? []) reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
       totals.firstError ??= o.error;
     }
   };
@@ -261,7 +265,8 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
     sensors: opts.sensors,
     sent: totals.sent,
     errors: totals.errors,
-    ...(totals.answered ? { accepted: totals.accepted, rejected: totals.rejected } : {}),
+    ...(totals.answered ? { accepted: totals.accepted, rejected: [...reasons.values()].reduce((a, b) => a + b, 0) } : {}),
+    ...(reasons.size > 0 ? { rejectedReasons: Object.fromEntries(reasons) } : {}),
     elapsedS: Math.round(elapsed * 1000) / 1000,
     rate: Math.round((totals.sent / elapsed) * 10) / 10,
     ...(totals.firstError !== undefined ? { firstError: totals.firstError } : {}),

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSimulation } from '../../src/nanogridata/simulator.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { waitFor } from '../helpers/frames.js';
+import { runTsx } from '../helpers/run-cli.js';
 
 const MODELS = [0x10, 0x20, 0x30, 0x40];
 
@@ -30,5 +31,17 @@ describe('sensor simulator against the HTTP frames endpoint', () => {
     await waitFor(() => t.service.store.buffer.counts().unprocessed === 0, { what: 'flushed' });
     const sensors = await t.service.analytics.sensors();
     expect(sensors.count).toBe(6);
+  });
+
+  it('exits 1 and names the reason when the service refuses the frames (secrets that differ)', async () => {
+    const wrong = Object.fromEntries(MODELS.map((m) => [`NANOGRIDATA_SECRET_${m.toString(16)}`, randomBytes(32).toString('hex')]));
+    const rowsBefore = t.service.store.buffer.counts().rows;
+    const run = await runTsx('src/cli/simulate.ts', ['--target', base, '--sensors', '2', '--rate', '50', '--duration', '0.5'], { env: wrong });
+    expect(run.code).toBe(1);
+    const summary = JSON.parse(run.stdout) as { sent: number; accepted: number; rejected: number; rejectedReasons: Record<string, number> };
+    expect(summary.sent).toBeGreaterThan(0);
+    expect(summary).toMatchObject({ accepted: 0, rejected: summary.sent, rejectedReasons: { bad_mac: summary.sent } });
+    expect(run.stderr).toContain(`the service refused ${summary.sent} of ${summary.sent} frames (bad_mac ${summary.sent})`);
+    expect(t.service.store.buffer.counts().rows).toBe(rowsBefore);
   });
 });
