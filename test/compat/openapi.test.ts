@@ -110,4 +110,12 @@ describe('OpenAPI document', () => {
     expect(Object.keys(content).sort()).toEqual(['application/json', 'application/vnd.apache.parquet', 'application/x-ndjson', 'text/csv']);
     for (const { schema } of Object.values(content)) expect(schema).toMatchObject({ type: 'string', format: 'binary' });
   });
+
+  it('documents the frames body as bytes and the answers a frame sender can meet', () => {
+    const op = operation('POST', '/api/ocean/telemetry/frames') as unknown as Operation & { requestBody: { required: boolean; content: Record<string, { schema: Json }> } };
+    expect(op.requestBody.required).toBe(true);
+    expect(Object.keys(op.requestBody.content)).toEqual(['application/octet-stream']);
+    expect(op.requestBody.content['application/octet-stream']!.schema).toMatchObject({ type: 'string', format: 'binary' });
+    expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '413', '415', '429', '503']);
+  });
 });

@@ -103,7 +103,8 @@ describe('frames endpoint limits', () => {
     flooding = false;
     await Promise.all(flood);
     times.sort((a, b) => a - b);
-    expect(times[5]!).toBeLessThan(250);
+    // Without the early stop the median was ~2.2 s; the margin leaves room for a loaded machine.
+    expect(times[5]!).toBeLessThan(500);
 
     // A genuine body beside the flood is still stored.
     const genuine = await postFrames(base, pressureFrames({ count: 2, devices: 1, secret, prefix: 'G' }).frames.reduce((a, b) => Buffer.concat([a, b])));

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { RoutePlugin } from '../../app.js';
 import { AppError, BadRequestError, UnavailableError } from '../../errors.js';
+import { errors } from '../schemas/common.js';
 
 const FRAMES_BODY_LIMIT = 1024 * 1024;
 
@@ -58,7 +59,13 @@ export const framesRoutes: RoutePlugin = async (app, { deps }) => {
       schema: {
         summary: 'Ingest concatenated Nanogridata frames (application/octet-stream, ≤ 1 MiB); X-Device-Id names the sending device',
         headers: z.object({ 'x-device-id': z.string().min(1).max(128).optional() }).loose(),
-        response: { 200: framesResponse },
+        // The content parser hands over the raw bytes; this documents them (and checks they are bytes).
+        consumes: ['application/octet-stream'],
+        body: z.instanceof(Buffer).meta({ type: 'string', format: 'binary', description: 'One or more Nanogridata frames, concatenated' }),
+        response: {
+          200: framesResponse,
+          ...errors(400, 413, 415, 429, 503),
+        },
         security: [],
       },
     },
