@@ -9,7 +9,12 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
  */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ocean_' });
+  if (options.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'ocean_' });
+    // prom-client names these gauges `_total`, a suffix Prometheus keeps for counters (promtool warns);
+    // the same figures by type stay (ocean_nodejs_active_handles{type} etc.), and sum() gives the total.
+    for (const kind of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`ocean_nodejs_active_${kind}_total`);
+  }
   const registers = [registry];
 
   const metrics = {

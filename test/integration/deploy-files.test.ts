@@ -14,6 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { skipWithout } from '../helpers/optional-tools.js';
 import { parseSimulateArgs } from '../../src/cli/simulate.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { missingSecrets } from '../../src/nanogridata/simulator.js';
@@ -28,10 +29,7 @@ function findCompose(): { command: string; args: string[]; v2: boolean } | undef
   return undefined;
 }
 const compose = findCompose();
-const inCI = process.env.CI === 'true';
-if (!compose && !inCI) {
-  console.warn('deploy-files: skipping the docker compose checks: docker-compose is not installed (apt-get install docker-compose)');
-}
+const skipCompose = compose === undefined && skipWithout('deploy-files: the docker compose checks', ['docker-compose'], 'apt-get install docker-compose');
 /** The lines of one top-level service of the compose file (indented under `services:`). */
 function serviceBlock(text: string, name: string): string {
   const lines = text.split('\n');
@@ -129,7 +127,7 @@ function runCheckSecrets(service: Service, env: Env) {
   return spawnSync('sh', ['-c', script], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8' });
 }
 
-describe.skipIf(!compose && !inCI)('docker-compose-ultralight.yml, as docker compose resolves it', () => {
+describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose resolves it', () => {
   let filled: { dir: string; env: Env; config: Resolved };
   let example: { dir: string; env: Env; config: Resolved };
 
