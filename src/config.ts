@@ -128,9 +128,13 @@ export function loadNanogridataConfig(env: Env): NanogridataConfig {
     if (!/^[0-9a-fA-F]{1,2}$/.test(modelHex)) {
       throw new ConfigError(name, 'the model must be one or two hex digits, e.g. NANOGRIDATA_SECRET_10');
     }
-    if (!/^([0-9a-fA-F]{2})+$/.test(value)) throw new ConfigError(name, 'must be hex');
+    // The value is never quoted back: it is (or was meant to be) a secret.
+    const howTo = `make one with: openssl rand -hex 32 (or delete ${name} to refuse that model's signed frames)`;
+    if (value.trim() === '') throw new ConfigError(name, `is empty; ${howTo}`);
+    if (/^replace/i.test(value)) throw new ConfigError(name, `is still the placeholder from .env.example; ${howTo}`);
+    if (!/^([0-9a-fA-F]{2})+$/.test(value)) throw new ConfigError(name, `must be hex digits, 64 or more; ${howTo}`);
     const secret = Buffer.from(value, 'hex');
-    if (secret.length < 32) throw new ConfigError(name, 'must be at least 32 bytes (64 hex digits)');
+    if (secret.length < 32) throw new ConfigError(name, `is ${secret.length} bytes, at least 32 are needed (64 hex digits); ${howTo}`);
     secrets.set(parseInt(modelHex, 16), secret);
   }
   return {
