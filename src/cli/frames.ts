@@ -5,7 +5,7 @@
  * Configuration comes from the service's environment (NANOGRIDATA_*), plus NANOGRIDATA_NOW to pin the clock.
  */
 import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
+import { isMainModule } from './entry.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadClockOverride, loadNanogridataConfig } from '../config.js';
 import { createDecoder } from '../nanogridata/decoder.js';
@@ -153,7 +153,7 @@ function encodeCommand(args: string[], env: Env, io: CliIo): number {
   return 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMainModule(import.meta.url)) {
   runFramesCli(process.argv.slice(2), process.env, process).then(
     (code) => {
       process.exitCode = code;

@@ -6,7 +6,7 @@
  * did not or were refused (the reasons are printed; or the target is unreachable), 2 on bad
  * arguments or configuration.
  */
-import { pathToFileURL } from 'node:url';
+import { isMainModule } from './entry.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadIngestStream, loadNanogridataConfig } from '../config.js';
 import { SIM_PROFILES } from '../nanogridata/simulated-sensors.js';
@@ -142,7 +142,7 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMainModule(import.meta.url)) {
   main().then(
     (code) => {
       process.exitCode = code;
