@@ -12,6 +12,7 @@ export function optional<T extends z.ZodType>(schema: T) {
   return schema.nullish().transform((v): z.output<T> | undefined => (v === null ? undefined : v));
 }
 
+// eslint-disable-next-line no-control-regex -- refusing control characters is this pattern's purpose
 const CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 
 /**

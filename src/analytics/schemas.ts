@@ -36,7 +36,7 @@ const rangeObject = z.object(rangeFields);
 /** The filter every read accepts: metric, and times as Unix seconds. */
 export type RangeFilter = Partial<z.output<typeof rangeObject>>;
 
-export const statsQuery = orderedRange(z.object(rangeFields));
+export const statsQuery = orderedRange(rangeObject);
 
 export const intervalText = z
   .string()

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { AuthError, ForbiddenError } from '../errors.js';
 import type { OperationalStore } from '../operational/store.js';
 
@@ -50,11 +50,11 @@ export function createAuth(adminToken: string, store: Pick<OperationalStore, 'se
   return {
     identify,
     /** preHandler: admin token only. */
-    async requireAdmin(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    async requireAdmin(request: FastifyRequest): Promise<void> {
       if (authenticate(request).kind !== 'admin') throw new ForbiddenError('admin token required');
     },
     /** preHandler: any valid session or the admin token. */
-    async requireUser(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    async requireUser(request: FastifyRequest): Promise<void> {
       authenticate(request);
     },
     /** Throws 403 unless the caller is admin or the user itself. */

@@ -88,7 +88,7 @@ async function redisSink(url: string, stream: string): Promise<Sink> {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new Error(`cannot connect to ${maskUrl(url)}: ${lastError ?? (err as Error).message}`);
+    throw new Error(`cannot connect to ${maskUrl(url)}: ${lastError ?? (err as Error).message}`, { cause: err });
   }
   return {
     async send(frames) {

@@ -126,7 +126,7 @@ describe('Nanogridata decoder robustness (seeded fuzzing)', () => {
       try {
         result = decoder.decode(frame);
       } catch (err) {
-        throw new Error(`decode threw on case ${i} (seed ${SEED}): ${frame.toString('hex')}: ${String(err)}`);
+        throw new Error(`decode threw on case ${i} (seed ${SEED}): ${frame.toString('hex')}: ${String(err)}`, { cause: err });
       }
       check(result, counts);
     }
@@ -150,7 +150,7 @@ describe('Nanogridata decoder robustness (seeded fuzzing)', () => {
       try {
         result = decoder.decode(buf);
       } catch (err) {
-        throw new Error(`decode threw on case ${i} (seed ${SEED + 1}): ${buf.toString('hex')}: ${String(err)}`);
+        throw new Error(`decode threw on case ${i} (seed ${SEED + 1}): ${buf.toString('hex')}: ${String(err)}`, { cause: err });
       }
       check(result, counts);
     }
