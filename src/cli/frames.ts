@@ -29,7 +29,7 @@ export const USAGE = `usage:
 environment:
   NANOGRIDATA_SECRET_<MODEL hex>  per-model secret, hex (levels 1-3)
   NANOGRIDATA_ACCEPT_UNSIGNED     accept level-0 frames when decoding (default false)
-  NANOGRIDATA_MAX_DRIFT_S         timestamp window (default 3600)
+  NANOGRIDATA_MAX_DRIFT_S         timestamp window (default 300)
   NANOGRIDATA_NOW                 pins the clock, Unix seconds (default: system clock)
 `;
 

@@ -164,18 +164,29 @@ function shortTextBytes(text: string, what: string): Buffer {
   return bytes;
 }
 
-/** The first byte is the device_id length; 160–191 would read as a CBOR map header. */
+/**
+ * The first byte is the device_id length; 160–191 would read as a CBOR map header, so the spec
+ * caps a legacy device_id below 160 bytes (both ways: longer ones are not encoded nor accepted).
+ */
+const LEGACY_DEVICE_MAX = 159;
+
 function legacyDeviceBytes(deviceId: string): Buffer {
   const bytes = shortTextBytes(deviceId, 'device_id');
-  if (isCborMapHeader(bytes.length)) throw new RangeError('a legacy device_id must be shorter than 160 bytes');
+  if (bytes.length > LEGACY_DEVICE_MAX) throw new RangeError('a legacy device_id must be shorter than 160 bytes');
   return bytes;
+}
+
+/** The leading device_id of a legacy layout: not empty, under 160 bytes. */
+function readLegacyDevice(p: Buffer): { text: string; next: number } | null {
+  const device = readShortText(p, 0);
+  return device && device.text !== '' && device.next - 1 <= LEGACY_DEVICE_MAX ? device : null;
 }
 
 /** 0x10: `u8 len, device_id, u8 len, lab_id, u32 ts, u32 pressure_pa`. */
 export const LEGACY_PRESSURE: LegacyLayout = {
   decode(p) {
-    const device = readShortText(p, 0);
-    if (!device || device.text === '') return null;
+    const device = readLegacyDevice(p);
+    if (!device) return null;
     const lab = readShortText(p, device.next);
     if (!lab || lab.next + 8 !== p.length) return null;
     return {
@@ -206,8 +217,8 @@ export const LEGACY_PRESSURE: LegacyLayout = {
 /** 0x20: `u8 len, device_id, u8 len, gas_type, u32 ts, f32 ppm`; no lab_id. */
 export const LEGACY_GAS: LegacyLayout = {
   decode(p) {
-    const device = readShortText(p, 0);
-    if (!device || device.text === '') return null;
+    const device = readLegacyDevice(p);
+    if (!device) return null;
     const gas = readShortText(p, device.next);
     if (!gas || gas.text === '' || gas.next + 8 !== p.length) return null;
     const value = p.readFloatBE(gas.next + 4);

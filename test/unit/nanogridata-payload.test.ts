@@ -70,6 +70,17 @@ describe('Nanogridata payload rules beyond the shared vectors', () => {
     expect(decodePayload(Buffer.alloc(0))).toEqual({ ok: false, reason: 'bad_payload' });
   });
 
+  it('keeps a legacy device_id under 160 bytes, as the spec says, both ways', () => {
+    expect(decodePayload(legacyPressurePayload({ deviceId: 'D'.repeat(159), labId: 'L', ts: NOW, pressurePa: 1 }))).toMatchObject({ ok: true });
+    expect(() => legacyPressurePayload({ deviceId: 'D'.repeat(200), labId: 'L', ts: NOW, pressurePa: 1 })).toThrow(/shorter than 160/);
+    // Hand-made: a 200-byte device_id (length byte 0xC8, which is not a CBOR map header either).
+    const id = Buffer.from('D'.repeat(200));
+    const tail = Buffer.alloc(8);
+    tail.writeUInt32BE(NOW, 0);
+    const forged = Buffer.concat([Buffer.from([id.length]), id, Buffer.from([1]), Buffer.from('L'), tail]);
+    expect(decodePayload(forged)).toEqual({ ok: false, reason: 'bad_payload' });
+  });
+
   it('rejects trailing bytes after the CBOR map and a top level that is not a map', () => {
     const map = encodeCbor({ device_id: 'D', entries: [] });
     expect(decodePayload(Buffer.concat([map, Buffer.from([0x00])]))).toEqual({ ok: false, reason: 'bad_payload' });
