@@ -45,7 +45,8 @@ const randomSensor = () => SENSOR_IDS[Math.floor(Math.random() * SENSORS)]!;
 
 /** Readings in arrival order (time order, sensors interleaved), as the flusher would append them. */
 async function load(service: Service, count: number): Promise<number> {
-  const chunk = 100_000;
+  // The flusher appends at most FLUSH_BATCH_RECORDS (50,000) per call; keep to that.
+  const chunk = 50_000;
   const span = DAYS * 86400;
   const started = performance.now();
   for (let from = 0; from < count; from += chunk) {
