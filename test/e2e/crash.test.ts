@@ -1,40 +1,28 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnalyticsEngine } from '../../src/analytics/engine.js';
+import { exited, launchTsx } from '../helpers/child-process.js';
 import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const ADMIN = 'crash-test-admin-token-0123456789';
 
 /** Ocean Core as a real child process (tsx runs the TypeScript sources). */
-function startService(env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  child.stderr?.on('data', () => undefined);
-  return child;
-}
-
-const exited = (child: ChildProcess) =>
-  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+const startService = (env: Record<string, string>): ChildProcess => launchTsx('src/main.ts', [], { env }).proc;
 
 describe('exactly once through a kill -9', () => {
   let redisServer: RedisServer;
   let redis: Redis;
-  let dataDir: string;
+  let dir: TempDir;
   let child: ChildProcess | undefined;
 
   beforeAll(async () => {
     redisServer = await startRedis();
     redis = new Redis(redisServer.url);
-    dataDir = await mkdtemp(join(tmpdir(), 'ocean-crash-'));
+    dir = await makeTempDir('ocean-crash-');
   });
 
   afterAll(async () => {
@@ -44,7 +32,7 @@ describe('exactly once through a kill -9', () => {
     }
     redis.disconnect();
     await redisServer.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await dir.cleanup();
   });
 
   it('holds every record of 50,000 frames exactly once after the service is killed mid-ingest', { timeout: 180_000 }, async () => {
@@ -53,7 +41,7 @@ describe('exactly once through a kill -9', () => {
     const env = {
       ...secretEnv,
       PORT: String(port),
-      DATA_DIR: dataDir,
+      DATA_DIR: dir.path,
       REDIS_URL: redisServer.url,
       INGEST_STREAM: 'crash:frames',
       INGEST_CONSUMER: 'crashy',
@@ -95,7 +83,7 @@ describe('exactly once through a kill -9', () => {
     expect(child.exitCode).toBe(0);
     child = undefined;
 
-    const analytics = await AnalyticsEngine.open({ path: join(dataDir, 'analytics.duckdb'), memoryLimit: '256MB', threads: 1 });
+    const analytics = await AnalyticsEngine.open({ path: join(dir.path, 'analytics.duckdb'), memoryLimit: '256MB', threads: 1 });
     try {
       const [all] = await analytics.all(
         'test',

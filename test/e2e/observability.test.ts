@@ -4,19 +4,20 @@
  * Prometheus' HTTP API. Needs `prometheus` and `promtool` on PATH (Debian's `prometheus` package,
  * which .ci/run installs when missing).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, pressurePayload } from '../../src/nanogridata/encoder.js';
+import { launch, launchTsx, stop, type Child } from '../helpers/child-process.js';
 import { PRESSURE_MODEL, pressureFrames, waitFor } from '../helpers/frames.js';
 import { parsePromText, sumOf } from '../helpers/prom-text.js';
 import { skipWithout } from '../helpers/optional-tools.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const DASHBOARD_DIR = join(ROOT, 'grafana', 'dashboards');
@@ -24,34 +25,6 @@ const ADMIN_TOKEN = `e2e-admin-${randomBytes(12).toString('hex')}`;
 const STREAM = `e2e:${randomBytes(4).toString('hex')}:frames`;
 
 const skip = skipWithout('observability e2e (Prometheus scraping Ocean Core)', ['prometheus', 'promtool'], 'apt-get install prometheus');
-
-interface Child {
-  proc: ChildProcess;
-  output: () => string;
-}
-
-/** Spawns a process, keeping the last 20 kB of its output for failure messages. */
-function launch(command: string, args: string[], env: NodeJS.ProcessEnv): Child {
-  const proc = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
-  return { proc, output: () => output };
-}
-
-async function stop(child: Child | undefined, timeoutMs = 15_000): Promise<void> {
-  if (!child) return;
-  const { proc } = child;
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
 
 /** Every Prometheus query of a dashboard: panel targets, panels nested in rows, template variables. */
 interface DashboardQuery {
@@ -97,7 +70,7 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
   let redis: RedisServer | undefined;
   let ocean: Child | undefined;
   let prometheus: Child | undefined;
-  let workDir: string | undefined;
+  let work: TempDir | undefined;
   let baseUrl = '';
   let promUrl = '';
   let instance = '';
@@ -131,26 +104,30 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
   };
 
   beforeAll(async () => {
-    workDir = await mkdtemp(join(tmpdir(), 'ocean-e2e-'));
+    work = await makeTempDir('ocean-e2e-');
+    const workDir = work.path;
     redis = await startRedis();
 
     // Ocean Core, as main.ts runs it.
     const port = await freePort();
     baseUrl = `http://127.0.0.1:${port}`;
     instance = `127.0.0.1:${port}`;
-    ocean = launch(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      DATA_DIR: join(workDir, 'data'),
-      REDIS_URL: redis.url,
-      INGEST_STREAM: STREAM,
-      DEAD_LETTER_STREAM: `${STREAM}:dead`,
-      ADMIN_TOKEN,
-      NANOGRIDATA_SECRET_10: secret.toString('hex'),
-      FLUSH_INTERVAL_MS: '100',
-      LOG_LEVEL: 'warn',
+    ocean = launchTsx('src/main.ts', [], {
+      inherit: false,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        DATA_DIR: join(workDir, 'data'),
+        REDIS_URL: redis.url,
+        INGEST_STREAM: STREAM,
+        DEAD_LETTER_STREAM: `${STREAM}:dead`,
+        ADMIN_TOKEN,
+        NANOGRIDATA_SECRET_10: secret.toString('hex'),
+        FLUSH_INTERVAL_MS: '100',
+        LOG_LEVEL: 'warn',
+      },
     });
     await waitFor(
       async () => {
@@ -234,7 +211,7 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
         `--web.listen-address=127.0.0.1:${promPort}`,
         '--log.level=warn',
       ],
-      { PATH: process.env.PATH, HOME: process.env.HOME },
+      { env: { PATH: process.env.PATH, HOME: process.env.HOME } },
     );
     await waitFor(
       async () => {
@@ -248,10 +225,10 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
   }, 180_000);
 
   afterAll(async () => {
-    await stop(prometheus);
-    await stop(ocean, 30_000);
+    await stop(prometheus?.proc);
+    await stop(ocean?.proc, { timeoutMs: 30_000 });
     await redis?.stop();
-    if (workDir) await rm(workDir, { recursive: true, force: true });
+    await work?.cleanup();
   }, 60_000);
 
   it('sees Ocean Core up', async () => {

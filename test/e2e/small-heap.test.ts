@@ -1,16 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { READING_LIMITS } from '../../src/ingest/reading.js';
+import { exited, launchTsx } from '../helpers/child-process.js';
 import { waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
-
-const ROOT = new URL('../../', import.meta.url).pathname;
-
-const exited = (child: ChildProcess) =>
-  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
 
 describe('a backlog of the biggest readings under a small heap', () => {
   let redisServer: RedisServer;
@@ -40,19 +36,17 @@ describe('a backlog of the biggest readings under a small heap', () => {
     await p.exec();
 
     const port = await freePort();
-    child = spawn(process.execPath, ['--max-old-space-size=96', '--import', 'tsx', 'src/main.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: String(port), DATA_DIR: dir.path, REDIS_URL: redisServer.url, INGEST_STREAM: 'heap:frames', ADMIN_TOKEN: 'heap-test-admin-token-0123', LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+    const service = launchTsx('src/main.ts', [], {
+      nodeArgs: ['--max-old-space-size=96'],
+      env: { PORT: String(port), DATA_DIR: dir.path, REDIS_URL: redisServer.url, INGEST_STREAM: 'heap:frames', ADMIN_TOKEN: 'heap-test-admin-token-0123', LOG_LEVEL: 'warn' },
     });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child = service.proc;
     const status = async () => {
       const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`).catch(() => undefined);
       return res?.ok ? ((await res.json()) as { telemetry_buffer: { rows: number; unprocessed: number } }) : undefined;
     };
     await waitFor(async () => {
-      if (child!.exitCode !== null) throw new Error(`the service died: ${stderr.slice(-2000)}`);
+      if (child!.exitCode !== null) throw new Error(`the service died: ${service.stderr().slice(-2000)}`);
       const s = await status();
       return s && s.telemetry_buffer.rows === 400 && s.telemetry_buffer.unprocessed === 0;
     }, { what: 'every reading flushed', timeoutMs: 100_000, intervalMs: 250 });

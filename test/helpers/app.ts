@@ -1,9 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openService, type Service } from '../../src/service.js';
+import { makeTempDir } from './temp-dir.js';
 
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
@@ -27,7 +26,7 @@ export interface TestApp {
 export async function createTestApp(
   options: { env?: Record<string, string>; dataDir?: string; start?: boolean } = {},
 ): Promise<TestApp> {
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'ocean-test-')));
+  const dataDir = options.dataDir ?? (await makeTempDir('ocean-test-')).path;
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: TEST_ADMIN_TOKEN, LOG_LEVEL: 'silent', ...options.env });
   const service = await openService(config, { logger: pino({ level: 'silent' }) });
   if (options.start) await service.start();

@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { exited } from './child-process.js';
+import { makeTempDir } from './temp-dir.js';
 
 export interface RedisServer {
   url: string;
@@ -48,15 +47,13 @@ async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-const exited = (child: ChildProcess) =>
-  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
-
 /**
  * A private redis-server for one test file, on a free port, in its own temp directory; never the
  * machine's shared Redis on 6379. With appendonly it persists like production (AOF, everysec).
  */
 export async function startRedis(options: { appendonly?: boolean; maxmemory?: string } = {}): Promise<RedisServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'ocean-redis-'));
+  const temp = await makeTempDir('ocean-redis-');
+  const dir = temp.path;
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--maxmemory-policy', 'noeviction'];
@@ -91,7 +88,7 @@ export async function startRedis(options: { appendonly?: boolean; maxmemory?: st
     stop() {
       stopped ??= (async () => {
         await halt();
-        await rm(dir, { recursive: true, force: true });
+        await temp.cleanup();
       })();
       return stopped;
     },

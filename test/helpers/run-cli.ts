@@ -1,7 +1,4 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+import { launchTsx } from './child-process.js';
 
 export interface CliRun {
   code: number | null;
@@ -9,29 +6,20 @@ export interface CliRun {
   stderr: string;
 }
 
-/**
- * Runs a TypeScript entry point of the repo (e.g. `src/cli/frames.ts`) in a child Node through the tsx
- * loader, as `npm run …` would, feeding `input` on stdin. NANOGRIDATA_* variables of the parent are not
- * passed on, so a test's configuration is exactly what it states.
- */
+/** Runs a CLI entry point to its end (see launchTsx), feeding `input` on stdin; SIGKILL after `timeoutMs`. */
 export async function runTsx(script: string, args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CliRun> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('NANOGRIDATA_')) env[k] = v;
-  Object.assign(env, opts.env);
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  child.stdin.end(opts.input ?? '');
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
+  const child = launchTsx(script, args, { env: opts.env, input: opts.input ?? '', keep: Infinity });
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
   try {
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (c) => resolve(c));
+    await new Promise<void>((resolve, reject) => {
+      child.proc.once('error', reject);
+      child.proc.once('close', () => resolve());
     });
-    return { code, stdout, stderr };
+    return { code: child.proc.exitCode, stdout: child.stdout(), stderr: child.stderr() };
   } finally {
     clearTimeout(timer);
   }
 }
+
+/** The repository root, for tests that name files in it. */
+export { REPO_ROOT } from './child-process.js';

@@ -1,7 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AnalyticsEngine } from '../../src/analytics/engine.js';
+import { makeTempDir } from './temp-dir.js';
 
 export interface TempAnalytics {
   engine: AnalyticsEngine;
@@ -13,7 +12,8 @@ export interface TempAnalytics {
 
 /** A DuckDB analytics store on a fresh file in its own temp directory. */
 export async function openTempAnalytics(): Promise<TempAnalytics> {
-  const dir = await mkdtemp(join(tmpdir(), 'ocean-duck-'));
+  const temp = await makeTempDir('ocean-duck-');
+  const dir = temp.path;
   const path = join(dir, 'analytics.duckdb');
   const engine = await AnalyticsEngine.open({ path, memoryLimit: '256MB', threads: 2 });
   return {
@@ -22,7 +22,7 @@ export async function openTempAnalytics(): Promise<TempAnalytics> {
     path,
     async cleanup() {
       await engine.close();
-      await rm(dir, { recursive: true, force: true });
+      await temp.cleanup();
     },
   };
 }

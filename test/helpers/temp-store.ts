@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openOperationalStore, type OperationalStore } from '../../src/operational/store.js';
+import { makeTempDirSync } from './temp-dir.js';
 
 export interface TempStore {
   store: OperationalStore;
@@ -13,7 +12,8 @@ export interface TempStore {
 
 /** An operational store on a fresh SQLite file in its own temp directory. */
 export function openTempStore(options: { sessionTtlS?: number } = {}): TempStore {
-  const dir = mkdtempSync(join(tmpdir(), 'ocean-op-'));
+  const temp = makeTempDirSync('ocean-op-');
+  const dir = temp.path;
   const path = join(dir, 'ocean.db');
   const store = openOperationalStore(path, { sessionTtlS: options.sessionTtlS ?? 86400 });
   return {
@@ -22,7 +22,7 @@ export function openTempStore(options: { sessionTtlS?: number } = {}): TempStore
     path,
     cleanup() {
       store.close();
-      rmSync(dir, { recursive: true, force: true });
+      temp.cleanup();
     },
   };
 }

@@ -1,15 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MeasurementRow } from '../../src/analytics/engine.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { BASE_TS, expectedAggregate, generateRows, iso } from '../helpers/measurements.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
-
-const expectError = (res: { statusCode: number; json(): unknown }, statusCode: number, error?: string) => {
-  expect(res.statusCode).toBe(statusCode);
-  const body = res.json();
-  expect(body).toMatchObject({ statusCode, error: error ?? expect.any(String), message: expect.any(String) });
-  expect(JSON.stringify(body)).not.toMatch(/\bat .+\.(ts|js):\d+/);
-};
 
 const near = (a: number, b: number) => expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(b)));
 
@@ -68,9 +62,9 @@ describe('HTTP analytics', () => {
     });
 
     it('refuses a time that is neither, and start after end, with 422', async () => {
-      expectError(await get(`${A}/sensor/bob-1/stats?start=yesterday`), 422, 'validation_error');
+      expectErrorShape(await get(`${A}/sensor/bob-1/stats?start=yesterday`), 422, 'validation_error');
       const reversed = await get(`${A}/sensor/bob-1/stats?start=${BASE_TS + 10}&end=${BASE_TS}`);
-      expectError(reversed, 422, 'validation_error');
+      expectErrorShape(reversed, 422, 'validation_error');
       expect(reversed.json().detail[0].loc).toEqual(['query', 'start']);
     });
 
@@ -109,7 +103,7 @@ describe('HTTP analytics', () => {
 
     it.each(['5 minutes; DROP TABLE measurements', '0s', '-1m', '1 month', '1.5s', "5m' OR 1=1 --", '999d'])('refuses interval %j with 422', async (interval) => {
       const res = await get(`${A}/sensor/alice-1/timeseries?interval=${encodeURIComponent(interval)}`);
-      expectError(res, 422, 'validation_error');
+      expectErrorShape(res, 422, 'validation_error');
       expect(res.json().detail[0]).toMatchObject({ loc: ['query', 'interval'], type: 'value_error' });
     });
   });
@@ -138,7 +132,7 @@ describe('HTTP analytics', () => {
       ['limit=2.5', 'limit'],
     ])('refuses %s with 422', async (query, field) => {
       const res = await get(`${A}/sensor/bob-1/anomalies?${query}`);
-      expectError(res, 422, 'validation_error');
+      expectErrorShape(res, 422, 'validation_error');
       expect(res.json().detail[0].loc).toEqual(['query', field]);
     });
   });
@@ -165,7 +159,7 @@ describe('HTTP analytics', () => {
       expect(none.statusCode).toBe(200);
       expect(none.json()).toEqual({ comparison: {}, sensors: [] });
       const many = Array.from({ length: 101 }, (_, i) => `s-${i}`);
-      expectError(await post(`${A}/compare`, { sensor_ids: many }), 422, 'validation_error');
+      expectErrorShape(await post(`${A}/compare`, { sensor_ids: many }), 422, 'validation_error');
       expect((await post(`${A}/compare`, { sensor_ids: many.slice(0, 100) })).statusCode).toBe(200);
     });
   });
@@ -214,18 +208,18 @@ describe('HTTP analytics', () => {
     });
 
     it('refuses an unknown format with 422', async () => {
-      expectError(await get(`${A}/export?format=xlsx`), 422, 'validation_error');
-      expectError(await get(`${A}/export?format=../../etc/passwd`), 422, 'validation_error');
+      expectErrorShape(await get(`${A}/export?format=xlsx`), 422, 'validation_error');
+      expectErrorShape(await get(`${A}/export?format=../../etc/passwd`), 422, 'validation_error');
     });
   });
 
   describe('tenancy', () => {
     it('answers 401 without a token or with an unknown one', async () => {
       for (const url of [`${A}/sensor/alice-1/stats`, `${A}/sensor/alice-1/timeseries`, `${A}/sensor/alice-1/anomalies`, `${A}/sensors`, `${A}/export?format=csv`]) {
-        expectError(await get(url, {}), 401, 'unauthorized');
-        expectError(await get(url, { authorization: 'Bearer nope' }), 401, 'unauthorized');
+        expectErrorShape(await get(url, {}), 401, 'unauthorized');
+        expectErrorShape(await get(url, { authorization: 'Bearer nope' }), 401, 'unauthorized');
       }
-      expectError(await post(`${A}/compare`, { sensor_ids: ['alice-1'] }, {}), 401, 'unauthorized');
+      expectErrorShape(await post(`${A}/compare`, { sensor_ids: ['alice-1'] }, {}), 401, 'unauthorized');
     });
 
     it("answers 403 when a user reads a sensor it does not own", async () => {
@@ -237,9 +231,9 @@ describe('HTTP analytics', () => {
         `${A}/sensor/unknown/stats`,
         `${A}/export?format=csv&sensor_id=alice-1&sensor_id=bob-1`,
       ]) {
-        expectError(await get(url, alice.auth), 403, 'forbidden');
+        expectErrorShape(await get(url, alice.auth), 403, 'forbidden');
       }
-      expectError(await post(`${A}/compare`, { sensor_ids: ['alice-1', 'bob-1'] }, alice.auth), 403, 'forbidden');
+      expectErrorShape(await post(`${A}/compare`, { sensor_ids: ['alice-1', 'bob-1'] }, alice.auth), 403, 'forbidden');
     });
   });
 });

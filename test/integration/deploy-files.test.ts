@@ -10,14 +10,13 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skipWithout } from '../helpers/optional-tools.js';
 import { parseSimulateArgs } from '../../src/cli/simulate.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { missingSecrets } from '../../src/nanogridata/simulator.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
@@ -65,8 +64,8 @@ interface Resolved {
 }
 
 /** A project directory with the committed files and a .env: .env.example as it is, or filled in as a user would. */
-async function projectDir(fill: boolean): Promise<{ dir: string; env: Env }> {
-  const dir = await mkdtemp(join(tmpdir(), 'ocean-compose-'));
+async function projectDir(fill: boolean): Promise<{ dir: string; env: Env; cleanup(): Promise<void> }> {
+  const { path: dir, cleanup } = await makeTempDir('ocean-compose-');
   for (const f of ['docker-compose-ultralight.yml', 'Dockerfile.ocean', 'prometheus.yml', 'grafana']) {
     cpSync(join(ROOT, f), join(dir, f), { recursive: true });
   }
@@ -81,7 +80,7 @@ async function projectDir(fill: boolean): Promise<{ dir: string; env: Env }> {
       .filter((l) => /^[A-Z0-9_]+=/.test(l))
       .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
-  return { dir, env };
+  return { dir, env, cleanup };
 }
 
 function runCompose(dir: string, args: string[]): string {
@@ -129,8 +128,9 @@ function runCheckSecrets(service: Service, env: Env) {
 }
 
 describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose resolves it', () => {
-  let filled: { dir: string; env: Env; config: Resolved };
-  let example: { dir: string; env: Env; config: Resolved };
+  type Project = Awaited<ReturnType<typeof projectDir>> & { config: Resolved };
+  let filled: Project;
+  let example: Project;
 
   beforeAll(async () => {
     if (!compose) throw new Error('docker-compose is not installed: apt-get install docker-compose (.ci/run does)');
@@ -141,7 +141,7 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
   }, 120_000);
 
   afterAll(async () => {
-    for (const p of [filled, example]) if (p) await rm(p.dir, { recursive: true, force: true });
+    for (const p of [filled, example]) await p?.cleanup();
   });
 
   it('is valid with a .env made from .env.example, and runs the simulator only under the demo profile', () => {

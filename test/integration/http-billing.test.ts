@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { appWithAliceAndBob, type TestUser } from '../helpers/sessions.js';
 
 describe('HTTP billing', () => {
@@ -45,8 +46,7 @@ describe('HTTP billing', () => {
     await addCredits(alice.id, '?amount=3');
     const before = { account: await account(alice.id), ledger: await ledger(alice.id) };
     const res = await addCredits(alice.id, '?amount=-4');
-    expect(res.statusCode).toBe(409);
-    expect(res.json()).toMatchObject({ error: 'insufficient_credits', statusCode: 409, message: expect.any(String) });
+    expectErrorShape(res, 409, 'insufficient_credits');
     expect(await account(alice.id)).toEqual(before.account);
     expect(await ledger(alice.id)).toEqual(before.ledger);
   });
@@ -87,8 +87,7 @@ describe('HTTP billing', () => {
     ['conflicting query and body amounts', '?amount=1', { amount: 2 }, 400],
   ])('refuses %s with %i', async (_name, query, payload, status) => {
     const res = await addCredits(alice.id, query, payload);
-    expect(res.statusCode).toBe(status);
-    expect(res.json()).toMatchObject({ statusCode: status, error: expect.any(String), message: expect.any(String), detail: expect.anything() });
+    expectErrorShape(res, status);
     if (status === 422) expect(res.json().detail[0].loc).toEqual(expect.arrayContaining([expect.stringMatching(/^(query|body)$/), 'amount']));
     expect((await account(alice.id)).credits).toBe(0);
   });

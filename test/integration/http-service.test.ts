@@ -1,6 +1,7 @@
 import { RecordBatchBuilder } from '../../src/operational/record-batch.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { createUserWithSession } from '../helpers/sessions.js';
 
 describe('HTTP service behaviour', () => {
@@ -70,8 +71,7 @@ describe('HTTP service behaviour', () => {
     const alice = await createUserWithSession(t, 'alice');
     const big = { sensor_id: 'alice-s1', data: { note: 'x'.repeat(5000) } };
     const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: alice.auth, payload: big });
-    expect(res.statusCode).toBe(413);
-    expect(res.json()).toMatchObject({ statusCode: 413, error: expect.any(String), message: expect.any(String) });
+    expectErrorShape(res, 413);
     expect(t.service.store.buffer.counts().rows).toBe(0);
   });
 

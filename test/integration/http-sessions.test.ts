@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSessions } from '../../src/operational/sessions.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
 describe('HTTP sessions', () => {
@@ -73,8 +74,7 @@ describe('HTTP sessions', () => {
   it('answers 401 in the JSON error shape for a missing, unknown or malformed token', async () => {
     for (const opts of [{}, { payload: { token: 'x'.repeat(43) } }, { headers: { authorization: 'Bearer nope' } }, { url: '/api/ocean/sessions/validate?token=' }]) {
       const res = await validate(opts);
-      expect(res.statusCode).toBe(401);
-      expect(res.json()).toMatchObject({ error: 'unauthorized', statusCode: 401, message: expect.any(String) });
+      expectErrorShape(res, 401, 'unauthorized');
     }
   });
 

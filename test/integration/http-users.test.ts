@@ -1,11 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { createUserWithSession } from '../helpers/sessions.js';
 
-const expectErrorShape = (body: unknown, statusCode: number, error?: string) => {
-  expect(body).toMatchObject({ statusCode, error: error ?? expect.any(String), message: expect.any(String), detail: expect.anything() });
-  expect(JSON.stringify(body)).not.toMatch(/\bat .+\.(ts|js):\d+/); // no stack trace
-};
 
 describe('HTTP users', () => {
   let t: TestApp;
@@ -38,12 +35,10 @@ describe('HTTP users', () => {
 
   it('answers 401 without a token and 403 with a user session for user creation', async () => {
     const noToken = await createUser({ username: 'alice', email: 'alice@example.com' }, {});
-    expect(noToken.statusCode).toBe(401);
-    expectErrorShape(noToken.json(), 401, 'unauthorized');
+    expectErrorShape(noToken, 401, 'unauthorized');
     const bob = await createUserWithSession(t, 'bob');
     const asUser = await createUser({ username: 'carol', email: 'carol@example.com' }, bob.auth);
-    expect(asUser.statusCode).toBe(403);
-    expectErrorShape(asUser.json(), 403, 'forbidden');
+    expectErrorShape(asUser, 403, 'forbidden');
   });
 
   it('checks authentication before validating the body', async () => {
@@ -62,7 +57,7 @@ describe('HTTP users', () => {
     const res = await createUser(payload);
     expect(res.statusCode).toBe(422);
     const body = res.json();
-    expectErrorShape(body, 422, 'validation_error');
+    expectErrorShape(res, 422, 'validation_error');
     expect(body.detail).toEqual([{ loc: ['body', field], msg: expect.any(String), type }]);
     expect(body.message).toMatch(field);
   });
@@ -82,16 +77,14 @@ describe('HTTP users', () => {
       headers: { ...t.admin, 'content-type': 'application/json' },
       payload: '{"username": ',
     });
-    expect(res.statusCode).toBe(422);
-    expectErrorShape(res.json(), 422);
+    expectErrorShape(res, 422);
     expect(res.json().detail).toEqual([{ loc: ['body'], msg: expect.any(String), type: 'value_error.jsondecode' }]);
   });
 
   it('answers 409 for a duplicate username or email and the database stays writable (ingest still stores)', async () => {
     const alice = await createUserWithSession(t, 'alice');
     const dupName = await createUser({ username: 'alice', email: 'other@example.com' });
-    expect(dupName.statusCode).toBe(409);
-    expectErrorShape(dupName.json(), 409, 'conflict');
+    expectErrorShape(dupName, 409, 'conflict');
     expect(dupName.json().message).toMatch(/username/);
     const dupEmail = await createUser({ username: 'alice2', email: 'ALICE@example.com' });
     expect(dupEmail.statusCode).toBe(409);
@@ -120,8 +113,7 @@ describe('HTTP users', () => {
     expect(own.statusCode).toBe(200);
     expect(own.json()).toMatchObject({ id: alice.id, username: 'alice', email: 'alice@example.com' });
     const other = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${bob.id}`, headers: alice.auth });
-    expect(other.statusCode).toBe(403);
-    expectErrorShape(other.json(), 403, 'forbidden');
+    expectErrorShape(other, 403, 'forbidden');
     const admin = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${bob.id}`, headers: t.admin });
     expect(admin.statusCode).toBe(200);
     const none = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${alice.id}` });
@@ -133,8 +125,7 @@ describe('HTTP users', () => {
   it('answers 404 for an unknown user id, whatever text it is', async () => {
     for (const id of ['999', 'abc', '00000000-0000-4000-8000-000000000000']) {
       const missing = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${id}`, headers: t.admin });
-      expect(missing.statusCode).toBe(404);
-      expectErrorShape(missing.json(), 404, 'not_found');
+        expectErrorShape(missing, 404, 'not_found');
       expect(typeof missing.json().detail).toBe('string');
     }
   });

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
@@ -9,6 +8,7 @@ import { encodeFrame, multiPayload } from '../../src/nanogridata/encoder.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { waitFor } from '../helpers/frames.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const SECRET = Buffer.alloc(32, 0x5a);
 const NOW = Math.floor(Date.now() / 1000);
@@ -192,7 +192,8 @@ describe('frames pushed to the stream, read back through the analytics API', () 
     expect(parquet.statusCode).toBe(200);
     const bytes = parquet.rawPayload;
     expect(bytes.subarray(0, 4).toString()).toBe('PAR1');
-    const dir = await mkdtemp(join(tmpdir(), 'ocean-parquet-'));
+    const temp = await makeTempDir('ocean-parquet-');
+    const dir = temp.path;
     try {
       await writeFile(join(dir, 'x.parquet'), bytes);
       const duck = await DuckDBInstance.create(':memory:');
@@ -204,7 +205,7 @@ describe('frames pushed to the stream, read back through the analytics API', () 
       conn.closeSync();
       duck.closeSync();
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await temp.cleanup();
     }
   });
 });

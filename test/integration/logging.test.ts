@@ -1,10 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { openService, type Service } from '../../src/service.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 const ADMIN = 'logging-test-admin-token-0123456789';
 const DEVICE_SECRET = 'c0ffee'.repeat(11);
@@ -12,17 +10,19 @@ const DEVICE_SECRET = 'c0ffee'.repeat(11);
 describe('logs at info level', () => {
   const lines: string[] = [];
   let service: Service;
+  let temp: TempDir;
   let dataDir: string;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'ocean-log-'));
+    temp = await makeTempDir('ocean-log-');
+    dataDir = temp.path;
     const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'info' });
     service = await openService(config, { logger: createLogger('info', { write: (line: string) => void lines.push(line) }) });
   });
 
   afterAll(async () => {
     await service.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await temp.cleanup();
   });
 
   it('never contain the admin token, a session token or a device secret', async () => {

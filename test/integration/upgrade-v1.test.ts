@@ -1,11 +1,11 @@
 import Database from 'better-sqlite3';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countMeasurements } from '../../src/analytics/queries.js';
 import { readRecordBatch, recordAt } from '../../src/operational/record-batch.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 /**
  * A DATA_DIR written by the release with integer user ids (test/fixtures/v1-data-dir, made by
@@ -41,6 +41,7 @@ function readV1(path: string) {
 }
 
 describe('upgrade of a v1 data dir (integer user ids)', () => {
+  let temp: TempDir;
   let dir: string;
   let v1: ReturnType<typeof readV1>;
   let t: TestApp;
@@ -50,7 +51,8 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   const get = (url: string, headers: Record<string, string> = t.admin) => t.app.inject({ method: 'GET', url: `/api/ocean${url}`, headers });
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ocean-upgrade-'));
+    temp = await makeTempDir('ocean-upgrade-');
+    dir = temp.path;
     for (const file of ['ocean.db', 'analytics.duckdb']) await cp(join(FIXTURE, file), join(dir, file));
     v1 = readV1(join(dir, 'ocean.db'));
     t = await createTestApp({ dataDir: dir });
@@ -59,7 +61,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   });
   afterAll(async () => {
     await t?.close({ keepDir: true });
-    await rm(dir, { recursive: true, force: true });
+    await temp.cleanup();
   });
 
   it('is a v1 file with integer ids, and opens at the current schema version', () => {
