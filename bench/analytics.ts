@@ -14,15 +14,14 @@
  * DuckDB threads together), steadier than wall time when the machine is shared; "engine p50"
  * is the same query called in-process, without HTTP.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
 import type { MeasurementRow } from '../src/analytics/engine.js';
 import { loadConfig } from '../src/config.js';
 import { openService, type Service } from '../src/service.js';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const SIZES = (arg('sizes') ?? '1000000').split(',').map((s) => Math.round(Number(s)));
@@ -152,7 +151,7 @@ const CASES: Case[] = [
 ];
 
 async function runSize(rows: number): Promise<void> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-analytics-'));
+  const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-analytics-');
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN, LOG_LEVEL: 'silent', PORT: '0', ...(THREADS ? { DUCKDB_THREADS: THREADS } : {}) });
   const service = await openService(config, { logger: pino({ level: 'silent' }) });
   try {
@@ -178,7 +177,7 @@ async function runSize(rows: number): Promise<void> {
     console.log(`RSS ${(process.memoryUsage().rss / 1048576).toFixed(0)} MB`);
   } finally {
     await service.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await removeDataDir();
   }
 }
 

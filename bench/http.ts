@@ -11,12 +11,10 @@
  * --no-flusher (experiment: do not start the buffer → DuckDB flusher, to separate its cost).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { pino } from 'pino';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 
 interface Ready {
   port: number;
@@ -28,7 +26,7 @@ interface Ready {
 async function serve(): Promise<void> {
   const { loadConfig } = await import('../src/config.js');
   const { openService } = await import('../src/service.js');
-  const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-http-'));
+  const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-http-');
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: 'bench-admin-token-0123456789', LOG_LEVEL: 'silent' });
   const service = await openService(config, { logger: pino({ level: 'silent' }) });
   if (process.argv.includes('--sqlite-exclusive')) {
@@ -53,7 +51,7 @@ async function serve(): Promise<void> {
     if (msg !== 'stop') return;
     void service
       .close()
-      .then(() => rm(dataDir, { recursive: true, force: true }))
+      .then(() => removeDataDir())
       .then(() => process.exit(0));
   });
 }

@@ -13,14 +13,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { encodeFrame, pressurePayload } from '../src/nanogridata/encoder.js';
 import { pressureSecret, waitFor } from '../test/helpers/frames.js';
 import { freePort, startRedis } from '../test/helpers/redis-server.js';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 
 const { values } = parseArgs({
   options: {
@@ -122,7 +120,7 @@ const percentile = (xs: number[], p: number) => {
 async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise<RunResult> {
   const server = await startRedis();
   const redis = new Redis(server.url);
-  const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-ingest-'));
+  const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-ingest-');
   try {
     await load(redis, 'bench:bare', frames);
     const bare = await bareDrain(redis, 'bench:bare', frames.length);
@@ -189,7 +187,7 @@ async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise
   } finally {
     redis.disconnect();
     await server.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await removeDataDir();
   }
 }
 

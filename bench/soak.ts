@@ -12,9 +12,6 @@
  * Options: --rate N (frames/s of real time, default 5000), --speed N (default 10), --windows N
  * (how long, in drift windows, default 2.5), --sample S (seconds between samples, default 5).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -23,6 +20,7 @@ import { encodeFrame, pressurePayload } from '../src/nanogridata/encoder.js';
 import { openService } from '../src/service.js';
 import { pressureSecret } from '../test/helpers/frames.js';
 import { startRedis } from '../test/helpers/redis-server.js';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,7 +42,7 @@ const now = () => realStart / 1000 + ((Date.now() - realStart) / 1000) * SPEED;
 
 const server = await startRedis();
 const redis = new Redis(server.url);
-const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-soak-'));
+const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-soak-');
 const { secret, env } = pressureSecret();
 const config = loadConfig({ ...env, DATA_DIR: dataDir, REDIS_URL: server.url, INGEST_STREAM: 'soak:frames', ADMIN_TOKEN: 'soak-admin-token-0123456789', LOG_LEVEL: 'warn' });
 const service = await openService(config, { logger: pino({ level: 'warn' }), now, msPerSecond: 1000 / SPEED });
@@ -131,4 +129,4 @@ if (steady.length >= 2) {
 await service.close();
 redis.disconnect();
 await server.stop();
-await rm(dataDir, { recursive: true, force: true });
+await removeDataDir();
