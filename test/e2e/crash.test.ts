@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnalyticsEngine } from '../../src/analytics/engine.js';
-import { exited, launchTsx } from '../helpers/child-process.js';
+import { exited, launchTsx, stop } from '../helpers/child-process.js';
 import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
@@ -26,10 +26,7 @@ describe('exactly once through a kill -9', () => {
   });
 
   afterAll(async () => {
-    if (child) {
-      child.kill('SIGKILL');
-      await exited(child);
-    }
+    await stop(child, { signal: 'SIGKILL' });
     redis.disconnect();
     await redisServer.stop();
     await dir.cleanup();

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { READING_LIMITS } from '../../src/ingest/reading.js';
-import { exited, launchTsx } from '../helpers/child-process.js';
+import { launchTsx, stop } from '../helpers/child-process.js';
 import { waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
@@ -18,10 +18,7 @@ describe('a backlog of the biggest readings under a small heap', () => {
     dir = await makeTempDir('ocean-heap-');
   });
   afterAll(async () => {
-    if (child) {
-      child.kill('SIGKILL');
-      await exited(child);
-    }
+    await stop(child, { signal: 'SIGKILL' });
     await redisServer.stop();
     await dir.cleanup();
   });

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { exited } from './child-process.js';
+import { launch as launchProcess, stop } from './child-process.js';
 import { makeTempDir } from './temp-dir.js';
 
 export interface RedisServer {
@@ -63,15 +63,14 @@ export async function startRedis(options: { appendonly?: boolean; maxmemory?: st
   let stopped: Promise<void> | undefined;
 
   const launch = async () => {
-    child = spawn('redis-server', args, { stdio: 'ignore' });
+    child = launchProcess('redis-server', args).proc;
     await waitForPing(url);
   };
   const halt = async () => {
     if (!child) return;
     const c = child;
     child = undefined;
-    c.kill('SIGTERM');
-    await exited(c);
+    await stop(c);
   };
 
   await launch();
