@@ -8,14 +8,14 @@
  * It also checks what a supervisor relies on: SIGTERM to `npm start` stops the server (exit 0,
  * port released), rather than leaving node serving behind npm.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exited, finished, launch, REPO_ROOT } from '../helpers/child-process.js';
 import { waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
-import { REPO_ROOT } from '../helpers/run-cli.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
@@ -31,12 +31,6 @@ function blocks(name: string): string[] {
 /** A clone's layout without copying it: what `npm start`, `npm run frames` and `npx tsx` read. */
 const LINKED = ['package.json', 'package-lock.json', 'node_modules', 'src', 'examples', 'tsconfig.json', 'tsconfig.build.json'];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 describe('the README, followed literally', () => {
   let dir: TempDir;
   let redis: RedisServer;
@@ -46,30 +40,17 @@ describe('the README, followed literally', () => {
   let env: Record<string, string>;
 
   const localise = (script: string) => script.replaceAll('8030', String(port)).replaceAll('6379', String(redis.port));
-  const bash = (script: string, timeoutMs = 60_000): Promise<Run> =>
-    new Promise((resolve, reject) => {
-      const child = spawn('bash', ['-c', `set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n${localise(script)}`], { cwd: dir.path, env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+  const bash = (script: string, timeoutMs = 60_000) =>
+    finished(
+      launch('bash', ['-c', `set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n${localise(script)}`], { cwd: dir.path, env, keep: Infinity }),
+      timeoutMs,
+    );
   /** Starts a server command in its own process group; resolves once /health answers. */
   const startServer = async (script: string) => {
-    server = spawn('bash', ['-c', localise(script)], { cwd: dir.path, env: { ...env, PORT: String(port) }, detached: true, stdio: 'ignore' });
+    server = launch('bash', ['-c', localise(script)], { cwd: dir.path, env: { ...env, PORT: String(port) }, detached: true }).proc;
     await waitFor(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), { timeoutMs: 120_000, intervalMs: 250, what: 'the server to answer /health' });
     return server;
   };
-  const exited = (child: ChildProcess) =>
-    new Promise<number | null>((resolve) =>
-      child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code)),
-    );
   const portClosed = () => fetch(`http://127.0.0.1:${port}/health`).then(() => false, () => true);
 
   beforeAll(async () => {
@@ -96,7 +77,7 @@ describe('the README, followed literally', () => {
   });
 
   it('quick start and examples: npm start serves them all; SIGTERM to npm start stops the server', async () => {
-    const npm = spawn('npm', ['start'], { cwd: dir.path, env: { ...env, PORT: String(port) }, stdio: 'ignore' });
+    const npm = launch('npm', ['start'], { cwd: dir.path, env: { ...env, PORT: String(port) } }).proc;
     server = npm;
     await waitFor(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), { timeoutMs: 120_000, intervalMs: 250, what: 'npm start to serve' });
 

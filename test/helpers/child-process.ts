@@ -11,10 +11,27 @@ export interface Child {
   output(): string;
 }
 
-/** Spawns a process in the repo root, keeping the tail of its output for assertions and failure messages. */
-export function launch(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; keep?: number } = {}): Child {
+export interface LaunchOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Working directory; the repository root by default. */
+  cwd?: string;
+  /** Written to stdin, which is then closed; without it stdin is /dev/null. */
+  input?: string;
+  /** Characters of output kept per stream (default 20,000). */
+  keep?: number;
+  /** In its own process group, so that `process.kill(-pid)` reaches what it starts. */
+  detached?: boolean;
+}
+
+/** Spawns a process, keeping the tail of its output for assertions and failure messages. */
+export function launch(command: string, args: string[], opts: LaunchOptions = {}): Child {
   const keep = opts.keep ?? 20_000;
-  const proc = spawn(command, args, { cwd: REPO_ROOT, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  const proc = spawn(command, args, {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: opts.env ?? process.env,
+    detached: opts.detached ?? false,
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
   const text = { stdout: '', stderr: '', output: '' };
   const collect = (stream: 'stdout' | 'stderr') => (chunk: string) => {
     text[stream] = (text[stream] + chunk).slice(-keep);
@@ -34,19 +51,42 @@ export function launch(command: string, args: string[], opts: { env?: NodeJS.Pro
 export function launchTsx(
   script: string,
   args: string[],
-  opts: { env?: Record<string, string | undefined>; inherit?: boolean; nodeArgs?: string[]; input?: string; keep?: number } = {},
+  opts: Omit<LaunchOptions, 'env'> & { env?: Record<string, string | undefined>; inherit?: boolean; nodeArgs?: string[] } = {},
 ): Child {
+  const { env: extra, inherit, nodeArgs, ...launchOpts } = opts;
   const env: NodeJS.ProcessEnv = {};
-  if (opts.inherit !== false) {
+  if (inherit !== false) {
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NANOGRIDATA_')) env[k] = v;
   }
-  Object.assign(env, opts.env);
-  return launch(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...args], { env, input: opts.input, keep: opts.keep });
+  Object.assign(env, extra);
+  return launch(process.execPath, [...(nodeArgs ?? []), '--import', 'tsx', script, ...args], { ...launchOpts, env });
 }
 
-/** Resolves once the process has exited (at once if it already has). */
-export function exited(proc: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (proc.exitCode !== null || proc.signalCode !== null ? resolve() : proc.once('exit', () => resolve())));
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Waits for a launched process to end and its output to be read; SIGKILL after `timeoutMs`. */
+export async function finished(child: Child, timeoutMs = 20_000): Promise<Finished> {
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), timeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.proc.once('error', reject);
+      child.proc.once('close', () => resolve());
+    });
+    return { code: child.proc.exitCode, stdout: child.stdout(), stderr: child.stderr() };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves with the exit code (null after a signal) once the process has exited, at once if it already has. */
+export function exited(proc: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) =>
+    proc.exitCode !== null || proc.signalCode !== null ? resolve(proc.exitCode) : proc.once('exit', (code) => resolve(code)),
+  );
 }
 
 /** Sends `signal` (SIGTERM by default), then SIGKILL after `timeoutMs`, and waits for the exit. */

@@ -1,21 +1,20 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { openService } from '../../src/service.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/app.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 describe('service.close()', () => {
-  let dataDir: string;
+  let temp: TempDir | undefined;
   afterEach(async () => {
-    await rm(dataDir, { recursive: true, force: true });
+    await temp?.cleanup();
   });
 
   it('runs every shutdown step when one fails, logs that failure, and rejects with it', async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'ocean-close-'));
+    temp = await makeTempDir('ocean-close-');
+    const dataDir = temp.path;
     const lines: Array<{ level: number; msg: string; step?: string }> = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
