@@ -4,6 +4,3 @@ import { finished, launchTsx, type Finished } from './child-process.js';
 export function runTsx(script: string, args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<Finished> {
   return finished(launchTsx(script, args, { env: opts.env, input: opts.input ?? '', keep: Infinity }), opts.timeoutMs);
 }
-
-/** The repository root, for tests that name files in it. */
-export { REPO_ROOT } from './child-process.js';
