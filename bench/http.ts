@@ -13,7 +13,7 @@
  * every thread, DuckDB's included) as a share of one core.
  *
  * Options: --duration S (default 10), --connections N (default 50), --rounds N (default 2),
- * --rate N (default 1000), --cpu-prof DIR (write the server's CPU profile there),
+ * --rate N (default 1000), --cases a,b (only these cases, by name), --cpu-prof DIR (write the server's CPU profile there),
  * --sqlite-exclusive (experiment: the server's SQLite connection in locking_mode=EXCLUSIVE),
  * --no-flusher (experiment: do not start the buffer → DuckDB flusher, to separate its cost).
  */
@@ -107,6 +107,7 @@ async function drive(): Promise<void> {
       rounds: { type: 'string', default: '2' },
       rate: { type: 'string', default: '1000' },
       'cpu-prof': { type: 'string' },
+      cases: { type: 'string' },
       'sqlite-exclusive': { type: 'boolean', default: false },
       'no-flusher': { type: 'boolean', default: false },
     },
@@ -121,6 +122,7 @@ async function drive(): Promise<void> {
     execArgv: ['--import', 'tsx', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  process.on('exit', () => child.kill());
   const ready = await new Promise<Ready>((resolve, reject) => {
     child.once('message', (m) => resolve(m as Ready));
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
@@ -129,7 +131,7 @@ async function drive(): Promise<void> {
   const bearer = { authorization: `Bearer ${ready.token}` };
   const json = { 'content-type': 'application/json' };
 
-  const cases: Record<string, autocannon.Options> = {
+  const all: Record<string, autocannon.Options> = {
     baseline: { url: `http://127.0.0.1:${ready.barePort}/bench/constant` },
     'service constant route': { url: `${base}/bench/constant` },
     'GET users/:id': { url: `${base}/api/ocean/users/${ready.userId}`, headers: bearer },
@@ -147,6 +149,8 @@ async function drive(): Promise<void> {
     },
     'GET /health': { url: `${base}/health` },
   };
+  const keep = values.cases ? new Set(['baseline', ...values.cases.split(',')]) : undefined;
+  const cases = Object.fromEntries(Object.entries(all).filter(([name]) => !keep || keep.has(name)));
   const mix = ['GET users/:id', 'POST sessions/validate', 'POST telemetry/ingest'];
 
   const server = () =>
@@ -198,7 +202,7 @@ async function drive(): Promise<void> {
   const before = await server();
   const started = process.hrtime.bigint();
   const fixed = await Promise.all(
-    mix.map((name) => autocannon({ ...cases[name]!, connections: 4, duration, overallRate: Math.round(rate / mix.length) })),
+    mix.map((name) => autocannon({ ...all[name]!, connections: 4, duration, overallRate: Math.round(rate / mix.length) })),
   );
   const wallUs = Number(process.hrtime.bigint() - started) / 1000;
   const after = await server();
