@@ -1,6 +1,6 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
@@ -72,6 +72,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // bytes each); past the router's default of 100 Fastify would answer 414 before validation.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 * 12 },
     frameworkErrors,
+    // One line per request, written by the onResponse hook below, instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
   });
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -101,6 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     };
     deps.metrics.requestsTotal.inc(labels);
     deps.metrics.requestDuration.observe(labels, reply.elapsedTime / 1000);
+    logRequest(request, reply);
   });
 
   await app.register(fastifySwagger, {
@@ -139,6 +142,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(plugin, { ...ctx, prefix: API_PREFIX });
   }
   return app;
+}
+
+/** A request slower than this is logged at info even when it succeeded. */
+const SLOW_REQUEST_MS = 1000;
+
+/**
+ * One log line per request, after the answer: at info for failures (4xx, 5xx) and slow requests,
+ * at debug for fast successful ones, which at a few thousand requests a second would cost more
+ * CPU than answering them (their counts and latencies are in /metrics). The req serializer
+ * (logger.ts) scrubs ?token=; headers are never logged.
+ */
+function logRequest(request: FastifyRequest, reply: FastifyReply): void {
+  const ms = reply.elapsedTime;
+  const level = reply.statusCode >= 400 || ms >= SLOW_REQUEST_MS ? 'info' : 'debug';
+  request.log[level]({ req: request, res: reply, responseTime: Math.round(ms * 10) / 10 }, 'request completed');
 }
 
 /**

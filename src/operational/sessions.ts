@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { BadRequestError, NotFoundError } from '../errors.js';
 import type { Db } from './db.js';
 import { nowS } from './db.js';
+import { READ_CACHE_ENTRIES, READ_CACHE_MAX_AGE_MS, ReadCache } from './read-cache.js';
 import type { CreatedSession } from './schemas.js';
 
 export type { CreatedSession } from './schemas.js';
@@ -20,6 +21,8 @@ export interface SessionsOptions {
   ttlS: number;
   /** Clock in Unix seconds; injectable for tests. */
   now?: () => number;
+  /** Verified sessions kept in memory (default READ_CACHE_ENTRIES; 0 turns the cache off). */
+  cacheEntries?: number;
 }
 
 /** A token is 32 random bytes, base64url: 43 characters. */
@@ -33,10 +36,16 @@ const hashToken = (token: string): Buffer => createHash('sha256').update(token).
 /**
  * Sessions. Only SHA-256(token) is stored. Expiry compares integer epoch seconds, so a session is
  * dead the second it expires (the original compared ISO text with CURRENT_TIMESTAMP).
+ *
+ * Verified sessions are cached in memory by token hash (verification runs on every authenticated
+ * request): expiry is checked on every hit, and revocation, purging and a user's change or
+ * deletion (forgetUser) drop the entries in the same call, so they take effect at once.
  */
 export function createSessions(db: Db, options: SessionsOptions) {
   const now = options.now ?? nowS;
   const ttlS = options.ttlS;
+  const entries = options.cacheEntries ?? READ_CACHE_ENTRIES;
+  const cache = new ReadCache<string, SessionInfo>(entries, entries > 0 ? READ_CACHE_MAX_AGE_MS : 0);
 
   const userById = db.prepare<[string], { username: string }>('SELECT username FROM users WHERE id = ?');
   const insert = db.prepare<[string, string, Buffer, number, number, number]>(
@@ -83,13 +92,23 @@ export function createSessions(db: Db, options: SessionsOptions) {
     verify(token: string): SessionInfo | null {
       if (token.length !== TOKEN_LENGTH) return null;
       const t = now();
-      const session = verify.get(hashToken(token), t);
-      if (!session) return null;
+      const hash = hashToken(token);
+      const key = hash.toString('base64');
+      let session = cache.get(key);
+      if (session && session.expires_at <= t) {
+        cache.delete(key);
+        return null;
+      }
+      if (!session) {
+        session = verify.get(hash, t);
+        if (!session) return null;
+        cache.set(key, session);
+      }
       if (t - session.last_activity >= ACTIVITY_RESOLUTION_S) {
         touch.run(t, session.session_id);
         session.last_activity = t;
       }
-      return session;
+      return { ...session };
     },
     /** Who a session belongs to (whatever its state), for revocation checks. */
     find(ref: { sessionId: string } | { token: string }): { session_id: string; user_id: string; revoked: boolean } | undefined {
@@ -100,11 +119,18 @@ export function createSessions(db: Db, options: SessionsOptions) {
     revoke(ref: { sessionId: string } | { token: string }): boolean {
       const sessionId = 'sessionId' in ref ? ref.sessionId : byHash.get(hashToken(ref.token))?.session_id;
       if (sessionId === undefined) return false;
+      cache.deleteWhere((s) => s.session_id === sessionId);
       return revoke.run(now(), sessionId).changes === 1;
     },
     /** Deletes sessions that expired; returns how many. */
     purgeExpired(): number {
-      return purge.run(now()).changes;
+      const t = now();
+      cache.deleteWhere((s) => s.expires_at <= t);
+      return purge.run(t).changes;
+    },
+    /** Drops a user's cached sessions: users.ts calls this when the user changes or is deleted. */
+    forgetUser(userId: string): void {
+      cache.deleteWhere((s) => s.user_id === userId);
     },
   };
 }

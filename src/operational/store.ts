@@ -13,10 +13,12 @@ import { createUsers } from './users.js';
 export function openOperationalStore(path: string, options: { sessionTtlS: number }) {
   const db = openOperationalDb(path);
   let closed = false;
+  const sessions = createSessions(db, { ttlS: options.sessionTtlS });
   return {
     db,
-    users: createUsers(db),
-    sessions: createSessions(db, { ttlS: options.sessionTtlS }),
+    // A user's change or deletion drops its cached sessions too (their username, their existence).
+    users: createUsers(db, { onChange: (userId) => sessions.forgetUser(userId) }),
+    sessions,
     billing: createBilling(db),
     metadata: createMetadata(db),
     devices: createDevices(db),

@@ -7,7 +7,7 @@ import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 const ADMIN = 'logging-test-admin-token-0123456789';
 const DEVICE_SECRET = 'c0ffee'.repeat(11);
 
-describe('logs at info level', () => {
+describe.each(['info', 'debug'] as const)('logs at %s level', (level) => {
   const lines: string[] = [];
   let service: Service;
   let temp: TempDir;
@@ -16,8 +16,8 @@ describe('logs at info level', () => {
   beforeAll(async () => {
     temp = await makeTempDir('ocean-log-');
     dataDir = temp.path;
-    const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'info' });
-    service = await openService(config, { logger: createLogger('info', { write: (line: string) => void lines.push(line) }) });
+    const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN, LOG_LEVEL: level });
+    service = await openService(config, { logger: createLogger(level, { write: (line: string) => void lines.push(line) }) });
   });
 
   afterAll(async () => {
@@ -40,11 +40,39 @@ describe('logs at info level', () => {
     }
     const device = await app.inject({ method: 'POST', url: '/api/ocean/devices', headers: admin, payload: { device_id: 'D-1', secret: DEVICE_SECRET } });
     expect(device.statusCode).toBe(200);
+    // A failure is logged at info: a wrong token in the query string, and the right one revoked.
+    const wrong = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`;
+    expect((await app.inject({ method: 'POST', url: `/api/ocean/sessions/validate?token=${wrong}` })).statusCode).toBe(401);
 
     const log = lines.join('');
     expect(log).toContain('/api/ocean/sessions/validate?token=[redacted]');
+    expect(log).not.toContain(wrong);
     expect(log).not.toContain(token);
     expect(log).not.toContain(ADMIN);
     expect(log).not.toContain(DEVICE_SECRET);
+  });
+});
+
+describe('request log lines', () => {
+  it('writes one line per request: failures at info, fast successes only at debug', async () => {
+    for (const level of ['info', 'debug'] as const) {
+      const lines: string[] = [];
+      const dir = await makeTempDir('ocean-log-');
+      const config = loadConfig({ DATA_DIR: dir.path, ADMIN_TOKEN: ADMIN, LOG_LEVEL: level });
+      const service = await openService(config, { logger: createLogger(level, { write: (line: string) => void lines.push(line) }) });
+      try {
+        lines.length = 0;
+        expect((await service.app.inject({ method: 'GET', url: '/api/ocean/docs' })).statusCode).toBe(200);
+        expect((await service.app.inject({ method: 'GET', url: '/api/ocean/users/nobody' })).statusCode).toBe(401);
+        const requests = lines.map((l) => JSON.parse(l) as { msg: string; req?: { url: string }; res?: { statusCode: number }; reqId?: string });
+        const completed = requests.filter((r) => r.msg === 'request completed');
+        expect(completed.map((r) => r.res?.statusCode)).toEqual(level === 'info' ? [401] : [200, 401]);
+        expect(completed.every((r) => typeof r.reqId === 'string')).toBe(true);
+        expect(requests.some((r) => r.msg === 'incoming request')).toBe(false);
+      } finally {
+        await service.close();
+        await dir.cleanup();
+      }
+    }
   });
 });

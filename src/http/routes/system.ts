@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RoutePlugin } from '../../app.js';
+import { plainJsonSerializer } from '../plain-serializer.js';
 import { redocPage } from '../redoc.js';
 import { docsSchema, healthSchema, statusSchema } from '../schemas/system.js';
 
@@ -45,6 +46,9 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
   app.get(
     '/health',
     {
+      // Polled by load balancers and health checks: the answer is built here in full, so plain
+      // JSON.stringify, without re-validating it with zod on every call.
+      serializerCompiler: plainJsonSerializer,
       schema: {
         summary: 'Liveness and health: healthy, degraded (with the reasons) or unhealthy (503: a store is unusable)',
         tags: ['system'],
