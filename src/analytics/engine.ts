@@ -259,6 +259,9 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     const connection = await this.instance.connect();
     this.exports.set(id, connection);
     try {
+      // Rows in any order (an export has no ORDER BY): DuckDB then writes each chunk as it is
+      // made instead of holding chunks back to keep the table's order (memory, first byte).
+      await connection.run('SET preserve_insertion_order = false');
       const { sql, values, types } = exportStatement(request, path);
       await timedAsync(this.metrics, 'duckdb', 'export', () => connection.run(sql, values, types));
     } finally {
