@@ -18,6 +18,13 @@ const COLUMNS = 'sensor_id, metric, value, unit, lab_id, model_id, source';
 const JSON_COLUMNS = COLUMNS.replace('value', 'CASE WHEN isfinite(value) THEN value END AS value');
 
 /**
+ * CSV opened in a spreadsheet runs a cell starting with = + - @ tab or CR as a formula: such text
+ * cells get a leading ' (OWASP's CSV injection advice). Numbers are left alone (-1.5 is data).
+ */
+const guard = (column: string) => `CASE WHEN left(${column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN '''' || ${column} ELSE ${column} END AS ${column}`;
+const CSV_COLUMNS = `${guard('sensor_id')}, ${guard('metric')}, value, ${guard('unit')}, ${guard('lab_id')}, model_id, ${guard('source')}`;
+
+/**
  * Per format: the COPY options, the column list and the download's content type.
  * json is one JSON array (what `format=json` suggests to a client); ndjson is one object per
  * line, for exports too large to parse in one piece. Parquet keeps ts as a UTC timestamp.
@@ -29,7 +36,7 @@ const FORMATS: Record<ExportFormat, { copy: string; select: string; contentType:
     contentType: 'application/vnd.apache.parquet',
     extension: 'parquet',
   },
-  csv: { copy: 'FORMAT csv, HEADER true', select: `${ISO_TS}, ${COLUMNS}`, contentType: 'text/csv; charset=utf-8', extension: 'csv' },
+  csv: { copy: 'FORMAT csv, HEADER true', select: `${ISO_TS}, ${CSV_COLUMNS}`, contentType: 'text/csv; charset=utf-8', extension: 'csv' },
   json: { copy: 'FORMAT json, ARRAY true', select: `${ISO_TS}, ${JSON_COLUMNS}`, contentType: 'application/json', extension: 'json' },
   ndjson: { copy: 'FORMAT json', select: `${ISO_TS}, ${JSON_COLUMNS}`, contentType: 'application/x-ndjson', extension: 'ndjson' },
 };

@@ -62,3 +62,24 @@ describe('analytics limits (real DuckDB)', () => {
     await expect.poll(() => engine.runningExports, { timeout: 5000 }).toBe(0);
   });
 });
+
+describe('csv export formula guard (real DuckDB)', () => {
+  it("prefixes text cells that a spreadsheet would run as a formula with ', and leaves numbers alone", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ocean-duck-'));
+    const engine = await AnalyticsEngine.open({ path: join(dir, 'a.duckdb'), memoryLimit: '256MB', threads: 1 });
+    try {
+      await engine.appendBatch(
+        [{ buffer_id: 1, ts: 1_700_000_000, sensor_id: '=HYPERLINK(1)', metric: '+sum', value: -1.5, unit: '-C', lab_id: '@lab', model_id: 1, source: 'plain' }],
+        1,
+      );
+      const file = await engine.exportMeasurements({ format: 'csv' });
+      const chunks: Buffer[] = [];
+      for await (const c of file.stream) chunks.push(c as Buffer);
+      const [, line] = Buffer.concat(chunks).toString('utf8').trim().split('\n');
+      expect(line!.split(',').slice(1)).toEqual(["'=HYPERLINK(1)", "'+sum", '-1.5', "'-C", "'@lab", '1', 'plain']);
+    } finally {
+      await engine.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
