@@ -18,7 +18,7 @@ import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
-import type { MeasurementRow } from '../src/analytics/engine.js';
+import { PARTITION_TABLES, partitionOf } from '../src/analytics/partitions.js';
 import { loadConfig } from '../src/config.js';
 import { openService, type Service } from '../src/service.js';
 import { makeTempDir } from '../test/helpers/temp-dir.js';
@@ -42,29 +42,27 @@ const METRICS = [
 const SENSOR_IDS = Array.from({ length: SENSORS }, (_, i) => `sensor-${String(i).padStart(4, '0')}`);
 const randomSensor = () => SENSOR_IDS[Math.floor(Math.random() * SENSORS)]!;
 
-/** Readings in arrival order (time order, sensors interleaved), as the flusher would append them. */
+/**
+ * Readings in arrival order (time order, sensors interleaved), generated inside DuckDB straight
+ * into each sensor's partition: the same rows as appending them through the flusher, in seconds
+ * (appending 100k row objects at a time ran the analytics worker out of heap).
+ */
 async function load(service: Service, count: number): Promise<number> {
-  // The flusher appends at most FLUSH_BATCH_RECORDS (50,000) per call; keep to that.
-  const chunk = 50_000;
   const span = DAYS * 86400;
   const started = performance.now();
-  for (let from = 0; from < count; from += chunk) {
-    const rows: MeasurementRow[] = [];
-    for (let i = from; i < Math.min(count, from + chunk); i++) {
-      const m = METRICS[Math.floor(i / SENSORS) % METRICS.length]!;
-      rows.push({
-        buffer_id: i + 1,
-        ts: BASE_TS + (i * span) / count,
-        sensor_id: SENSOR_IDS[i % SENSORS]!,
-        metric: m.metric,
-        value: Math.round((m.base + Math.random() * 5 + (Math.random() < 0.005 ? 30 : 0)) * 100) / 100,
-        unit: m.unit,
-        lab_id: 'lab-1',
-        model_id: 16,
-        source: 'bench',
-      });
-    }
-    await service.analytics.appendBatch(rows, Math.min(count, from + chunk));
+  const partOf = SENSOR_IDS.map(partitionOf);
+  const metric = (field: 'metric' | 'unit' | 'base') => `[${METRICS.map((m) => (field === 'base' ? String(m.base) : `'${m[field]}'`)).join(', ')}][((i // ${SENSORS}) % ${METRICS.length}) + 1]`;
+  for (let p = 0; p < PARTITION_TABLES.length; p++) {
+    const mine = partOf.flatMap((q, i) => (q === p ? [i] : []));
+    if (mine.length === 0) continue;
+    await service.analytics.exec(
+      'bench-load',
+      `INSERT INTO ${PARTITION_TABLES[p]}
+       SELECT i + 1, make_timestamp(((${BASE_TS} + i * ${span} / ${count}) * 1e6)::BIGINT), 'sensor-' || lpad((i % ${SENSORS})::VARCHAR, 4, '0'),
+         ${metric('metric')}, round(${metric('base')} + random() * 5 + CASE WHEN random() < 0.005 THEN 30 ELSE 0 END, 2), ${metric('unit')},
+         'lab-1', 16, 'bench'
+       FROM range(${count}) t(i) WHERE list_contains([${mine.join(',')}], (i % ${SENSORS})::INTEGER)`,
+    );
   }
   return (performance.now() - started) / 1000;
 }

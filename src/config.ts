@@ -60,7 +60,8 @@ export interface Config {
     /** Frame bodies per client address per minute (0: no limit); beyond it, 429. */
     framesPerMinute: number;
   };
-  duckdb: { memoryLimit: string; threads: number };
+  /** queryTimeoutMs: an analytics query, or an export's first byte, taking longer is stopped (503). */
+  duckdb: { memoryLimit: string; threads: number; queryTimeoutMs: number };
   ingest: IngestConfig;
   nanogridata: NanogridataConfig;
 }
@@ -106,6 +107,7 @@ const scalars = {
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must be like 512MB or 1GB')
     .default('512MB'),
   DUCKDB_THREADS: int(1, 64).default(2),
+  QUERY_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
 };
 
 function parseVar<T extends z.ZodType>(env: Env, name: string, schema: T): z.output<T> {
@@ -171,7 +173,7 @@ export function loadConfig(env: Env): Config {
       framesInFlight: v('FRAMES_MAX_IN_FLIGHT'),
       framesPerMinute: v('FRAMES_RATE_LIMIT'),
     },
-    duckdb: { memoryLimit: v('DUCKDB_MEMORY_LIMIT'), threads: v('DUCKDB_THREADS') },
+    duckdb: { memoryLimit: v('DUCKDB_MEMORY_LIMIT'), threads: v('DUCKDB_THREADS'), queryTimeoutMs: v('QUERY_TIMEOUT_MS') },
     ingest: {
       stream: v('INGEST_STREAM'),
       group: v('INGEST_GROUP'),

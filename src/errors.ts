@@ -49,6 +49,16 @@ export class UnavailableError extends AppError {
   }
 }
 
+/**
+ * A query stopped at its time limit (QUERY_TIMEOUT_MS): 503, so a client may retry later or ask
+ * for less. The message names no query or internals.
+ */
+export class QueryTimeoutError extends AppError {
+  constructor(limitMs: number) {
+    super('query_timeout', 503, `the query took longer than the ${limitMs} ms limit and was stopped; ask for a shorter time range or fewer sensors`);
+  }
+}
+
 /** Where a request field was: the first element of a validation error's `loc`. */
 export type FieldSource = 'body' | 'query' | 'path' | 'header';
 

@@ -2,6 +2,13 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { openService } from './service.js';
 
+/**
+ * Every DuckDB query (and each running export's COPY, while its client reads) holds a libuv pool
+ * thread, as do file-system calls; with Node's default of 4, two exports and two queries would
+ * leave none for the health probe. Read by libuv when the pool first starts, which is later.
+ */
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 /** Wires the process: config, stores, app, workers, listen, shutdown on signals. */
 async function main(): Promise<void> {
   let config: Config;

@@ -63,6 +63,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     path: join(config.dataDir, 'analytics.duckdb'),
     memoryLimit: config.duckdb.memoryLimit,
     threads: config.duckdb.threads,
+    queryTimeoutMs: config.duckdb.queryTimeoutMs,
     metrics,
     logger,
   });

@@ -5,8 +5,9 @@ import { AppError } from '../errors.js';
 import { timedAsync } from '../metrics.js';
 import { startWorker } from '../worker-thread.js';
 import type { AnalyticsEngineOptions } from './engine.js';
-import { openExport, type ExportedFile } from './export.js';
-import type { Row } from './reader-pool.js';
+import { randomUUID } from 'node:crypto';
+import { streamExport } from './export.js';
+import { DEFAULT_QUERY_TIMEOUT_MS, type Row } from './reader-pool.js';
 import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorStats, Timeseries } from './types.js';
 
 /** Packed records of one buffer row as they cross to the worker (operational/record-batch.ts). */
@@ -27,7 +28,8 @@ export type Call = { id: number } & (
   | { method: 'sensorStats' | 'timeseries' | 'anomalies'; args: [sensorId: string, filter: object] }
   | { method: 'compare'; args: [sensorIds: readonly string[], filter: object] }
   | { method: 'sensors'; args: [filter: object] }
-  | { method: 'exportToFile'; args: [request: ExportRequest] }
+  | { method: 'exportToPipe'; args: [request: ExportRequest, path: string, id: string] }
+  | { method: 'cancelExport'; args: [id: string] }
 );
 
 export type Reply =
@@ -45,7 +47,6 @@ const TIMED: Partial<Record<Call['method'], string>> = {
   anomalies: 'anomalies',
   compare: 'compare',
   sensors: 'sensors',
-  exportToFile: 'export',
 };
 
 /**
@@ -159,8 +160,17 @@ export class AnalyticsClient implements AnalyticsStore {
     return this.call({ method: 'sensors', args: [options] }) as Promise<SensorList>;
   }
 
-  async exportMeasurements(request: ExportRequest): Promise<ExportFile> {
-    return openExport((await this.call({ method: 'exportToFile', args: [request] })) as ExportedFile);
+  /** Streams an export: the worker's DuckDB writes into a named pipe that this thread reads (export.ts). */
+  exportMeasurements(request: ExportRequest): Promise<ExportFile> {
+    const id = randomUUID();
+    return streamExport(
+      request,
+      {
+        run: (path) => this.call({ method: 'exportToPipe', args: [request, path, id] }) as Promise<void>,
+        cancel: () => void this.call({ method: 'cancelExport', args: [id] }).catch(() => undefined),
+      },
+      this.options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    );
   }
 
   /** Bytes of the database file and its WAL. Cheap: two stat calls. */

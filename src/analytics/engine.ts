@@ -18,9 +18,11 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { timedAsync, type Metrics } from '../metrics.js';
-import { exportMeasurements } from './export.js';
+import { UnavailableError } from '../errors.js';
+import { exportStatement, streamExport } from './export.js';
+import { randomUUID } from 'node:crypto';
 import { anomalies, compare, sensorStats, sensors, timeseries } from './queries.js';
-import { ReaderPool, type Row } from './reader-pool.js';
+import { DEFAULT_QUERY_TIMEOUT_MS, ReaderPool, type Row } from './reader-pool.js';
 import { PARTITIONS, PARTITION_TABLES, partitionOf } from './partitions.js';
 import { PARTITIONS_CHECK, SCHEMA } from './schema.js';
 import type { AnalyticsStore, ExportRequest, MeasurementRow, RangeFilter } from './types.js';
@@ -35,6 +37,8 @@ export interface AnalyticsEngineOptions {
   threads: number;
   /** Connections for queries (the flusher has its own). Default 2. */
   readers?: number;
+  /** A query (or an export's first byte) taking longer is interrupted: 503. Default 30 s; 0 = no limit. */
+  queryTimeoutMs?: number;
   metrics?: Metrics;
   logger?: Logger;
 }
@@ -50,9 +54,14 @@ export interface SqlRunner {
  * and a small pool of reader connections for queries: readers see committed data only and do
  * not queue behind an append.
  */
+/** Exports at once: each holds a connection of its own for as long as its client reads. */
+export const MAX_EXPORTS = 2;
+
 export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   private writeChain: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
+  /** Running exports by id, each on its own connection (never a reader: queries are not held up). */
+  private readonly exports = new Map<string, DuckDBConnection>();
 
   private constructor(
     private readonly path: string,
@@ -63,6 +72,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     private readonly probe: DuckDBConnection,
     private readonly metrics: Metrics | undefined,
     private readonly logger: Logger | undefined,
+    readonly queryTimeoutMs: number,
   ) {}
 
   static async open(options: AnalyticsEngineOptions): Promise<AnalyticsEngine> {
@@ -81,11 +91,12 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
       if (stored !== String(PARTITIONS)) {
         throw new Error(`${options.path} was written with ${stored} measurement partitions; this build uses ${PARTITIONS}`);
       }
-      const pool = await ReaderPool.create(instance, options.readers ?? 2);
+      const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+      const pool = await ReaderPool.create(instance, options.readers ?? 2, queryTimeoutMs);
       const probe = await instance.connect();
       const logger = options.logger?.child({ component: 'analytics' });
       logger?.info({ path: options.path, memoryLimit: options.memoryLimit, threads: options.threads }, 'analytics store open');
-      return new AnalyticsEngine(options.path, instance, writer, pool, probe, options.metrics, logger);
+      return new AnalyticsEngine(options.path, instance, writer, pool, probe, options.metrics, logger, queryTimeoutMs);
     } catch (err) {
       instance.closeSync();
       throw err;
@@ -235,14 +246,45 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     return sensors(this, options);
   }
 
+  /** An export as a stream (in this thread; the client runs exportToPipe in the worker instead). */
   exportMeasurements(request: ExportRequest) {
-    return exportMeasurements(this, request);
+    const id = randomUUID();
+    return streamExport(request, { run: (path) => this.exportToPipe(request, path, id), cancel: () => this.cancelExport(id) }, this.queryTimeoutMs);
+  }
+
+  /** Runs an export's COPY into `path` (a named pipe) on a connection of its own. */
+  async exportToPipe(request: ExportRequest, path: string, id: string): Promise<void> {
+    if (this.closing) throw new Error('analytics engine is closed');
+    if (this.exports.size >= MAX_EXPORTS) throw new UnavailableError(`${MAX_EXPORTS} exports are running; retry when one has finished`);
+    const connection = await this.instance.connect();
+    this.exports.set(id, connection);
+    try {
+      // Rows in any order (an export has no ORDER BY): DuckDB then writes each chunk as it is
+      // made instead of holding chunks back to keep the table's order (memory, first byte).
+      await connection.run('SET preserve_insertion_order = false');
+      const { sql, values, types } = exportStatement(request, path);
+      await timedAsync(this.metrics, 'duckdb', 'export', () => connection.run(sql, values, types));
+    } finally {
+      this.exports.delete(id);
+      connection.closeSync();
+    }
+  }
+
+  /** Exports whose COPY is still running. */
+  get runningExports(): number {
+    return this.exports.size;
+  }
+
+  /** Interrupts a running export (time limit, or its client went away). */
+  cancelExport(id: string): void {
+    this.exports.get(id)?.interrupt();
   }
 
   /** Waits for a running append and running queries, then closes. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.writeChain;
+      for (const connection of this.exports.values()) connection.interrupt();
       await this.pool.close();
       this.probe.closeSync();
       this.writer.closeSync();

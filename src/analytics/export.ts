@@ -1,7 +1,13 @@
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { closeSync, constants, openSync, rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SqlRunner } from './engine.js';
+import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
+import type { DuckDBType, DuckDBValue } from '@duckdb/node-api';
+import { QueryTimeoutError } from '../errors.js';
 import { Params, matching } from './filters.js';
 import type { ExportFile, ExportFormat, ExportRequest } from './types.js';
 
@@ -10,13 +16,13 @@ const ISO_TS = `strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts`;
 const COLUMNS = 'sensor_id, metric, value, unit, lab_id, model_id, source';
 /** JSON has no inf or NaN (files from before the ingest bound may hold them): those become null. */
 const JSON_COLUMNS = COLUMNS.replace('value', 'CASE WHEN isfinite(value) THEN value END AS value');
+
 /**
- * A spreadsheet runs a CSV cell that starts with = + - @ (or tab, CR) as a formula: sensor ids,
- * metric names and units come from clients, so such a text cell gets a leading ' (OWASP's advice).
- * Numbers are left alone (a negative value is not a formula).
+ * CSV opened in a spreadsheet runs a cell starting with = + - @ tab or CR as a formula: such text
+ * cells get a leading ' (OWASP's CSV injection advice). Numbers are left alone (-1.5 is data).
  */
-const csvText = (column: string) => `CASE WHEN regexp_matches(${column}, '^[=+\\-@\\t\\r]') THEN '''' || ${column} ELSE ${column} END AS ${column}`;
-const CSV_COLUMNS = [csvText('sensor_id'), csvText('metric'), 'value', csvText('unit'), csvText('lab_id'), 'model_id', csvText('source')].join(', ');
+const guard = (column: string) => `CASE WHEN left(${column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN '''' || ${column} ELSE ${column} END AS ${column}`;
+const CSV_COLUMNS = `${guard('sensor_id')}, ${guard('metric')}, value, ${guard('unit')}, ${guard('lab_id')}, model_id, ${guard('source')}`;
 
 /**
  * Per format: the COPY options, the column list and the download's content type.
@@ -40,57 +46,96 @@ export const EXPORT_CONTENT_TYPES = Object.fromEntries(
   Object.entries(FORMATS).map(([name, f]) => [name, f.contentType]),
 ) as Record<ExportFormat, string>;
 
-/** An export written to a private temp file, not yet opened. */
-export interface ExportedFile {
-  /** The file, in a directory of its own (mkdtemp) that the reader removes. */
-  path: string;
-  dir: string;
-  contentType: string;
-  filename: string;
-}
-
-/**
- * Writes the matching measurements with DuckDB's COPY (parameterised SELECT) into a private
- * temp directory. The path is always ours (mkdtemp); a client never names a server path.
- */
-export async function exportToFile(db: SqlRunner, request: ExportRequest): Promise<ExportedFile> {
+/** A COPY statement writing the matching measurements to `path` (always a pipe of ours, never a client's path). */
+export function exportStatement(request: ExportRequest, path: string): { sql: string; values: DuckDBValue[]; types: DuckDBType[] } {
   // The request schema allows only the formats above.
   const format = FORMATS[request.format];
   const p = new Params();
   const source = matching(p, request);
+  // USE_TMP_FILE false: DuckDB would otherwise write beside the pipe and rename.
+  const sql = `COPY (SELECT ${format.select} FROM ${source} AS m) TO '${path.replaceAll("'", "''")}' (${format.copy}, USE_TMP_FILE false)`;
+  return { sql, values: p.values, types: p.types };
+}
+
+/** What runs the COPY: in this thread (the engine) or in the analytics worker (the client). */
+export interface ExportRunner {
+  /** Runs the COPY to `path`; settles when DuckDB has written everything (or failed). */
+  run(path: string): Promise<void>;
+  /** Interrupts the COPY (past the time limit, or the client went away). */
+  cancel(): void;
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Streams an export without a file: DuckDB's COPY writes into a named pipe (mkfifo) in a private
+ * temp directory, and the download reads the other end as a socket (non-blocking, on the event
+ * loop rather than in the libuv thread pool). Nothing is stored, so temp disk stays at zero and
+ * memory at the pipe and stream buffers; DuckDB waits while the client is slow.
+ *
+ * Resolves once the first bytes are there (so an empty or failing export is still an HTTP error);
+ * past `timeoutMs` without them the COPY is interrupted and this rejects with QueryTimeoutError.
+ * A failure after the first byte destroys the stream (the client sees a cut-off download); a
+ * client that goes away interrupts the COPY, which frees its connection.
+ */
+export async function streamExport(request: ExportRequest, runner: ExportRunner, timeoutMs: number): Promise<ExportFile> {
+  const format = FORMATS[request.format];
   const dir = await mkdtemp(join(tmpdir(), 'ocean-export-'));
+  const path = join(dir, `export.${format.extension}`);
+  let hold: number | undefined;
+  let reader: Socket | undefined;
   try {
-    const path = join(dir, `export.${format.extension}`);
-    await db.exec('export', `COPY (SELECT ${format.select} FROM ${source} AS m) TO '${path.replaceAll("'", "''")}' (${format.copy})`, p.values, p.types);
-    return { path, dir, contentType: format.contentType, filename: `ocean-measurements-${stamp(new Date())}.${format.extension}` };
+    await execFileAsync('mkfifo', ['-m', '600', path]);
+    // Non-blocking opens never wait. `hold` is a writer of ours, so the reader sees no end of file
+    // before DuckDB has opened its side; it is closed once the COPY settled.
+    reader = new Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+    hold = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
   } catch (err) {
+    reader?.destroy();
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
-}
+  const out = new PassThrough();
+  let settled = false;
+  /** Once the caller has the stream, failures reach it as a stream error; before, as a rejection. */
+  let handedOver = false;
+  const copied = runner.run(path).finally(() => {
+    settled = true;
+    // Before the reader can see the end: the directory is gone once the download ends.
+    rmSync(dir, { recursive: true, force: true });
+    if (hold !== undefined) closeSync(hold);
+    hold = undefined;
+  });
+  copied.catch((err: unknown) => (handedOver ? out.destroy(err instanceof Error ? err : new Error(String(err))) : out.destroy()));
+  reader.on('error', (err) => (handedOver ? out.destroy(err) : out.destroy()));
+  out.on('close', () => {
+    reader!.destroy();
+    if (!settled) runner.cancel();
+  });
+  reader.pipe(out);
 
-/**
- * Opens an exported file and removes it at once: the open descriptor keeps the bytes readable
- * until the stream closes, and nothing is left behind whatever the client does.
- */
-export async function openExport(file: ExportedFile): Promise<ExportFile> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const handle = await open(file.path, 'r');
-    try {
-      const { size } = await handle.stat();
-      return { stream: handle.createReadStream(), contentType: file.contentType, filename: file.filename, size };
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
+    await Promise.race([
+      new Promise<void>((resolve) => reader!.once('data', () => resolve())),
+      // An export that ends before writing a byte (DuckDB always writes at least a header or
+      // brackets, so this is a failure) rejects here.
+      copied.then(() => undefined),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          runner.cancel();
+          reject(new QueryTimeoutError(timeoutMs));
+        }, timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    out.destroy();
+    throw err;
   } finally {
-    await rm(file.dir, { recursive: true, force: true });
+    clearTimeout(timer);
   }
-}
-
-/** An export as a download. */
-export async function exportMeasurements(db: SqlRunner, request: ExportRequest): Promise<ExportFile> {
-  return openExport(await exportToFile(db, request));
+  handedOver = true;
+  return { stream: out, contentType: format.contentType, filename: `ocean-measurements-${stamp(new Date())}.${format.extension}` };
 }
 
 /** 2024-05-01T12:00:00.000Z → 20240501T120000Z */

@@ -62,9 +62,10 @@ export type Selection = RangeFilter & {
 /**
  * The measurements matching a selection, as a parenthesised subquery to select FROM:
  * - one sensor: its partition table only;
- * - a list of sensors: only the partitions some of them hash to, each branch with its own bound
- *   list, so each row is checked against one or two ids rather than all of them (an empty list
- *   selects nothing);
+ * - a list of sensors: only the partitions those sensors hash to, each branch with its own bound
+ *   list, so each row is checked against one or two ids rather than all of them (statements are
+ *   planned per query, so a text that varies with the list costs nothing; a bound gate on every
+ *   partition, as before, still scanned them all); an empty list selects nothing;
  * - no sensor: all partitions.
  * Conditions sit inside each branch so DuckDB pushes them into the scans. The selection is what
  * the request schemas accepted (start ≤ end, finite times), so it is not checked again here.
@@ -80,20 +81,19 @@ export function matching(params: Params, selection: Selection): string {
   if (selection.sensorId !== undefined) {
     return `(SELECT * FROM ${PARTITION_TABLES[partitionOf(selection.sensorId)]} WHERE ${conditions.join(' AND ')})`;
   }
-  const where = (extra: string[]) => {
-    const all = [...extra, ...conditions];
-    return all.length > 0 ? ` WHERE ${all.join(' AND ')}` : '';
-  };
-  let branches: string[];
   if (selection.sensorIds === undefined) {
-    branches = PARTITION_TABLES.map((table) => `SELECT * FROM ${table}${where([])}`);
-  } else {
-    const lists = PARTITION_TABLES.map((): string[] => []);
-    for (const id of selection.sensorIds) lists[partitionOf(id)]!.push(id);
-    // list_contains measured faster than `= ANY` or an IN-subquery. (No prepared-statement cache
-    // holds these texts, so one text per set of partitions costs nothing.)
-    branches = PARTITION_TABLES.flatMap((table, i) => (lists[i]!.length > 0 ? [`SELECT * FROM ${table}${where([`list_contains(${params.textList(lists[i]!)}, sensor_id)`])}`] : []));
-    if (branches.length === 0) branches = [`SELECT * FROM ${PARTITION_TABLES[0]} WHERE false`];
+    return `(${PARTITION_TABLES.map((table) => `SELECT * FROM ${table}${conditions.length > 0 ? ` WHERE ${conditions.join(' AND ')}` : ''}`).join(' UNION ALL ')})`;
   }
+  const lists = new Map<number, string[]>();
+  for (const id of new Set(selection.sensorIds)) {
+    const p = partitionOf(id);
+    lists.set(p, [...(lists.get(p) ?? []), id]);
+  }
+  if (lists.size === 0) return `(SELECT * FROM ${PARTITION_TABLES[0]} WHERE false)`;
+  const branches = [...lists].map(([i, own]) => {
+    // One id: plain equality; more: list_contains (measured faster than `= ANY` or an IN-subquery).
+    const match = own.length === 1 ? `sensor_id = ${params.text(own[0]!)}` : `list_contains(${params.textList(own)}, sensor_id)`;
+    return `SELECT * FROM ${PARTITION_TABLES[i]} WHERE ${[match, ...conditions].join(' AND ')}`;
+  });
   return `(${branches.join(' UNION ALL ')})`;
 }

@@ -1,6 +1,10 @@
 import type { DuckDBConnection, DuckDBInstance, DuckDBType, DuckDBValue } from '@duckdb/node-api';
+import { QueryTimeoutError } from '../errors.js';
 
 export type Row = Record<string, unknown>;
+
+/** QUERY_TIMEOUT_MS's default. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
 
 /** One read-only connection and the statements prepared on it. */
 export interface Reader {
@@ -44,26 +48,45 @@ export class ReaderPool {
   private drained: (() => void) | null = null;
   private closed = false;
 
-  private constructor(private readonly all: PooledReader[]) {
+  private constructor(
+    private readonly all: PooledReader[],
+    private readonly timeoutMs: number,
+  ) {
     this.idle = [...all];
   }
 
-  static async create(instance: DuckDBInstance, size: number): Promise<ReaderPool> {
+  /** `timeoutMs`: a query running longer is interrupted (0: no limit). */
+  static async create(instance: DuckDBInstance, size: number, timeoutMs = 0): Promise<ReaderPool> {
     const readers: PooledReader[] = [];
     for (let i = 0; i < size; i++) readers.push(new PooledReader(await instance.connect()));
-    return new ReaderPool(readers);
+    return new ReaderPool(readers, timeoutMs);
   }
 
-  /** Lends a connection to fn and takes it back when fn settles. */
+  /**
+   * Lends a connection to fn and takes it back when fn settles. Past the time limit the
+   * connection's query is interrupted and this rejects with QueryTimeoutError (503); the
+   * connection goes back to the pool, usable, as soon as DuckDB has stopped.
+   */
   async use<T>(fn: (reader: Reader) => Promise<T>): Promise<T> {
     if (this.closed) throw new Error('analytics engine is closed');
     let reader = this.idle.pop();
     if (reader) this.lent++;
     // A waiter is handed a connection by the one releasing it, so `lent` is unchanged then.
     else reader = await new Promise<PooledReader>((resolve) => this.waiters.push(resolve));
+    let timedOut = false;
+    const timer =
+      this.timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            reader.connection.interrupt();
+          }, this.timeoutMs)
+        : undefined;
     try {
       return await fn(reader);
+    } catch (err) {
+      throw timedOut ? new QueryTimeoutError(this.timeoutMs) : err;
     } finally {
+      clearTimeout(timer);
       const next = this.waiters.shift();
       if (next) next(reader);
       else {

@@ -40,8 +40,8 @@ export interface ExportFile {
   stream: Readable;
   contentType: string;
   filename: string;
-  /** Bytes, for Content-Length. */
-  size: number;
+  /** Bytes, for Content-Length, when known before sending (a streamed export is not: chunked). */
+  size?: number;
 }
 
 /**

@@ -7,7 +7,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { readRecordBatch } from '../operational/record-batch.js';
 import { AnalyticsEngine, type AnalyticsEngineOptions, type Segment } from './engine.js';
-import { exportToFile } from './export.js';
 import type { Call, Reply, WireSegment } from './client.js';
 
 const options = workerData as Omit<AnalyticsEngineOptions, 'metrics' | 'logger'> & { logLevel: string };
@@ -38,7 +37,8 @@ const handlers: Record<Call['method'], (e: AnalyticsEngine, args: never[]) => Pr
   anomalies: (e, [sensorId, filter]: never[]) => e.anomalies(sensorId, filter),
   compare: (e, [sensorIds, filter]: never[]) => e.compare(sensorIds, filter),
   sensors: (e, [filter]: never[]) => e.sensors(filter),
-  exportToFile: (e, [request]: never[]) => exportToFile(e, request),
+  exportToPipe: (e, [request, path, id]: never[]) => e.exportToPipe(request, path, id),
+  cancelExport: async (e, [id]: never[]) => e.cancelExport(id),
   close: async (e) => {
     await e.close();
     setImmediate(() => process.exit(0));

@@ -156,12 +156,12 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         start,
         end,
       });
-      return reply
+      reply
         .header('content-type', file.contentType)
         .header('content-disposition', `attachment; filename="${file.filename}"`)
-        .header('content-length', file.size)
-        .header('cache-control', 'no-store')
-        .send(file.stream);
+        .header('cache-control', 'no-store');
+      if (file.size !== undefined) reply.header('content-length', file.size);
+      return reply.send(file.stream);
     },
   );
 };

@@ -133,7 +133,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
       performance: {
         ingest: 'one SQLite transaction per batch (group commit for single HTTP readings); exactly once into DuckDB',
         analytics: 'columnar scans over sensor-hashed partitions; every value bound as a parameter',
-        sessions: 'token check is one indexed lookup; last_activity written at most once a minute',
+        sessions: 'token check from an in-process cache (write-through invalidation, expiry checked on every hit), else one indexed lookup; last_activity written at most once a minute',
         memory: 'one process; DuckDB memory bounded by DUCKDB_MEMORY_LIMIT',
       },
       endpoints: Object.fromEntries(routes.map((r) => [endpointName(r.method, r.url), `${r.method} ${r.url}`])),
