@@ -62,6 +62,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   private closing: Promise<void> | null = null;
   /** Running exports by id, each on its own connection (never a reader: queries are not held up). */
   private readonly exports = new Map<string, DuckDBConnection>();
+  private readonly exportRuns = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly path: string,
@@ -258,15 +259,24 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     if (this.exports.size >= MAX_EXPORTS) throw new UnavailableError(`${MAX_EXPORTS} exports are running; retry when one has finished`);
     const connection = await this.instance.connect();
     this.exports.set(id, connection);
+    // close() waits for this, connection closed included.
+    const run = (async () => {
+      try {
+        // Rows in any order (an export has no ORDER BY): DuckDB then writes each chunk as it is
+        // made instead of holding chunks back to keep the table's order (memory, first byte).
+        await connection.run('SET preserve_insertion_order = false');
+        const { sql, values, types } = exportStatement(request, path);
+        await timedAsync(this.metrics, 'duckdb', 'export', () => connection.run(sql, values, types));
+      } finally {
+        this.exports.delete(id);
+        connection.closeSync();
+      }
+    })();
+    this.exportRuns.add(run);
     try {
-      // Rows in any order (an export has no ORDER BY): DuckDB then writes each chunk as it is
-      // made instead of holding chunks back to keep the table's order (memory, first byte).
-      await connection.run('SET preserve_insertion_order = false');
-      const { sql, values, types } = exportStatement(request, path);
-      await timedAsync(this.metrics, 'duckdb', 'export', () => connection.run(sql, values, types));
+      await run;
     } finally {
-      this.exports.delete(id);
-      connection.closeSync();
+      this.exportRuns.delete(run);
     }
   }
 
@@ -285,6 +295,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     this.closing ??= (async () => {
       await this.writeChain;
       for (const connection of this.exports.values()) connection.interrupt();
+      await Promise.allSettled([...this.exportRuns]);
       await this.pool.close();
       this.probe.closeSync();
       this.writer.closeSync();
