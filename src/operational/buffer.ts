@@ -75,8 +75,18 @@ export function createBuffer(db: Db) {
   );
   const dequeue = db.prepare<[number]>('UPDATE telemetry_buffer SET queued = 0 WHERE id = ? AND queued = 1');
   const counter = db.prepare<[string], { value: number }>('SELECT value FROM counters WHERE name = ?');
-  const setCounter = db.prepare<[number, string]>('UPDATE counters SET value = ? WHERE name = ?');
-  const addCounter = db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?');
+  // counts() is read on every /health poll; it is kept in memory and dropped by every counter
+  // write (all of them are here; better-sqlite3 transactions are synchronous, so no read can see
+  // a write that is later rolled back).
+  let counts: { rows: number; unprocessed: number; queued: number } | undefined;
+  const forgetting = <A extends unknown[]>(statement: { run(...args: A): unknown }) => ({
+    run: (...args: A) => {
+      counts = undefined;
+      return statement.run(...args);
+    },
+  });
+  const setCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = ? WHERE name = ?'));
+  const addCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?'));
   const counters = db.prepare<[], { name: string; value: number }>('SELECT name, value FROM counters');
   const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
   const raiseSeq = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'telemetry_buffer'");
@@ -196,8 +206,10 @@ export function createBuffer(db: Db) {
     },
     /** Message counts from counters kept with the rows: constant time however large the table. */
     counts(): { rows: number; unprocessed: number; queued: number } {
+      if (counts) return { ...counts };
       const c = Object.fromEntries(counters.all().map((r) => [r.name, r.value]));
-      return { rows: c['buffer_rows'] ?? 0, unprocessed: c['buffer_unprocessed'] ?? 0, queued: c['work_queue'] ?? 0 };
+      counts = { rows: c['buffer_rows'] ?? 0, unprocessed: c['buffer_unprocessed'] ?? 0, queued: c['work_queue'] ?? 0 };
+      return { ...counts };
     },
   };
 }
