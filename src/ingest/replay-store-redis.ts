@@ -118,16 +118,22 @@ for _, m in ipairs(list) do
   while m.n + m.count > load * (2 ^ m.L + m.p) do split(m) end
   m.stale = tostring(m.L) ~= m.claimL or tostring(m.p) ~= m.claimP
 end
+local written = {}
 each(ARGV[4], function(k, given, fp)
   local m = list[k]
   local key = keyOf(m, given, fp)
   if redis.call('HSETNX', key, fp, '') == 0 then
     already = already + 1
   else
-    if m.n == 0 then redis.call('PEXPIRE', key, m.ttl) end
+    written[key] = m.ttl
     m.n = m.n + 1
   end
 end)
+-- A hash an insert created (rather than a split) has no TTL yet: give it its slice's, once per
+-- hash and call, so that no key outlives its slice.
+for key, ttl in pairs(written) do
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, ttl) end
+end
 for _, m in ipairs(list) do
   local key = m.base .. 'm'
   redis.call('HSET', key, 'n', m.n, 'L', m.L, 'p', m.p)
