@@ -16,13 +16,14 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { freePort } from '../test/helpers/redis-server.js';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 
 interface Ready {
   port: number;
@@ -143,7 +144,7 @@ const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(
 async function drive(): Promise<void> {
   const { values } = parseArgs({ options: { rows: { type: 'string', default: '10000000' }, tsx: { type: 'boolean', default: false } } });
   const rows = Number(values.rows);
-  const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-export-'));
+  const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-export-');
   const loader = fork(new URL(import.meta.url).pathname, ['--load', String(rows), dataDir], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await new Promise((resolve) => loader.once('exit', resolve));
   let child: ChildProcess;
@@ -228,18 +229,7 @@ async function drive(): Promise<void> {
   if (values.tsx) child.send('stop');
   else child.kill('SIGTERM');
   await new Promise((resolve) => child.once('exit', resolve));
-  await rm(dataDir, { recursive: true, force: true });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+  await removeDataDir();
 }
 
 const at = (flag: string) => process.argv.indexOf(flag);

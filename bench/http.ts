@@ -18,14 +18,14 @@
  * --no-flusher (experiment: do not start the buffer → DuckDB flusher, to separate its cost).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 
 interface Ready {
   port: number;
@@ -40,7 +40,7 @@ async function serve(): Promise<void> {
   const { loadConfig } = await import('../src/config.js');
   const { createLogger } = await import('../src/logger.js');
   const { openService } = await import('../src/service.js');
-  const dataDir = await mkdtemp(join(tmpdir(), 'ocean-bench-http-'));
+  const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-http-');
   // The default configuration (LOG_LEVEL=info) and main.ts's logger; only its destination is a file.
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: 'bench-admin-token-0123456789' });
   const logFile = join(dataDir, 'service.log');
@@ -78,7 +78,7 @@ async function serve(): Promise<void> {
     void bare
       .close()
       .then(() => service.close())
-      .then(() => rm(dataDir, { recursive: true, force: true }))
+      .then(removeDataDir)
       .then(() => process.exit(0));
   });
 }

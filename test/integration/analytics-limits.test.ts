@@ -1,9 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AnalyticsEngine, MAX_EXPORTS } from '../../src/analytics/engine.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 /** Rows straight into one partition, generated inside DuckDB (exports without a sensor read every partition). */
 async function load(engine: AnalyticsEngine, rows: number): Promise<void> {
@@ -16,17 +15,17 @@ async function load(engine: AnalyticsEngine, rows: number): Promise<void> {
 const firstChunk = (stream: Readable) => new Promise<Buffer>((resolve, reject) => stream.once('data', resolve).once('error', reject));
 
 describe('analytics limits (real DuckDB)', () => {
-  let dir: string;
+  let dir: TempDir;
   let engine: AnalyticsEngine;
   const open = async (queryTimeoutMs: number) => {
-    engine = await AnalyticsEngine.open({ path: join(dir, 'a.duckdb'), memoryLimit: '256MB', threads: 2, readers: 1, queryTimeoutMs });
+    engine = await AnalyticsEngine.open({ path: join(dir.path, 'a.duckdb'), memoryLimit: '256MB', threads: 2, readers: 1, queryTimeoutMs });
   };
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ocean-duck-'));
+    dir = await makeTempDir('ocean-duck-');
   });
   afterEach(async () => {
     await engine.close();
-    await rm(dir, { recursive: true, force: true });
+    await dir.cleanup();
   });
 
   it('interrupts a query past its time limit with 503 query_timeout, and the connection serves the next query', async () => {
