@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnalyticsEngine } from '../../src/analytics/engine.js';
-import { exited, launchTsx, stop } from '../helpers/child-process.js';
+import { exited, launchTsx, stop, type Child } from '../helpers/child-process.js';
 import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
@@ -11,7 +11,11 @@ import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 const ADMIN = 'crash-test-admin-token-0123456789';
 
 /** Ocean Core as a real child process (tsx runs the TypeScript sources). */
-const startService = (env: Record<string, string>): ChildProcess => launchTsx('src/main.ts', [], { env }).proc;
+let service: Child | undefined;
+const startService = (env: Record<string, string>): ChildProcess => {
+  service = launchTsx('src/main.ts', [], { env });
+  return service.proc;
+};
 
 describe('exactly once through a kill -9', () => {
   let redisServer: RedisServer;
@@ -43,7 +47,7 @@ describe('exactly once through a kill -9', () => {
       INGEST_STREAM: 'crash:frames',
       INGEST_CONSUMER: 'crashy',
       ADMIN_TOKEN: ADMIN,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
     };
     const status = async () => {
       const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`).catch(() => undefined);
@@ -68,13 +72,17 @@ describe('exactly once through a kill -9', () => {
     expect(seen).toBeLessThan(frames.length);
 
     child = startService(env);
+    let last = {};
     await waitFor(async () => {
       const pending = ((await redis.xpending('crash:frames', 'ocean-core')) as [number])[0];
       const groups = (await redis.xinfo('GROUPS', 'crash:frames')) as unknown[][];
       const lag = Number(groups[0]![groups[0]!.indexOf('lag') + 1]);
       const s = await status();
+      last = { pending, lag, buffer: s?.telemetry_buffer };
       return pending === 0 && lag === 0 && s?.telemetry_buffer.unprocessed === 0;
-    }, { what: 'stream drained and buffer flushed', timeoutMs: 120_000, intervalMs: 200 });
+    }, { what: 'stream drained and buffer flushed', timeoutMs: 120_000, intervalMs: 200 }).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(last)}\n${service?.output() ?? ''}`);
+    });
     child.kill('SIGTERM');
     await exited(child);
     expect(child.exitCode).toBe(0);
