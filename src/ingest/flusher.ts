@@ -97,6 +97,10 @@ export class Flusher {
     } else if (store.buffer.flushedThrough() > this.highWater) {
       this.log.warn({ flushedThrough: store.buffer.flushedThrough(), duckdbHighWater: this.highWater }, 'DuckDB is behind the buffer (analytics.duckdb lost or restored); appending the buffered rows it lacks');
       store.buffer.reanchor(this.highWater);
+    } else if (store.buffer.flushedThrough() < this.highWater) {
+      // Stopped between DuckDB's commit and the buffer's mark: those rows are in DuckDB already.
+      this.log.info({ flushedThrough: store.buffer.flushedThrough(), duckdbHighWater: this.highWater }, 'marking the rows DuckDB took before the last stop as flushed');
+      store.buffer.catchUp(this.highWater);
     }
     this.stopped = false;
     this.schedule(0);

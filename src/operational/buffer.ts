@@ -88,6 +88,9 @@ export function createBuffer(db: Db) {
   const setCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = ? WHERE name = ?'));
   const addCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?'));
   const counters = db.prepare<[], { name: string; value: number }>('SELECT name, value FROM counters');
+  const messagesBetween = db.prepare<[number, number], { messages: number }>(
+    'SELECT coalesce(sum(messages), 0) AS messages FROM telemetry_buffer WHERE id > ? AND id <= ?',
+  );
   const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
   const raiseSeq = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'telemetry_buffer'");
   const seedSeq = db.prepare<[number]>("INSERT INTO sqlite_sequence(name, seq) SELECT 'telemetry_buffer', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'telemetry_buffer')");
@@ -152,6 +155,18 @@ export function createBuffer(db: Db) {
     },
     flushedThrough(): number {
       return read('flushed_through');
+    },
+    /**
+     * DuckDB holds rows up to `highWater` but the buffer's mark stopped short of it (the process
+     * died between DuckDB's commit and markFlushed): marks them, counting their messages here.
+     */
+    catchUp(highWater: number): void {
+      db.transaction(() => {
+        const from = read('flushed_through');
+        if (highWater <= from) return;
+        setCounter.run(highWater, 'flushed_through');
+        bump('buffer_unprocessed', -(messagesBetween.get(from, highWater)?.messages ?? 0));
+      })();
     },
     /** The highest id ever given to a row (0 for a new buffer). */
     lastId(): number {

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PARTITION_TABLES, partitionOf } from '../../src/analytics/partitions.js';
@@ -198,6 +199,30 @@ describe('ingest that holds', () => {
     for (let v = 5; v < 8; v++) expect((await ingest(t, v)).json().id).toBeGreaterThan(5);
     await t.service.flusher.flush();
     expect(await duckCount(t)).toBe(8);
+  });
+
+  it('counts the rows DuckDB took as flushed after a stop between the DuckDB append and the buffer mark', async () => {
+    const first = await start();
+    for (let v = 0; v < 4; v++) {
+      const res = await first.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: first.admin, payload: { sensor_id: 'C-1', data: { v } } });
+      expect(res.statusCode).toBe(200);
+    }
+    await first.service.flusher.flush();
+    expect(await first.service.analytics.highWaterMark()).toBe(4);
+    const dataDir = first.dataDir;
+    await first.close({ keepDir: true });
+    apps.splice(apps.indexOf(first), 1);
+    // What a kill -9 right after DuckDB's commit leaves: DuckDB holds rows 1-4, the buffer has not marked them.
+    const db = new Database(join(dataDir, 'ocean.db'));
+    db.prepare("UPDATE counters SET value = 0 WHERE name = 'flushed_through'").run();
+    db.prepare("UPDATE counters SET value = 4 WHERE name = 'buffer_unprocessed'").run();
+    db.close();
+
+    const t = await start({ dataDir });
+    expect(t.service.store.buffer.counts()).toMatchObject({ rows: 4, unprocessed: 0 });
+    expect(t.service.store.buffer.flushedThrough()).toBe(4);
+    await t.service.flusher.flush();
+    expect(await duckCount(t)).toBe(4);
   });
 
   it('quarantines the records DuckDB refuses, after retries, and flushes the rest', async () => {
