@@ -17,10 +17,10 @@ import { RecordBatchBuilder, readRecordBatch, type RecordColumns } from '../oper
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { timedAsync, type Metrics } from '../metrics.js';
-import { UnavailableError } from '../errors.js';
-import { exportStatement, streamExport } from './export.js';
 import { randomUUID } from 'node:crypto';
+import { UnavailableError } from '../errors.js';
+import { timedAsync, type Metrics } from '../metrics.js';
+import { exportStatement, streamExport } from './export.js';
 import { anomalies, compare, sensorStats, sensors, timeseries } from './queries.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, ReaderPool, type Row } from './reader-pool.js';
 import { PARTITIONS, PARTITION_TABLES, partitionOf } from './partitions.js';
@@ -43,26 +43,28 @@ export interface AnalyticsEngineOptions {
   logger?: Logger;
 }
 
-/** Something that runs parameterised SQL on a reader connection; what queries.ts and export.ts need. */
+/** Something that runs parameterised SQL on a reader connection; what queries.ts needs (exec: loaders in tests and benchmarks). */
 export interface SqlRunner {
   all(op: string, sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<Row[]>;
   exec(op: string, sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<void>;
 }
+
+/** Exports at once: each holds a connection of its own for as long as its client reads. */
+export const MAX_EXPORTS = 2;
 
 /**
  * The DuckDB analytics store. One writer connection, used only by appendBatch (the flusher),
  * and a small pool of reader connections for queries: readers see committed data only and do
  * not queue behind an append.
  */
-/** Exports at once: each holds a connection of its own for as long as its client reads. */
-export const MAX_EXPORTS = 2;
-
 export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   private writeChain: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
-  /** Running exports by id, each on its own connection (never a reader: queries are not held up). */
-  private readonly exports = new Map<string, DuckDBConnection>();
-  private readonly exportRuns = new Set<Promise<unknown>>();
+  /**
+   * Running exports by id, each on its own connection (never a reader: queries are not held up);
+   * `done` settles once the COPY ended and its connection is closed.
+   */
+  private readonly exports = new Map<string, { connection?: DuckDBConnection; done: Promise<void> }>();
 
   private constructor(
     private readonly path: string,
@@ -257,10 +259,11 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   async exportToPipe(request: ExportRequest, path: string, id: string): Promise<void> {
     if (this.closing) throw new Error('analytics engine is closed');
     if (this.exports.size >= MAX_EXPORTS) throw new UnavailableError(`${MAX_EXPORTS} exports are running; retry when one has finished`);
-    const connection = await this.instance.connect();
-    this.exports.set(id, connection);
-    // close() waits for this, connection closed included.
-    const run = (async () => {
+    // Registered before the first await, so two calls at once cannot both pass the bound.
+    const entry: { connection?: DuckDBConnection; done: Promise<void> } = { done: Promise.resolve() };
+    this.exports.set(id, entry);
+    entry.done = (async () => {
+      const connection = (entry.connection = await this.instance.connect());
       try {
         // Rows in any order (an export has no ORDER BY): DuckDB then writes each chunk as it is
         // made instead of holding chunks back to keep the table's order (memory, first byte).
@@ -268,16 +271,10 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
         const { sql, values, types } = exportStatement(request, path);
         await timedAsync(this.metrics, 'duckdb', 'export', () => connection.run(sql, values, types));
       } finally {
-        this.exports.delete(id);
         connection.closeSync();
       }
-    })();
-    this.exportRuns.add(run);
-    try {
-      await run;
-    } finally {
-      this.exportRuns.delete(run);
-    }
+    })().finally(() => this.exports.delete(id));
+    return entry.done;
   }
 
   /** Exports whose COPY is still running. */
@@ -287,15 +284,16 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
 
   /** Interrupts a running export (time limit, or its client went away). */
   cancelExport(id: string): void {
-    this.exports.get(id)?.interrupt();
+    this.exports.get(id)?.connection?.interrupt();
   }
 
   /** Waits for a running append and running queries, then closes. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.writeChain;
-      for (const connection of this.exports.values()) connection.interrupt();
-      await Promise.allSettled([...this.exportRuns]);
+      const running = [...this.exports.values()];
+      for (const e of running) e.connection?.interrupt();
+      await Promise.allSettled(running.map((e) => e.done));
       await this.pool.close();
       this.probe.closeSync();
       this.writer.closeSync();

@@ -118,8 +118,8 @@ export async function streamExport(request: ExportRequest, runner: ExportRunner,
   try {
     await Promise.race([
       new Promise<void>((resolve) => reader!.once('data', () => resolve())),
-      // An export that ends before writing a byte (DuckDB always writes at least a header or
-      // brackets, so this is a failure) rejects here.
+      // A COPY that fails before its first byte rejects here (one that succeeds always wrote a
+      // header or brackets first).
       copied.then(() => undefined),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
