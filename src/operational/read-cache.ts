@@ -3,7 +3,8 @@
  * ocean.db, so the stores that write a row drop it here in the same call (write-through
  * invalidation). Entries also age out after `maxAgeMs`, which bounds how long a change made
  * behind the store's back (another connection, the sqlite3 shell) can go unseen.
- * Bounded: past `max` entries the least recently used goes first (a Map keeps insertion order).
+ * Bounded: past `max` entries the least recently used goes first (a Map keeps insertion order);
+ * `max` 0 keeps nothing.
  */
 export class ReadCache<K, V> {
   private readonly map = new Map<K, { value: V; at: number }>();

@@ -45,7 +45,7 @@ export function createSessions(db: Db, options: SessionsOptions) {
   const now = options.now ?? nowS;
   const ttlS = options.ttlS;
   const entries = options.cacheEntries ?? READ_CACHE_ENTRIES;
-  const cache = new ReadCache<string, SessionInfo>(entries, entries > 0 ? READ_CACHE_MAX_AGE_MS : 0);
+  const cache = new ReadCache<string, SessionInfo>(entries, READ_CACHE_MAX_AGE_MS);
 
   const userById = db.prepare<[string], { username: string }>('SELECT username FROM users WHERE id = ?');
   const insert = db.prepare<[string, string, Buffer, number, number, number]>(

@@ -58,7 +58,7 @@ export interface UsersOptions {
  */
 export function createUsers(db: Db, options: UsersOptions = {}) {
   const entries = options.cacheEntries ?? READ_CACHE_ENTRIES;
-  const cache = new ReadCache<string, User>(entries, entries > 0 ? READ_CACHE_MAX_AGE_MS : 0);
+  const cache = new ReadCache<string, User>(entries, READ_CACHE_MAX_AGE_MS);
   const changed = (id: string) => {
     cache.delete(id);
     options.onChange?.(id);

@@ -45,7 +45,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
 
   // /health is polled hard (load balancers, health checks): file sizes and the ingest workers'
   // state (a quarantine count, a walk of the replay memory) are taken at most every 250 ms; the
-  // buffer counts stay exact (counters kept with the rows, one small read).
+  // buffer counts stay exact (buffer.ts keeps them in memory and drops them on every counter write).
   const HEALTH_FIGURES_MS = 250;
   let figures: { at: number; sizes: { sqlite: number; duckdb: number }; ingest: ReturnType<typeof deps.ingestStatus> } | undefined;
   const healthFigures = () => {
