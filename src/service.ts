@@ -95,6 +95,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     batchRecords: config.ingest.flushBatchRecords,
     intervalMs: config.ingest.flushIntervalMs,
     retentionS: config.ingest.bufferRetentionS,
+    now,
   });
   const consumer = redis
     ? new StreamConsumer({ redis, config: config.ingest, pipeline, outbox: store.streamOutbox, metrics, logger })

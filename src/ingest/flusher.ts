@@ -15,6 +15,8 @@ interface FlusherOptions {
   batchRecords: number;
   intervalMs: number;
   retentionS: number;
+  /** Unix seconds: the clock retention measures age by. */
+  now: () => number;
 }
 
 /** Most bytes of packed records per DuckDB transaction. */
@@ -248,13 +250,17 @@ export class Flusher {
     this.log.error({ bufferId, record: index, error }, 'record quarantined: DuckDB cannot store it');
   }
 
-  /** Retention: rows older than the retention period go once flushed and counted, at most once a minute. */
+  /**
+   * Retention, at most once a minute: rows older than the retention period go once flushed and
+   * counted, and (JSON readings) once marked processed; an unprocessed reading stays until a client
+   * marks it, however old.
+   */
   private prune(): void {
-    const now = Date.now();
-    if (now - this.lastPruneAt < 60_000) return;
+    const now = this.options.now();
+    if (now - this.lastPruneAt < 60) return;
     this.lastPruneAt = now;
     const { store } = this.options;
-    const removed = store.buffer.prune(Math.min(this.highWater, store.buffer.activityAppliedThrough()), Math.floor(now / 1000) - this.options.retentionS);
+    const removed = store.buffer.prune(Math.min(this.highWater, store.buffer.activityAppliedThrough()), Math.floor(now) - this.options.retentionS);
     if (removed > 0) this.log.info({ removed }, 'pruned buffer rows past retention');
   }
 }

@@ -53,8 +53,8 @@ export interface QueuedReading {
 /**
  * The durable buffer between ingest and DuckDB: one row per JSON reading, or per batch of frames
  * (their records packed). The flusher reads by id (DuckDB's high-water mark). JSON readings also
- * form the work queue of `telemetry/unprocessed`, from which only mark-processed (or retention)
- * removes them: the flush into DuckDB is separate bookkeeping.
+ * form the work queue of `telemetry/unprocessed`, from which only mark-processed removes them
+ * (retention deletes processed rows only): the flush into DuckDB is separate bookkeeping.
  *
  * Counters are kept in the same transactions as the rows, so /health never counts rows.
  */
@@ -94,12 +94,13 @@ export function createBuffer(db: Db) {
   const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
   const raiseSeq = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'telemetry_buffer'");
   const seedSeq = db.prepare<[number]>("INSERT INTO sqlite_sequence(name, seq) SELECT 'telemetry_buffer', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'telemetry_buffer')");
-  // Oldest rows first, in slices, so one prune never holds the write lock for long. Quarantined rows stay.
-  const pruneSlice = db.prepare<[number, number], { messages: number; queued: number }>(
+  // Oldest rows first, in slices, so one prune never holds the write lock for long. Quarantined rows
+  // and readings still in the work queue stay (the original never deleted an unprocessed reading).
+  const pruneSlice = db.prepare<[number, number], { messages: number }>(
     `DELETE FROM telemetry_buffer WHERE id IN (
-       SELECT id FROM telemetry_buffer WHERE id <= ? AND created_at < ?
+       SELECT id FROM telemetry_buffer WHERE id <= ? AND created_at < ? AND queued = 0
          AND id NOT IN (SELECT buffer_id FROM quarantine) ORDER BY id LIMIT 5000)
-     RETURNING messages, queued`,
+     RETURNING messages`,
   );
 
   const bump = (name: string, by: number) => {
@@ -205,14 +206,13 @@ export function createBuffer(db: Db) {
       bump('work_queue', -changed);
       return changed;
     }),
-    /** Deletes rows older than the cut-off that are flushed and counted (quarantined rows stay). */
+    /** Deletes rows older than the cut-off that are flushed, counted and not queued (quarantined rows stay). */
     prune(upTo: number, olderThanS: number): number {
       let removed = 0;
       for (;;) {
         const deleted = db.transaction(() => {
           const rows = pruneSlice.all(upTo, olderThanS);
           bump('buffer_rows', -rows.reduce((n, r) => n + r.messages, 0));
-          bump('work_queue', -rows.reduce((n, r) => n + r.queued, 0));
           return rows.length;
         })();
         removed += deleted;

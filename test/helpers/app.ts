@@ -24,11 +24,11 @@ export interface TestApp {
  * otherwise call service.flusher.flush() where a test needs analytics to see ingested data.
  */
 export async function createTestApp(
-  options: { env?: Record<string, string>; dataDir?: string; start?: boolean } = {},
+  options: { env?: Record<string, string>; dataDir?: string; start?: boolean; now?: () => number } = {},
 ): Promise<TestApp> {
   const dataDir = options.dataDir ?? (await makeTempDir('ocean-test-')).path;
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: TEST_ADMIN_TOKEN, LOG_LEVEL: 'silent', ...options.env });
-  const service = await openService(config, { logger: pino({ level: 'silent' }) });
+  const service = await openService(config, { logger: pino({ level: 'silent' }), ...(options.now ? { now: options.now } : {}) });
   if (options.start) await service.start();
   return {
     service,

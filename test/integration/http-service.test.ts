@@ -125,7 +125,12 @@ describe('HTTP service behaviour', () => {
     const flushedThrough = store.buffer.lastId() - 150_000;
     store.buffer.markFlushed(flushedThrough, 50_000);
     expect(await health()).toMatchObject({ telemetry_buffer: N, telemetry_unprocessed: 150_000 });
-    expect(store.buffer.prune(flushedThrough, Math.floor(Date.now() / 1000) + 10)).toBe(50_000);
+    // Retention takes processed readings only: the oldest 50k stay until a client marks them.
+    const cutOff = Math.floor(Date.now() / 1000) + 10;
+    expect(store.buffer.prune(flushedThrough, cutOff)).toBe(0);
+    const oldest = Array.from({ length: 50_000 }, (_, i) => flushedThrough - i);
+    expect(store.buffer.markProcessed(oldest)).toBe(50_000);
+    expect(store.buffer.prune(flushedThrough, cutOff)).toBe(50_000);
     expect(await health()).toMatchObject({ telemetry_buffer: 150_000, telemetry_unprocessed: 150_000 });
   });
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { TestApp } from '../helpers/app.js';
-import { appWithAliceAndBob, type TestUser } from '../helpers/sessions.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { appWithAliceAndBob, createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
 describe('HTTP telemetry', () => {
   let t: TestApp;
@@ -209,5 +209,31 @@ describe('HTTP telemetry', () => {
     expect((await post('mark-processed', [ids[3]], alice.auth)).statusCode).toBe(403);
     // Analytics has every reading, marked or not.
     expect(await duck('alice-s1')).toHaveLength(4);
+  });
+});
+
+describe('buffer retention', () => {
+  it('deletes processed readings past BUFFER_RETENTION_S and keeps unprocessed ones, however old, until marked', async () => {
+    // The service's clock runs two days ahead of the rows' creation times: every row is past the one-day retention.
+    let clock = Math.floor(Date.now() / 1000) + 2 * 86_400;
+    const t = await createTestApp({ now: () => clock });
+    try {
+      const alice = await createUserWithSession(t, 'alice');
+      const post = (url: string, payload: unknown, headers: Record<string, string>) =>
+        t.app.inject({ method: 'POST', url: `/api/ocean/telemetry/${url}`, headers, payload: payload as object });
+      const { ids } = (await post('batch', Array.from({ length: 3 }, (_, i) => ({ sensor_id: 'alice-s1', data: { v: i } })), alice.auth)).json();
+      await t.service.flusher.flush();
+      expect(t.service.store.buffer.counts()).toEqual({ rows: 3, unprocessed: 0, queued: 3 });
+      expect(t.service.store.buffer.queued(10).map((r) => r.id)).toEqual(ids);
+
+      expect((await post('mark-processed', [ids[0]], t.admin)).statusCode).toBe(200);
+      clock += 61; // retention runs at most once a minute
+      await t.service.flusher.flush();
+      expect(t.service.store.buffer.counts()).toEqual({ rows: 2, unprocessed: 0, queued: 2 });
+      const listed = (await t.app.inject({ method: 'GET', url: '/api/ocean/telemetry/unprocessed', headers: t.admin })).json();
+      expect(listed.data.map((r: { id: number }) => r.id)).toEqual(ids.slice(1));
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -16,6 +16,9 @@ const TOKENS = {
   alice: 'pquRQlwrej4BX5H_bZ7NUMABgIW2TTIbyQlvxYYPYQc',
   bob: 'p52-LWosy0AxsZVEP4s0_hs3Gn4O_Nn_xE9p3ph-h2o',
 };
+/** The fixture was written at this time (unix seconds); the service runs on a clock an hour later, whatever the date. */
+const WRITTEN_AT = 1_796_153_603;
+const now = () => WRITTEN_AT + 3600;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 type Row = Record<string, unknown>;
@@ -55,7 +58,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
     dir = temp.path;
     for (const file of ['ocean.db', 'analytics.duckdb']) await cp(join(FIXTURE, file), join(dir, file));
     v1 = readV1(join(dir, 'ocean.db'));
-    t = await createTestApp({ dataDir: dir });
+    t = await createTestApp({ dataDir: dir, now });
     const rows = t.service.store.db.prepare('SELECT id, legacy_id FROM users').all() as Array<{ id: string; legacy_id: number }>;
     idOf = new Map(rows.map((r) => [r.legacy_id, r.id]));
   });
@@ -163,7 +166,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
 
   it('opens again with the same ids (the migration ran once)', async () => {
     await t.close({ keepDir: true });
-    t = await createTestApp({ dataDir: dir });
+    t = await createTestApp({ dataDir: dir, now });
     const rows = t.service.store.db.prepare('SELECT id, legacy_id FROM users').all() as Array<{ id: string; legacy_id: number }>;
     expect(new Map(rows.map((r) => [r.legacy_id, r.id]))).toEqual(idOf);
     expect((await t.app.inject({ method: 'POST', url: `/api/ocean/sessions/validate?token=${TOKENS.bob}` })).statusCode).toBe(200);
