@@ -119,6 +119,8 @@ export class HealthMonitor {
     try {
       const s = await statfs(this.deps.dataDir);
       disk = { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+      metrics.diskFree.set(disk.free);
+      metrics.diskSize.set(disk.total);
     } catch {
       // statfs unsupported: no disk reason
     }

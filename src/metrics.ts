@@ -1,3 +1,4 @@
+import { totalmem } from 'node:os';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Sub-millisecond to seconds. */
@@ -106,6 +107,39 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    deadLetters: new Counter({
+      name: 'ocean_dead_letters_total',
+      help: 'Stream messages rejected and written to the dead-letter stream (counted when their batch is stored)',
+      registers,
+    }),
+    redisMemoryUsed: new Gauge({
+      name: 'ocean_redis_memory_used_bytes',
+      help: "Redis used_memory, read by the stream consumer every 2 s while it is connected",
+      registers,
+    }),
+    redisMaxmemory: new Gauge({
+      name: 'ocean_redis_maxmemory_bytes',
+      help: 'Redis maxmemory (0: no limit), read by the stream consumer every 2 s while it is connected',
+      registers,
+    }),
+    diskFree: new Gauge({
+      name: 'ocean_disk_free_bytes',
+      help: 'Free bytes (available to the service) on the file system of DATA_DIR',
+      registers,
+    }),
+    diskSize: new Gauge({
+      name: 'ocean_disk_size_bytes',
+      help: 'Size in bytes of the file system of DATA_DIR',
+      registers,
+    }),
+    memoryLimit: new Gauge({
+      name: 'ocean_memory_limit_bytes',
+      help: "Memory the process may use: its container's (cgroup) limit, else the machine's total memory",
+      registers,
+      collect() {
+        this.set(memoryLimit());
+      },
+    }),
     databaseSize: new Gauge({
       name: 'ocean_database_size_bytes',
       help: 'Size of the database files on disk, by engine',
@@ -124,6 +158,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The cgroup memory limit when there is one (Node reports "none" as 2^64 or 0), else the machine's memory. */
+function memoryLimit(): number {
+  const total = totalmem();
+  const constrained = process.constrainedMemory();
+  return constrained > 0 && constrained < total ? constrained : total;
+}
 
 /** Times a synchronous store operation into ocean_database_query_duration_seconds. */
 export function timed<T>(metrics: Metrics | undefined, engine: string, op: string, fn: () => T): T {

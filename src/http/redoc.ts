@@ -1,10 +1,14 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+
 /**
- * The ReDoc page, as FastAPI serves it at /redoc: a small HTML page that loads ReDoc's
- * standalone bundle from its CDN and points it at /openapi.json. Bundling ReDoc instead would
- * pull React and its dependency tree into the service for one documentation page; Swagger UI
- * at /docs is the self-contained alternative where the CDN cannot be reached.
+ * The ReDoc page, as FastAPI serves it at /redoc: a small HTML page that loads ReDoc's standalone
+ * bundle and points it at /openapi.json. The bundle comes from the `redoc` npm package and is
+ * served by this service (REDOC_SCRIPT_URL), not from a CDN, so the page works on a closed network
+ * as Swagger UI at /docs does.
  */
-export const REDOC_BUNDLE_URL = 'https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js';
+export const REDOC_SCRIPT_URL = '/redoc/redoc.standalone.js';
 
 export function redocPage(specUrl: string, title: string): string {
   return `<!DOCTYPE html>
@@ -17,8 +21,14 @@ export function redocPage(specUrl: string, title: string): string {
 </head>
 <body>
 <redoc spec-url="${specUrl}"></redoc>
-<script src="${REDOC_BUNDLE_URL}"></script>
+<script src="${REDOC_SCRIPT_URL}"></script>
 </body>
 </html>
 `;
+}
+
+/** ReDoc's standalone bundle (about 1 MB), read from the installed package, with an ETag of its content. */
+export async function loadRedocBundle(): Promise<{ body: Buffer; etag: string }> {
+  const body = await readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js'));
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
 }

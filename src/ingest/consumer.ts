@@ -329,6 +329,7 @@ export class StreamConsumer {
         },
       });
       this.owed.push(row!);
+      this.options.metrics.deadLetters.inc(row!.deadLetters.length);
       for (const id of row!.entryIds) this.stored.add(id);
       const rejected = entries.reduce((n, e) => n + e.outcomes.filter((o) => !o.ok).length, 0);
       const messages = entries.reduce((n, e) => n + e.outcomes.length, 0);
@@ -404,6 +405,10 @@ export class StreamConsumer {
       const used = /used_memory:(\d+)/.exec(info)?.[1];
       const max = /maxmemory:(\d+)/.exec(info)?.[1];
       this.memory = used !== undefined ? { used: Number(used), max: Number(max ?? 0) } : null;
+      if (this.memory) {
+        this.options.metrics.redisMemoryUsed.set(this.memory.used);
+        this.options.metrics.redisMaxmemory.set(this.memory.max);
+      }
       if (this.owed.length > 0 && !this.settling) void this.queueSettle().catch(() => undefined);
     } catch (err) {
       this.log.debug({ err }, 'stream stats failed');

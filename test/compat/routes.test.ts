@@ -430,5 +430,23 @@ describe('compatibility with the original API', () => {
       expect(redoc.body).toContain('<redoc spec-url="/openapi.json">');
       expect(redoc.body).toMatch(/<script src="[^"]+redoc[^"]*\.js">/);
     });
+
+    it('serves ReDoc from the service itself: the page names no other host, its script comes from the redoc package', async () => {
+      const page = (await raw('GET', '/redoc')).body;
+      expect(page).not.toMatch(/\/\/|https?:/);
+      const scripts = [...page.matchAll(/<script src="([^"]+)">/g)].map((m) => m[1]!);
+      expect(scripts).toHaveLength(1);
+      expect(scripts[0]).toMatch(/^\/[^/]/);
+      const script = await raw('GET', scripts[0]!);
+      expect(script.statusCode).toBe(200);
+      expect(script.headers['content-type']).toMatch(/^application\/javascript/);
+      expect(script.headers['cache-control']).toMatch(/max-age=\d+/);
+      expect(script.body.length).toBeGreaterThan(100_000);
+      expect(script.body).toContain('Redoc');
+      // Revalidation costs no body.
+      const again = await raw('GET', scripts[0]!, { headers: { 'if-none-match': String(script.headers.etag) } });
+      expect(again.statusCode).toBe(304);
+      expect(again.body).toBe('');
+    });
   });
 });

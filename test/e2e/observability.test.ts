@@ -196,6 +196,7 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
         'global:',
         '  scrape_interval: 1s',
         '  evaluation_interval: 1s',
+        `rule_files: ['${join(ROOT, 'alerts.yml')}']`,
         'scrape_configs:',
         '  - job_name: ocean-core',
         '    scrape_timeout: 1s',
@@ -251,7 +252,7 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
     }
   });
 
-  it('evaluates every panel query of every dashboard to at least one series', async () => {
+  it('evaluates every panel query of every dashboard to at least one series (the firing alerts to none)', async () => {
     const { queries } = dashboardQueries();
     expect(new Set(queries.map((q) => q.dashboard))).toEqual(new Set(['Ocean Core overview', 'Telemetry ingestion', 'Storage']));
     const failures: string[] = [];
@@ -260,9 +261,12 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
       expect(expr, `unsubstituted variable in ${q.dashboard} / ${q.panel}`).not.toContain('$');
       const r = await promQuery(expr);
       if (r.status !== 'success') failures.push(`${q.dashboard} / ${q.panel}: ${expr} → ${r.status} ${r.error}`);
+      // The list of firing alerts is empty while all is well, as here.
+      else if (/^ALERTS\b/.test(expr)) expect(r.data!.result, `${q.dashboard} / ${q.panel}: ${expr}`).toEqual([]);
       else if (r.data!.result.length === 0) failures.push(`${q.dashboard} / ${q.panel}: ${expr} → no series`);
     }
     expect(failures).toEqual([]);
+    expect(queries.filter((q) => /^ALERTS\b/.test(q.expr))).toHaveLength(1);
     expect(queries.length).toBeGreaterThanOrEqual(30);
   });
 
@@ -290,6 +294,15 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
+  });
+
+  it('evaluates every alert rule of alerts.yml against the scraped metrics without error', async () => {
+    const res = await fetch(`${promUrl}/api/v1/rules?type=alert`);
+    const body = (await res.json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> } };
+    const rules = body.data.groups.flatMap((g) => g.rules);
+    const defined = [...readFileSync(join(ROOT, 'alerts.yml'), 'utf8').matchAll(/^\s*- alert: (\w+)$/gm)].map((m) => m[1]);
+    expect(rules.map((r) => r.name).sort()).toEqual(defined.sort());
+    expect(rules.filter((r) => r.health !== 'ok').map((r) => `${r.name}: ${r.health} ${r.lastError ?? ''}`)).toEqual([]);
   });
 
   it('accepts the repository prometheus.yml with promtool', () => {

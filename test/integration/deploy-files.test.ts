@@ -66,7 +66,7 @@ interface Resolved {
 /** A project directory with the committed files and a .env: .env.example as it is, or filled in as a user would. */
 async function projectDir(fill: boolean): Promise<{ dir: string; env: Env; cleanup(): Promise<void> }> {
   const { path: dir, cleanup } = await makeTempDir('ocean-compose-');
-  for (const f of ['docker-compose-ultralight.yml', 'Dockerfile.ocean', 'prometheus.yml', 'grafana']) {
+  for (const f of ['docker-compose-ultralight.yml', 'Dockerfile.ocean', 'prometheus.yml', 'alerts.yml', 'grafana']) {
     cpSync(join(ROOT, f), join(dir, f), { recursive: true });
   }
   let text = read('.env.example');
@@ -220,9 +220,13 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
     expect(() => loadConfig(example.config.services['ocean-core-8030']!.environment!)).toThrow(/NANOGRIDATA_SECRET_/);
   });
 
-  it('mounts the committed Prometheus and Grafana files where they are read, and Prometheus scrapes Ocean Core by service name and port', () => {
+  it('mounts the committed Prometheus files (configuration, alert rules) and Grafana files where they are read, and Prometheus scrapes Ocean Core by service name and port', () => {
     const { services } = filled.config;
     expect(mountTarget(services.prometheus!, '/prometheus.yml')).toBe('/etc/prometheus/prometheus.yml');
+    // prometheus.yml names its rule files relative to itself.
+    const ruleFiles = /^rule_files:\n((?:[ \t]+- .+\n)+)/m.exec(read('prometheus.yml'))?.[1]?.match(/(?<=- ).+/g);
+    expect(ruleFiles).toEqual(['alerts.yml']);
+    for (const rules of ruleFiles!) expect(mountTarget(services.prometheus!, `/${rules}`), rules).toBe(`/etc/prometheus/${rules}`);
     const grafana = services.grafana!;
     expect(mountTarget(grafana, '/grafana/provisioning')).toBe('/etc/grafana/provisioning');
     const dashboards = mountTarget(grafana, '/grafana/dashboards');

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { totalmem } from 'node:os';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, gasPayload, pressurePayload } from '../../src/nanogridata/encoder.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { PRESSURE_MODEL, pressureFrames, pressureSecret } from '../helpers/frames.js';
+import { PRESSURE_MODEL, pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { parsePromText, samplesOf, sumOf, type PromSample } from '../helpers/prom-text.js';
+import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
 const GAS_MODEL = 0x20; // no NANOGRIDATA_SECRET_20 configured here: its signed frames are `no_secret`
@@ -168,6 +171,20 @@ describe('metrics', () => {
     expect(errors).toEqual({ http: 0, consumer: 0, flusher: 0 });
   });
 
+  it('exports the memory limit the alerts divide by, and Redis memory and dead letters at zero without Redis', () => {
+    const one = (name: string) => {
+      const values = samplesOf(samples, name).map((s) => s.value);
+      expect(values, name).toHaveLength(1);
+      return values[0]!;
+    };
+    const limit = one('ocean_memory_limit_bytes');
+    expect(limit).toBeGreaterThan(0);
+    expect(limit).toBeLessThanOrEqual(totalmem());
+    expect(one('ocean_redis_memory_used_bytes')).toBe(0);
+    expect(one('ocean_redis_maxmemory_bytes')).toBe(0);
+    expect(one('ocean_dead_letters_total')).toBe(0);
+  });
+
   it('exports the default process metrics with the ocean_ prefix', () => {
     for (const name of [
       'ocean_process_resident_memory_bytes',
@@ -192,5 +209,56 @@ describe('metrics', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('metrics of the stream consumer', () => {
+  let redisServer: RedisServer;
+  let redis: Redis;
+  let t: TestApp;
+  const stream = `m${randomBytes(4).toString('hex')}:frames`;
+
+  beforeAll(async () => {
+    redisServer = await startRedis({ maxmemory: '64mb' });
+    redis = new Redis(redisServer.url);
+    t = await createTestApp({
+      env: { ...pressureSecret().env, REDIS_URL: redisServer.url, INGEST_STREAM: stream, DEAD_LETTER_STREAM: `${stream}:dead`, INGEST_BLOCK_MS: '100' },
+      start: true,
+    });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+    redis?.disconnect();
+    await redisServer?.stop();
+  });
+
+  const scrape = async () => parsePromText((await t.app.inject({ method: 'GET', url: '/metrics' })).body);
+
+  it('counts each dead letter once, when its batch is stored', async () => {
+    await redis.xadd(stream, '*', 'frame_hex', 'not-hex');
+    await redis.xadd(stream, '*', 'something', 'else');
+    await waitFor(async () => (await redis.xlen(`${stream}:dead`)) === 2, { what: 'two dead letters' });
+    expect(sumOf(await scrape(), 'ocean_dead_letters_total')).toBe(2);
+  });
+
+  it('reports free and total bytes of the file system of DATA_DIR from the health checks', async () => {
+    const samples = await scrape();
+    const free = sumOf(samples, 'ocean_disk_free_bytes');
+    const size = sumOf(samples, 'ocean_disk_size_bytes');
+    expect(free).toBeGreaterThan(0);
+    expect(size).toBeGreaterThanOrEqual(free);
+  });
+
+  it("reports Redis' used memory and maxmemory", async () => {
+    // Read every 2 s while the consumer is connected.
+    const samples = await waitFor(async () => {
+      const s = await scrape();
+      return sumOf(s, 'ocean_redis_maxmemory_bytes') > 0 ? s : null;
+    }, { what: 'Redis memory figures', timeoutMs: 10_000 });
+    expect(sumOf(samples, 'ocean_redis_maxmemory_bytes')).toBe(64 * 1024 * 1024);
+    const used = sumOf(samples, 'ocean_redis_memory_used_bytes');
+    expect(used).toBeGreaterThan(0);
+    expect(used).toBeLessThan(64 * 1024 * 1024);
   });
 });

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RoutePlugin } from '../../app.js';
 import { plainJsonSerializer } from '../plain-serializer.js';
-import { redocPage } from '../redoc.js';
+import { loadRedocBundle, REDOC_SCRIPT_URL, redocPage } from '../redoc.js';
 import { docsSchema, healthSchema, statusSchema } from '../schemas/system.js';
 
 const fileSize = (path: string) => {
@@ -154,4 +154,13 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
   app.get('/redoc', { schema: { summary: 'ReDoc view of the OpenAPI document', tags: ['system'] } }, async (_request, reply) =>
     reply.type('text/html; charset=utf-8').send(redocPage('/openapi.json', 'Ocean Core')),
   );
+
+  // ReDoc's script, read on the first request and kept; browsers keep it a day, then revalidate.
+  let redocBundle: ReturnType<typeof loadRedocBundle> | undefined;
+  app.get(REDOC_SCRIPT_URL, { schema: { hide: true } }, async (request, reply) => {
+    const { body, etag } = await (redocBundle ??= loadRedocBundle());
+    reply.header('cache-control', 'public, max-age=86400').header('etag', etag);
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.type('application/javascript; charset=utf-8').send(body);
+  });
 };
