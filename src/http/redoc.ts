@@ -27,7 +27,10 @@ export function redocPage(specUrl: string, title: string): string {
 `;
 }
 
-/** ReDoc's standalone bundle (about 1 MB), read from the installed package, with an ETag of its content. */
+/**
+ * ReDoc's standalone bundle (about 1 MB), read from the installed package, with an ETag of its
+ * content. `redoc` is a dev dependency (its React tree is ~80 MB); the image copies this one file.
+ */
 export async function loadRedocBundle(): Promise<{ body: Buffer; etag: string }> {
   const body = await readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js'));
   return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };

@@ -158,7 +158,11 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
   // ReDoc's script, read on the first request and kept; browsers keep it a day, then revalidate.
   let redocBundle: ReturnType<typeof loadRedocBundle> | undefined;
   app.get(REDOC_SCRIPT_URL, { schema: { hide: true } }, async (request, reply) => {
-    const { body, etag } = await (redocBundle ??= loadRedocBundle());
+    // A failed read is not kept: the next request tries again.
+    const { body, etag } = await (redocBundle ??= loadRedocBundle().catch((err: unknown) => {
+      redocBundle = undefined;
+      throw err;
+    }));
     reply.header('cache-control', 'public, max-age=86400').header('etag', etag);
     if (request.headers['if-none-match'] === etag) return reply.code(304).send();
     return reply.type('application/javascript; charset=utf-8').send(body);

@@ -16,6 +16,7 @@ run_image_checks() {
   start_dead_service
   start_app
   check "/health answers 200 ($(curl -s --max-time 5 "$APP_URL/health" | jq -c '{status}'))" health_answers "$APP_URL"
+  check "/redoc's script is served by the image itself (no CDN)" redoc_script_served
   check "the service runs as a non-root user ($(docker exec "$APP_CONTAINER" id -un), uid $(container_pid1_uid))" runs_as_non_root
   check "/data is owned and writable by the service user, and holds the stores" data_dir_is_the_users
   check "the image's HEALTHCHECK turns healthy (its own 15 s interval)" wait_health "$APP_CONTAINER" healthy 60
@@ -51,6 +52,8 @@ start_dead_service() {
 }
 
 health_answers() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1/health") == 200 ]]; }
+
+redoc_script_served() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$APP_URL/redoc/redoc.standalone.js") == 200 ]]; }
 
 container_pid1_uid() { docker exec "$APP_CONTAINER" awk '/^Uid:/ { print $2 }' /proc/1/status; }
 
