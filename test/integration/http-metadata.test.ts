@@ -116,6 +116,23 @@ describe('HTTP metadata and profiles', () => {
     expect(t.service.store.devices.ownerOf('bob-new')).toBeUndefined();
   });
 
+  it("answers a 403 on another user's profile without naming that user's sensor", async () => {
+    await ingest(alice, 'alice-private-sensor');
+    await ingest(bob, 'bob-s1');
+    await storeProfile({ profile_id: 'p1', sensor_id: 'alice-private-sensor', metadata: { site: 'north' } }, alice.auth);
+    for (const res of [
+      await getProfile('p1', bob.auth),
+      // Repointing alice's profile at bob's own sensor is refused too, and says no more.
+      await storeProfile({ profile_id: 'p1', sensor_id: 'bob-s1', metadata: {} }, bob.auth),
+    ]) {
+      expectErrorShape(res, 403, 'forbidden');
+      expect(res.json().message).toBe('not allowed to access profile p1');
+      expect(res.body).not.toContain('alice-private-sensor');
+      expect(res.body).not.toContain('north');
+      expect(res.body).not.toContain(alice.id);
+    }
+  });
+
   /** JSON text of an object nested `levels` deep (built as text: the test client would overflow the stack serialising it). */
   const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}{"leaf":1}${'}'.repeat(levels - 1)}`;
   const rawPost = (url: string, body: string, headers: Record<string, string>) =>
