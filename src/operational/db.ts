@@ -216,6 +216,22 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   CREATE INDEX devices_owner ON devices(owner_id);
   `,
   /* 3: ingest that holds */ migrateIngestBuffer,
+  /*
+   * 4: Idempotency-Key of credit changes: the first answer, kept with the change it made (written in
+   * the ledger row's transaction). `scope` is the caller and the route; `fingerprint` the request
+   * the key was first used for. Rows older than IDEMPOTENCY_KEY_TTL_S are ignored, then purged.
+   */ `
+  CREATE TABLE idempotency_keys (
+    scope        TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];
 
 /**
