@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { createPrivateFile, ensureDataDir, makePrivate } from '../data-files.js';
 import { migrateIngestBuffer } from './migrations/ingest-buffer.js';
 
 export type Db = Database.Database;
@@ -235,11 +235,15 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
 ];
 
 /**
- * Opens (creating if needed) the operational SQLite database and brings its schema up to date.
+ * Opens (creating if needed, mode 0600) the operational SQLite database and brings its schema up to date.
  * One connection per process, so the pragmas below hold for every statement the service runs.
  */
 export function openOperationalDb(path: string): Db {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') {
+    ensureDataDir(dirname(path));
+    createPrivateFile(path);
+    makePrivate(`${path}-wal`, `${path}-shm`);
+  }
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
