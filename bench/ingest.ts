@@ -144,7 +144,7 @@ async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise
     const child = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env: { ...env, REDIS_URL: server.url, INGEST_STREAM: 'bench:frames', INGEST_BATCH_SIZE: String(BATCH) }, stdio: 'inherit' });
     try {
       const status = async () => {
-        const res = await fetch(`${base}/api/ocean/status`).catch(() => undefined);
+        const res = await fetch(`${base}/api/ocean/status`, { headers: { authorization: `Bearer ${ADMIN}` } }).catch(() => undefined);
         return res?.ok ? ((await res.json()) as { telemetry_buffer: { rows: number; unprocessed: number } }) : undefined;
       };
       await waitFor(async () => (await fetch(`${base}/health`).catch(() => undefined))?.ok, { timeoutMs: 60_000, intervalMs: 20 });

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { ensureDataDir } from './data-files.js';
 
 /**
  * The admin token in force: ADMIN_TOKEN when set; otherwise the one in DATA_DIR/admin.token,
@@ -17,7 +18,7 @@ export function resolveAdminToken(configured: string | undefined, dataDir: strin
       return token;
     }
   }
-  mkdirSync(dataDir, { recursive: true });
+  ensureDataDir(dataDir);
   const token = randomBytes(32).toString('base64url');
   writeFileSync(path, `${token}\n`, { mode: 0o600 });
   chmodSync(path, 0o600);

@@ -49,6 +49,8 @@ export interface Config {
   redisUrl: string | undefined;
   adminToken: string | undefined;
   sessionTtlS: number;
+  /** How long a credit change's Idempotency-Key (and its answer) is remembered. */
+  idempotencyKeyTtlS: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bodyLimitBytes: number;
   /** Bounds on what anonymous callers can hold (see the README's Security section). */
@@ -97,6 +99,7 @@ const scalars = {
   NANOGRIDATA_ACCEPT_UNSIGNED: bool.default(false),
   NANOGRIDATA_MAX_DRIFT_S: int(1, 10 * 365 * 86400).default(300),
   SESSION_TTL_S: int(60, 365 * 86400).default(86400),
+  IDEMPOTENCY_KEY_TTL_S: int(60, 365 * 86400).default(86400),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
@@ -166,6 +169,7 @@ export function loadConfig(env: Env): Config {
     redisUrl: v('REDIS_URL'),
     adminToken: v('ADMIN_TOKEN'),
     sessionTtlS: v('SESSION_TTL_S'),
+    idempotencyKeyTtlS: v('IDEMPOTENCY_KEY_TTL_S'),
     logLevel: v('LOG_LEVEL'),
     bodyLimitBytes: v('BODY_LIMIT_BYTES'),
     limits: {

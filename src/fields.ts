@@ -68,6 +68,31 @@ export const rowId = numericText(/^\s*\d+\s*$/, 'int', 'value is not a valid int
   z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
 );
 
+/**
+ * Levels of nested objects and arrays any free-form JSON input may have (a reading's `data`, a
+ * profile's `metadata`, a metadata `value`); deeper is refused (422), before anything walks it.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/** Whether `value` nests at most `limit` levels, checked without recursion (hostile input cannot exhaust the stack). */
+export function depthWithin(value: unknown, limit: number = MAX_JSON_DEPTH): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > limit) return false;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
+/** `schema`, refused (422, naming `what`) when nested deeper than MAX_JSON_DEPTH. */
+export function shallowJson<T extends z.ZodType>(schema: T, what: string) {
+  return schema.superRefine((value, ctx) => {
+    if (!depthWithin(value)) ctx.addIssue({ code: 'custom', message: `${what} is nested deeper than ${MAX_JSON_DEPTH} levels` });
+  });
+}
+
 export const isoTime = z.string().describe('ISO 8601 time, UTC');
 
 export { timestampInput } from './timestamps.js';

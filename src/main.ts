@@ -9,6 +9,12 @@ import { openService } from './service.js';
  */
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
+/**
+ * Every file the service creates is its user's alone (ocean.db holds device secrets): the engines
+ * create some on their own, later (DuckDB's WAL after each checkpoint), so the umask says it once.
+ */
+process.umask(0o077);
+
 /** Wires the process: config, stores, app, workers, listen, shutdown on signals. */
 async function main(): Promise<void> {
   let config: Config;

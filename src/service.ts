@@ -30,7 +30,7 @@ export interface Service {
   health: HealthMonitor;
   metrics: Metrics;
   adminToken: string;
-  /** Starts the flusher, health checks, the session purge and, when REDIS_URL is set, the stream consumer. */
+  /** Starts the flusher, health checks, the purge of expired sessions and idempotency keys and, when REDIS_URL is set, the stream consumer. */
   start(): Promise<void>;
   /** Stops HTTP, the consumer (after its batch), flushes, closes the stores. Safe to call twice. */
   close(): Promise<void>;
@@ -45,8 +45,8 @@ export interface ServiceOptions {
   msPerSecond?: number;
 }
 
-/** Expired sessions are deleted this often. */
-const SESSION_PURGE_MS = 10 * 60 * 1000;
+/** Expired sessions and idempotency keys are deleted this often. */
+const PURGE_MS = 10 * 60 * 1000;
 
 /**
  * Opens every resource once and hands it to what needs it. main.ts listens on `app`; tests use
@@ -57,7 +57,11 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const now = options.now ?? (() => Date.now() / 1000);
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
-  const store = openOperationalStore(join(config.dataDir, 'ocean.db'), { sessionTtlS: config.sessionTtlS });
+  const store = openOperationalStore(join(config.dataDir, 'ocean.db'), {
+    sessionTtlS: config.sessionTtlS,
+    idempotencyKeyTtlS: config.idempotencyKeyTtlS,
+    now,
+  });
   // The DuckDB store opens in its worker thread on first use (start() or the first query).
   const analytics = new AnalyticsClient({
     path: join(config.dataDir, 'analytics.duckdb'),
@@ -134,10 +138,12 @@ export async function openService(config: Config, options: ServiceOptions): Prom
         try {
           const purged = store.sessions.purgeExpired();
           if (purged > 0) logger.info({ purged }, 'deleted expired sessions');
+          const keys = store.billing.purgeIdempotencyKeys();
+          if (keys > 0) logger.info({ purged: keys }, 'deleted expired idempotency keys');
         } catch (err) {
-          logger.warn({ err }, 'could not delete expired sessions');
+          logger.warn({ err }, 'could not delete expired sessions or idempotency keys');
         }
-      }, SESSION_PURGE_MS);
+      }, PURGE_MS);
       purgeTimer.unref();
     },
     close() {

@@ -14,10 +14,11 @@ import {
 } from '@duckdb/node-api';
 import { RecordBatchBuilder, readRecordBatch, type RecordColumns } from '../operational/record-batch.js';
 
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
+import { ensureDataDir, makePrivate } from '../data-files.js';
 import { UnavailableError } from '../errors.js';
 import { timedAsync, type Metrics } from '../metrics.js';
 import { exportStatement, streamExport } from './export.js';
@@ -79,7 +80,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   ) {}
 
   static async open(options: AnalyticsEngineOptions): Promise<AnalyticsEngine> {
-    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    if (options.path !== ':memory:') ensureDataDir(dirname(options.path));
     const instance = await DuckDBInstance.create(options.path, {
       memory_limit: options.memoryLimit,
       threads: String(options.threads),
@@ -90,6 +91,8 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
       await writer.run('BEGIN TRANSACTION');
       for (const statement of SCHEMA) await writer.run(statement);
       await writer.run('COMMIT');
+      // Files of an earlier release, or made under a looser umask (the service's own is 077).
+      if (options.path !== ':memory:') makePrivate(options.path, `${options.path}.wal`);
       const stored = (await writer.runAndReadAll(PARTITIONS_CHECK)).getRowObjectsJS()[0]?.value;
       if (stored !== String(PARTITIONS)) {
         throw new Error(`${options.path} was written with ${stored} measurement partitions; this build uses ${PARTITIONS}`);

@@ -47,6 +47,11 @@ export function createAuth(adminToken: string, store: Pick<OperationalStore, 'se
     return principal;
   }
 
+  function maySensor(request: FastifyRequest, sensorId: string): boolean {
+    const p = request.principal;
+    return p?.kind === 'admin' || (p?.kind === 'user' && store.devices.ownerOf(sensorId) === p.userId);
+  }
+
   return {
     identify,
     /** preHandler: admin token only. */
@@ -64,12 +69,11 @@ export function createAuth(adminToken: string, store: Pick<OperationalStore, 'se
       if (p?.kind === 'user' && p.userId === userId) return;
       throw new ForbiddenError(`not allowed to access user ${userId}`);
     },
-    /** Throws 403 unless the caller is admin or owns the sensor. */
+    /** Whether the caller is admin or owns the sensor. */
+    maySensor,
+    /** Throws 403 unless the caller is admin or owns the sensor (which the caller named: the answer names it). */
     assertSensor(request: FastifyRequest, sensorId: string): void {
-      const p = request.principal;
-      if (p?.kind === 'admin') return;
-      if (p?.kind === 'user' && store.devices.ownerOf(sensorId) === p.userId) return;
-      throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
+      if (!maySensor(request, sensorId)) throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
     },
     /**
      * As assertSensor, but a sensor nobody owns yet becomes the calling user's, as a first

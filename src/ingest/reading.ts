@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MAX_MEASUREMENT } from '../nanogridata/types.js';
-import { optional, textId, timestampInput } from '../fields.js';
+import { depthWithin, MAX_JSON_DEPTH, optional, textId, timestampInput } from '../fields.js';
 
 /**
  * A JSON reading, as HTTP ingest and JSON stream entries carry it, after validation: the data text
@@ -21,8 +21,8 @@ export interface Reading {
 export const READING_LIMITS = {
   /** Bytes of the data text. */
   dataBytes: 64 * 1024,
-  /** Levels of nested objects and arrays in the data. */
-  depth: 32,
+  /** Levels of nested objects and arrays in the data (the rule of every free-form JSON input). */
+  depth: MAX_JSON_DEPTH,
   /** Numeric fields (records) per reading. */
   records: 1000,
   /** Characters of a field name (the metric). */
@@ -81,18 +81,6 @@ function checkValues(values: Reading['values']): Parsed {
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** Whether `value` nests at most `limit` levels, checked without recursion (hostile input cannot exhaust the stack). */
-function depthWithin(value: unknown, limit: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth > limit) return false;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
-  }
-  return true;
-}
 
 /** `data`: any text (as the original), a number, or a JSON object; limits checked before anything else touches it. */
 const dataInput = z.union([z.string(), z.number(), z.record(z.string(), z.unknown())]).transform((data, ctx) => {

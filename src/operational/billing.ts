@@ -1,10 +1,11 @@
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import type { Db } from './db.js';
-import { nowS } from './db.js';
+import { createIdempotencyKeys, type IdempotencyKey } from './idempotency.js';
 import type { BillingAccount, CreditChange, LedgerEntry } from './schemas.js';
 import { isoFromS } from './time.js';
 
 export type { BillingAccount, CreditChange, LedgerEntry } from './schemas.js';
+export type { IdempotencyKey } from './idempotency.js';
 
 interface AccountRow extends Omit<BillingAccount, 'created_at' | 'updated_at'> {
   created_at: number;
@@ -17,8 +18,12 @@ interface LedgerRow extends Omit<LedgerEntry, 'created_at'> {
 /**
  * Billing: one account row per user (created with the user) and an append-only ledger. A credit
  * change and its ledger row are written in one IMMEDIATE transaction; the balance never goes below 0.
+ * A change made under an Idempotency-Key stores its answer in that transaction too (see idempotency.ts).
+ * Times come from `now` (Unix seconds), the service's clock.
  */
-export function createBilling(db: Db) {
+export function createBilling(db: Db, options: { now: () => number; idempotencyKeyTtlS: number }) {
+  const nowS = () => Math.floor(options.now());
+  const keys = createIdempotencyKeys(db, { ttlS: options.idempotencyKeyTtlS, now: options.now });
   const account = db.prepare<[string], AccountRow>(
     'SELECT id, user_id, plan, credits, usage, created_at, updated_at FROM billing WHERE user_id = ?',
   );
@@ -50,6 +55,22 @@ export function createBilling(db: Db) {
     return { user_id: userId, delta, credits: updated.credits, ledger_id: Number(lastInsertRowid) };
   });
 
+  const changeOnce = db.transaction((key: IdempotencyKey, userId: string, delta: number, reason: string | null) => {
+    const fingerprint = JSON.stringify([userId, delta, reason]);
+    const stored = keys.find(key, fingerprint);
+    if (stored) return { change: JSON.parse(stored.body) as CreditChange, replayed: true };
+    // Nested: a savepoint, so a refused change leaves no key behind either.
+    const made = change(userId, delta, reason);
+    keys.remember(key, fingerprint, { status: 200, body: JSON.stringify(made) });
+    return { change: made, replayed: false };
+  });
+
+  const checked = (amount: number) => {
+    if (!Number.isSafeInteger(amount)) throw new BadRequestError('amount must be an integer');
+    if (amount === 0) throw new BadRequestError('amount must not be 0');
+    return amount;
+  };
+
   return {
     get(userId: string): BillingAccount | undefined {
       const row = account.get(userId);
@@ -60,9 +81,20 @@ export function createBilling(db: Db) {
      * and a debit past the balance (409 insufficient_credits) without changing anything.
      */
     addCredits(userId: string, amount: number, reason?: string): CreditChange {
-      if (!Number.isSafeInteger(amount)) throw new BadRequestError('amount must be an integer');
-      if (amount === 0) throw new BadRequestError('amount must not be 0');
-      return change.immediate(userId, amount, reason ?? null);
+      return change.immediate(userId, checked(amount), reason ?? null);
+    },
+    /**
+     * addCredits under an Idempotency-Key: the first use of the key makes the change and stores its
+     * answer with it; a later use with the same request gets that answer (`replayed`) and changes
+     * nothing; with another request (user, amount or reason), 422. A refused change (404, 409)
+     * stores nothing: it changed nothing, so its retry is decided afresh.
+     */
+    addCreditsOnce(key: IdempotencyKey, userId: string, amount: number, reason?: string): { change: CreditChange; replayed: boolean } {
+      return changeOnce.immediate(key, userId, checked(amount), reason ?? null);
+    },
+    /** Deletes Idempotency-Keys older than their time to live; returns how many. */
+    purgeIdempotencyKeys(): number {
+      return keys.purgeExpired();
     },
     /** Ledger entries, newest first; `before` is the id to continue below. */
     ledger(userId: string, options: { limit: number; before?: number }): LedgerEntry[] {

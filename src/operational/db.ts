@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { createPrivateFile, ensureDataDir, makePrivate } from '../data-files.js';
 import { migrateIngestBuffer } from './migrations/ingest-buffer.js';
 
 export type Db = Database.Database;
@@ -216,14 +216,34 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   CREATE INDEX devices_owner ON devices(owner_id);
   `,
   /* 3: ingest that holds */ migrateIngestBuffer,
+  /*
+   * 4: Idempotency-Key of credit changes: the first answer, kept with the change it made (written in
+   * the ledger row's transaction). `scope` is the caller and the route; `fingerprint` the request
+   * the key was first used for. Rows older than IDEMPOTENCY_KEY_TTL_S are ignored, then purged.
+   */ `
+  CREATE TABLE idempotency_keys (
+    scope        TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];
 
 /**
- * Opens (creating if needed) the operational SQLite database and brings its schema up to date.
+ * Opens (creating if needed, mode 0600) the operational SQLite database and brings its schema up to date.
  * One connection per process, so the pragmas below hold for every statement the service runs.
  */
 export function openOperationalDb(path: string): Db {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') {
+    ensureDataDir(dirname(path));
+    createPrivateFile(path);
+    makePrivate(`${path}-wal`, `${path}-shm`);
+  }
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

@@ -9,8 +9,12 @@ import { createStreamOutbox } from './stream-outbox.js';
 import { createSessions } from './sessions.js';
 import { createUsers } from './users.js';
 
-/** The operational store: one SQLite connection and the operations the service runs on it. */
-export function openOperationalStore(path: string, options: { sessionTtlS: number }) {
+/**
+ * The operational store: one SQLite connection and the operations the service runs on it. `now`
+ * (Unix seconds, default the system clock) times billing and its Idempotency-Keys, which are
+ * remembered `idempotencyKeyTtlS` (default a day).
+ */
+export function openOperationalStore(path: string, options: { sessionTtlS: number; idempotencyKeyTtlS?: number; now?: () => number }) {
   const db = openOperationalDb(path);
   let closed = false;
   const sessions = createSessions(db, { ttlS: options.sessionTtlS });
@@ -19,7 +23,7 @@ export function openOperationalStore(path: string, options: { sessionTtlS: numbe
     // A user's change or deletion drops its cached sessions too (their username, their existence).
     users: createUsers(db, { onChange: (userId) => sessions.forgetUser(userId) }),
     sessions,
-    billing: createBilling(db),
+    billing: createBilling(db, { now: options.now ?? (() => Date.now() / 1000), idempotencyKeyTtlS: options.idempotencyKeyTtlS ?? 86400 }),
     metadata: createMetadata(db),
     devices: createDevices(db),
     deviceEvents: createDeviceEvents(db),

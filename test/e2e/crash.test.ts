@@ -50,7 +50,7 @@ describe('exactly once through a kill -9', () => {
       LOG_LEVEL: 'info',
     };
     const status = async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`).catch(() => undefined);
+      const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`, { headers: { authorization: `Bearer ${ADMIN}` } }).catch(() => undefined);
       return res?.ok ? ((await res.json()) as { telemetry_buffer: { rows: number; unprocessed: number } }) : undefined;
     };
 

@@ -8,6 +8,8 @@ import { waitFor } from '../helpers/frames.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
+const ADMIN = 'heap-test-admin-token-0123';
+
 describe('a backlog of the biggest readings under a small heap', () => {
   let redisServer: RedisServer;
   let dir: TempDir;
@@ -35,11 +37,11 @@ describe('a backlog of the biggest readings under a small heap', () => {
     const port = await freePort();
     const service = launchTsx('src/main.ts', [], {
       nodeArgs: ['--max-old-space-size=96'],
-      env: { PORT: String(port), DATA_DIR: dir.path, REDIS_URL: redisServer.url, INGEST_STREAM: 'heap:frames', ADMIN_TOKEN: 'heap-test-admin-token-0123', LOG_LEVEL: 'warn' },
+      env: { PORT: String(port), DATA_DIR: dir.path, REDIS_URL: redisServer.url, INGEST_STREAM: 'heap:frames', ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn' },
     });
     child = service.proc;
     const status = async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`).catch(() => undefined);
+      const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`, { headers: { authorization: `Bearer ${ADMIN}` } }).catch(() => undefined);
       return res?.ok ? ((await res.json()) as { telemetry_buffer: { rows: number; unprocessed: number } }) : undefined;
     };
     await waitFor(async () => {

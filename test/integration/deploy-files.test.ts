@@ -1,8 +1,8 @@
 /**
  * The deployment files. docker-compose-ultralight.yml as docker compose resolves it (with a .env made
  * from .env.example): valid, placeholders refused before anything starts, only Ocean Core published
- * beyond loopback, Redis password-protected and unable to drop the stream, each service given a
- * configuration its program accepts, the Prometheus and Grafana files mounted where they are read.
+ * beyond loopback, Redis password-protected (the password on no command line) and unable to drop the
+ * stream, each service given only the configuration it needs and one its program accepts, the Prometheus and Grafana files mounted where they are read.
  * No secrets in the committed files or the image, and the Grafana dashboards fit together. What the
  * image does (non-root, healthcheck, production dependencies only) and the running stack are checked
  * by test/container/run.sh (npm run test:container), which needs a Docker engine.
@@ -11,8 +11,12 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launch, stop } from '../helpers/child-process.js';
+import { waitFor } from '../helpers/frames.js';
 import { skipWithout } from '../helpers/optional-tools.js';
+import { freePort } from '../helpers/redis-server.js';
 import { parseSimulateArgs } from '../../src/cli/simulate.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { missingSecrets } from '../../src/nanogridata/simulator.js';
@@ -45,11 +49,13 @@ function dockerStages(text: string): string[][] {
 }
 
 type Env = Record<string, string>;
+/** docker-compose 1 prints an entry without a value (unset in .env) as null. */
+type ComposeEnv = Record<string, string | null>;
 interface Service {
   image?: string;
   command?: string[];
   entrypoint?: string[];
-  environment?: Env;
+  environment?: ComposeEnv;
   env_file?: unknown;
   ports?: Array<string | { host_ip?: string; published?: string | number; target: number }>;
   depends_on?: Record<string, { condition: string }>;
@@ -119,6 +125,11 @@ function mountTarget(service: Service, hostSuffix: string): string | undefined {
   return undefined;
 }
 
+/** A service's environment as its container gets it: an entry without a value in .env stays unset. */
+function containerEnv(service: Service): Env {
+  return Object.fromEntries(Object.entries(service.environment ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
+}
+
 /** Runs check-secrets' script (entrypoint sh -c + command) with the given passwords, as its container would. */
 function runCheckSecrets(service: Service, env: Env) {
   expect(service.entrypoint).toEqual(['sh', '-c']);
@@ -160,7 +171,7 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
     expect(services['ocean-core-8030']!.depends_on?.redis?.condition).toBe('service_healthy');
     expect(services.prometheus!.depends_on?.['ocean-core-8030']).toBeDefined();
 
-    const asExample = runCheckSecrets(services['check-secrets']!, services['check-secrets']!.environment!);
+    const asExample = runCheckSecrets(services['check-secrets']!, containerEnv(services['check-secrets']!));
     expect(asExample.status).toBe(1);
     expect(asExample.stderr).toMatch(/REDIS_PASSWORD in \.env is still the placeholder/);
     const grafanaLeft = runCheckSecrets(services['check-secrets']!, { REDIS_PASSWORD: filled.env.REDIS_PASSWORD!, GRAFANA_ADMIN_PASSWORD: 'replace-me' });
@@ -171,7 +182,7 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
     expect(notUrlSafe.status).toBe(1);
     expect(notUrlSafe.stderr).toMatch(/REDIS_PASSWORD in \.env may hold only/);
 
-    const ok = runCheckSecrets(filled.config.services['check-secrets']!, filled.config.services['check-secrets']!.environment!);
+    const ok = runCheckSecrets(filled.config.services['check-secrets']!, containerEnv(filled.config.services['check-secrets']!));
     expect(ok.status, ok.stderr).toBe(0);
   });
 
@@ -190,13 +201,54 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
     const { services } = filled.config;
     const password = filled.env.REDIS_PASSWORD!;
     const redis = services.redis!;
-    const args = redis.command!;
-    expect(args[args.indexOf('--requirepass') + 1]).toBe(password);
-    // The healthcheck authenticates through it (redis-cli reads REDISCLI_AUTH).
+    // redis-server reads it from REDISCLI_AUTH (see the next test), as the healthcheck's redis-cli does.
     expect(redis.environment?.REDISCLI_AUTH).toBe(password);
     for (const name of ['ocean-core-8030', 'simulator']) {
       const url = new URL(services[name]!.environment!.REDIS_URL!);
       expect([url.protocol, url.hostname, url.port, url.username, decodeURIComponent(url.password)], name).toEqual(['redis:', 'redis', '6379', '', password]);
+    }
+  });
+
+  it('puts no password on any command line: Redis reads its own from the environment, through its standard input', async () => {
+    const { services } = filled.config;
+    const secrets = [filled.env.REDIS_PASSWORD!, filled.env.GRAFANA_ADMIN_PASSWORD!];
+    for (const [name, service] of Object.entries(services)) {
+      const args = JSON.stringify([service.entrypoint ?? [], service.command ?? []]);
+      for (const secret of secrets) expect(args.includes(secret), `${name}: a password in its command or entrypoint`).toBe(false);
+    }
+    // The redis entrypoint, run as its container runs it, with the local redis-server on a free port
+    // (the compose command's persistence options left out: a throwaway server).
+    const redis = services.redis!;
+    const [sh, dashC, script, name] = redis.entrypoint!;
+    expect([sh, dashC]).toEqual(['sh', '-c']);
+    const port = await freePort();
+    const dir = await makeTempDir('ocean-compose-redis-');
+    const password = filled.env.REDIS_PASSWORD!;
+    const server = launch('sh', [dashC!, script!.replace(/\$\$/g, '$'), name!, 'redis-server', '--port', String(port), '--dir', dir.path, '--save', ''], {
+      env: { PATH: process.env.PATH!, ...containerEnv(redis) },
+    });
+    const client = (auth?: string) => new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(auth ? { password: auth } : {}) });
+    try {
+      await waitFor(async () => {
+        const c = client(password);
+        c.on('error', () => undefined);
+        try {
+          return (await c.ping()) === 'PONG';
+        } catch {
+          return false;
+        } finally {
+          c.disconnect();
+        }
+      }, { what: 'redis-server started by the compose entrypoint' });
+      const anonymous = client();
+      anonymous.on('error', () => undefined);
+      await expect(anonymous.ping()).rejects.toThrow(/NOAUTH/);
+      anonymous.disconnect();
+      // The entrypoint execs redis-server: the process it started is Redis, and its arguments hold no password.
+      expect(readFileSync(`/proc/${server.proc.pid}/cmdline`, 'utf8')).not.toContain(password);
+    } finally {
+      await stop(server.proc);
+      await dir.cleanup();
     }
   });
 
@@ -212,12 +264,25 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
   });
 
   it('gives Ocean Core an environment it accepts once .env is filled, and one it refuses while the frame secrets are placeholders', () => {
-    const env = filled.config.services['ocean-core-8030']!.environment!;
+    const env = containerEnv(filled.config.services['ocean-core-8030']!);
     const config = loadConfig(env);
     expect(config).toMatchObject({ host: '0.0.0.0', port: 8030, dataDir: '/data', redisUrl: env.REDIS_URL, adminToken: filled.env.ADMIN_TOKEN });
     expect(config.nanogridata.secrets.size).toBe(5);
-    expect(() => loadConfig(example.config.services['ocean-core-8030']!.environment!)).toThrow(ConfigError);
-    expect(() => loadConfig(example.config.services['ocean-core-8030']!.environment!)).toThrow(/NANOGRIDATA_SECRET_/);
+    expect(() => loadConfig(containerEnv(example.config.services['ocean-core-8030']!))).toThrow(ConfigError);
+    expect(() => loadConfig(containerEnv(example.config.services['ocean-core-8030']!))).toThrow(/NANOGRIDATA_SECRET_/);
+  });
+
+  it("gives Ocean Core its own settings only: no env_file, no GF_* or other service's password, every variable of src/config.ts", () => {
+    const ocean = filled.config.services['ocean-core-8030']!;
+    expect(ocean.env_file).toBeUndefined();
+    const names = Object.keys(ocean.environment!);
+    expect(names.filter((n) => /^GF_|PASSWORD|REDISCLI_AUTH/.test(n))).toEqual([]);
+    expect(JSON.stringify(ocean.environment)).not.toContain(filled.env.GRAFANA_ADMIN_PASSWORD!);
+    // A setting added to config.ts reaches the container only if it is listed: none may be forgotten.
+    const scalars = read('src/config.ts').slice(read('src/config.ts').indexOf('const scalars = {'));
+    const settings = [...scalars.slice(0, scalars.indexOf('\n};')).matchAll(/^ {2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1]!);
+    expect(settings.length).toBeGreaterThan(20);
+    expect(settings.filter((n) => !names.includes(n))).toEqual([]);
   });
 
   it('mounts the committed Prometheus files (configuration, alert rules) and Grafana files where they are read, and Prometheus scrapes Ocean Core by service name and port', () => {
@@ -239,16 +304,16 @@ describe.skipIf(skipCompose)('docker-compose-ultralight.yml, as docker compose r
 
     const target = /job_name: ocean-core[\s\S]*?targets: \['([^']+)'\]/.exec(read('prometheus.yml'))?.[1];
     const [host, port] = target!.split(':');
-    expect(loadConfig(services[host!]!.environment!).port).toBe(Number(port));
+    expect(loadConfig(containerEnv(services[host!]!)).port).toBe(Number(port));
   });
 
   it("gives the simulator only what it needs — Ocean Core's frame secrets, the stream, REDIS_URL — and that is enough for its command line", () => {
     const { services } = filled.config;
     const sim = services.simulator!;
-    const env = sim.environment!;
+    const env = containerEnv(sim);
     expect(sim.env_file).toBeUndefined();
     for (const name of Object.keys(env)) expect(name).toMatch(/^(REDIS_URL|INGEST_STREAM|NANOGRIDATA_SECRET_[0-9A-F]{2})$/);
-    const ocean = services['ocean-core-8030']!.environment!;
+    const ocean = containerEnv(services['ocean-core-8030']!);
     for (const [name, value] of Object.entries(env)) if (name.startsWith('NANOGRIDATA_SECRET_')) expect(value, name).toBe(ocean[name]);
 
     const [node, script, ...argv] = sim.command!;

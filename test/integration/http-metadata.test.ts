@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { appWithAliceAndBob, type TestUser } from '../helpers/sessions.js';
 
 describe('HTTP metadata and profiles', () => {
@@ -113,6 +114,46 @@ describe('HTTP metadata and profiles', () => {
     // Bob repoints alice's profile at a new sensor: refused, and the new sensor stays unclaimed.
     expect((await storeProfile({ profile_id: 'p1', sensor_id: 'bob-new', metadata: {} }, bob.auth)).statusCode).toBe(403);
     expect(t.service.store.devices.ownerOf('bob-new')).toBeUndefined();
+  });
+
+  it("answers a 403 on another user's profile without naming that user's sensor", async () => {
+    await ingest(alice, 'alice-private-sensor');
+    await ingest(bob, 'bob-s1');
+    await storeProfile({ profile_id: 'p1', sensor_id: 'alice-private-sensor', metadata: { site: 'north' } }, alice.auth);
+    for (const res of [
+      await getProfile('p1', bob.auth),
+      // Repointing alice's profile at bob's own sensor is refused too, and says no more.
+      await storeProfile({ profile_id: 'p1', sensor_id: 'bob-s1', metadata: {} }, bob.auth),
+    ]) {
+      expectErrorShape(res, 403, 'forbidden');
+      expect(res.json().message).toBe('not allowed to access profile p1');
+      expect(res.body).not.toContain('alice-private-sensor');
+      expect(res.body).not.toContain('north');
+      expect(res.body).not.toContain(alice.id);
+    }
+  });
+
+  /** JSON text of an object nested `levels` deep (built as text: the test client would overflow the stack serialising it). */
+  const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}{"leaf":1}${'}'.repeat(levels - 1)}`;
+  const rawPost = (url: string, body: string, headers: Record<string, string>) =>
+    t.app.inject({ method: 'POST', url, headers: { ...headers, 'content-type': 'application/json' }, payload: body });
+
+  it('refuses profile metadata and metadata values nested deeper than 32 levels with 422, as readings are', async () => {
+    for (const levels of [33, 5000]) {
+      const profile = await rawPost('/api/ocean/profiles/store', `{"profile_id":"deep","sensor_id":"s-deep","metadata":${nested(levels)}}`, alice.auth);
+      expectErrorShape(profile, 422, 'validation_error');
+      expect(profile.json().detail).toEqual([{ loc: ['body', 'metadata'], msg: 'metadata is nested deeper than 32 levels', type: 'value_error' }]);
+      const value = await rawPost('/api/ocean/metadata/deep', `{"value":${nested(levels)}}`, t.admin);
+      expectErrorShape(value, 422, 'validation_error');
+      expect(value.json().detail).toEqual([{ loc: ['body', 'value'], msg: 'value is nested deeper than 32 levels', type: 'value_error' }]);
+      const reading = await rawPost('/api/ocean/telemetry/ingest', `{"sensor_id":"s-deep","data":${nested(levels)}}`, alice.auth);
+      expect(reading.json().detail[0].msg).toBe('data is nested deeper than 32 levels');
+    }
+    expect((await getProfile('deep', t.admin)).statusCode).toBe(404);
+    expect((await getMeta('deep')).statusCode).toBe(404);
+    // 32 levels are fine, as for a reading's data.
+    expect((await rawPost('/api/ocean/profiles/store', `{"profile_id":"deep","sensor_id":"s-deep","metadata":${nested(32)}}`, alice.auth)).statusCode).toBe(200);
+    expect((await rawPost('/api/ocean/metadata/deep', `{"value":${nested(32)}}`, t.admin)).statusCode).toBe(200);
   });
 
   it('answers 404 for an unknown profile, 401 without a session and 422 for invalid bodies', async () => {

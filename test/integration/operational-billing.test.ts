@@ -22,6 +22,17 @@ describe('operational billing', () => {
     ]);
   });
 
+  it('scopes an Idempotency-Key to its caller and route: the same key elsewhere is another key', () => {
+    const admin = { scope: 'admin:add-credits', key: 'k1' };
+    expect(t.store.billing.addCreditsOnce(admin, userId, 5)).toMatchObject({ replayed: false, change: { credits: 5 } });
+    expect(t.store.billing.addCreditsOnce(admin, userId, 5)).toMatchObject({ replayed: true, change: { credits: 5 } });
+    expect(t.store.billing.addCreditsOnce({ scope: `user:${userId}:add-credits`, key: 'k1' }, userId, 5)).toMatchObject({
+      replayed: false,
+      change: { credits: 10 },
+    });
+    expect(t.store.billing.ledger(userId, { limit: 10 })).toHaveLength(2);
+  });
+
   it('keeps credits exact when several processes change them at once (IMMEDIATE transactions, busy timeout)', async () => {
     const runs = await Promise.all(
       [0, 1, 2].map(() => runTsx('test/helpers/credit-worker.ts', [t.path, String(userId), '200'], { timeoutMs: 60_000 })),

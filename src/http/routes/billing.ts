@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify';
 import type { RoutePlugin } from '../../app.js';
 import { BadRequestError, NotFoundError, ValidationError } from '../../errors.js';
 import {
@@ -6,10 +7,17 @@ import {
   billingAccountSchema,
   billingParams,
   creditChangeSchema,
+  idempotencyHeaders,
   ledgerQuery,
   ledgerSchema,
 } from '../schemas/billing.js';
 import { errors } from '../schemas/common.js';
+
+/** Whose Idempotency-Keys a request uses: the admin's, or a user's own. */
+const callerOf = (request: FastifyRequest) => {
+  const p = request.principal;
+  return p?.kind === 'user' ? `user:${p.userId}` : 'admin';
+};
 
 /** Billing: credits (admin changes them, atomically, with a ledger row each) and usage. */
 export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
@@ -24,11 +32,12 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['billing'],
         params: billingParams,
         querystring: addCreditsQuery,
+        headers: idempotencyHeaders,
         body: addCreditsBody,
         response: { 200: creditChangeSchema, ...errors(400, 401, 403, 404, 409, 422) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { query, body } = request;
       if (query.amount !== undefined && body?.amount !== undefined && query.amount !== body.amount) {
         throw new BadRequestError('amount given twice (query and body) with different values');
@@ -36,7 +45,12 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
       const amount = body?.amount ?? query.amount;
       // Required, as in the original; the schema leaves it optional because it may come from either place.
       if (amount === undefined) throw ValidationError.missing('query', 'amount');
-      return billing.addCredits(request.params.user_id, amount, body?.reason ?? query.reason);
+      const reason = body?.reason ?? query.reason;
+      const key = request.headers['idempotency-key'];
+      if (key === undefined) return billing.addCredits(request.params.user_id, amount, reason);
+      const once = billing.addCreditsOnce({ scope: `${callerOf(request)}:add-credits`, key }, request.params.user_id, amount, reason);
+      if (once.replayed) void reply.header('idempotent-replayed', 'true');
+      return once.change;
     },
   );
 

@@ -1,5 +1,5 @@
 import type { RoutePlugin } from '../../app.js';
-import { BadRequestError, NotFoundError, ValidationError } from '../../errors.js';
+import { BadRequestError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.js';
 import { errors } from '../schemas/common.js';
 import {
   metadataEntrySchema,
@@ -12,6 +12,9 @@ import {
   storeProfileBody,
   storeProfileResponse,
 } from '../schemas/metadata.js';
+
+/** A profile of a sensor the caller may not reach: the 403 names only the profile the caller asked for, never that sensor. */
+const profileRefused = (profileId: string) => new ForbiddenError(`not allowed to access profile ${profileId}`);
 
 /** Key-value metadata (admin writes, users read) and sensor profiles (a user's own sensors only). */
 export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
@@ -77,7 +80,7 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
       deps.store.transaction(() => {
         // Replacing a profile also needs access to the sensor it described.
         const existing = metadata.getProfile(body.profile_id);
-        if (existing && existing.sensor_id !== body.sensor_id) auth.assertSensor(request, existing.sensor_id);
+        if (existing && existing.sensor_id !== body.sensor_id && !auth.maySensor(request, existing.sensor_id)) throw profileRefused(body.profile_id);
         auth.claimSensor(request, body.sensor_id);
         metadata.storeProfile({
           profile_id: body.profile_id,
@@ -104,7 +107,7 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
     async (request) => {
       const profile = metadata.getProfile(request.params.profile_id);
       if (!profile) throw new NotFoundError(`profile '${request.params.profile_id}' not found`);
-      auth.assertSensor(request, profile.sensor_id);
+      if (!auth.maySensor(request, profile.sensor_id)) throw profileRefused(profile.profile_id);
       return profile;
     },
   );

@@ -29,8 +29,8 @@ export function endpointName(method: string, url: string): string {
   return [method.toLowerCase(), ...words].join('_');
 }
 
-/** Health, metrics, status and the docs pages. None of them needs auth, and none scans a table. */
-export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
+/** Health, metrics, status and the docs pages. None of them needs auth (status says more to the admin), and none scans a table. */
+export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => {
   const { store, metrics, config } = deps;
   const sqlitePath = join(config.dataDir, 'ocean.db');
   const duckdbPath = join(config.dataDir, 'analytics.duckdb');
@@ -105,21 +105,31 @@ export const systemRoutes: RoutePlugin = async (app, { deps, routes }) => {
 
   app.get(
     '/api/ocean/status',
-    { schema: { summary: 'Service status, engines, buffer, memory and ingest state', tags: ['system'], response: { 200: statusSchema } } },
-    async () => {
+    {
+      schema: {
+        summary: "Service status: the original's keys for anyone; engines, buffer, memory, database sizes and ingest state with the admin token",
+        tags: ['system'],
+        response: { 200: statusSchema },
+      },
+    },
+    async (request) => {
       const memory = process.memoryUsage();
-      const sizes = dbSizes();
       const buffer = store.buffer.counts();
-      return {
+      const open = {
         status: 'operational' as const,
         cpu_efficient: true,
         engine: ENGINE,
         telemetry_buffer_size: buffer.rows,
         memory_usage_mb: Math.round((memory.rss / 1048576) * 10) / 10,
+      };
+      // Public (load balancers): no host name, Redis memory, sizes or errors. A bad token is no admin.
+      if (auth.identify(request)?.kind !== 'admin') return open;
+      return {
+        ...open,
         engines: { operational: 'sqlite', analytics: 'duckdb', stream: config.redisUrl ? 'redis' : 'disabled' },
         telemetry_buffer: buffer,
         heap_used_mb: Math.round((memory.heapUsed / 1048576) * 10) / 10,
-        db_size_bytes: sizes,
+        db_size_bytes: dbSizes(),
         uptime_s: Math.round(process.uptime()),
         ingest: { ...deps.ingestStatus() },
         timestamp: new Date().toISOString(),

@@ -15,6 +15,15 @@ export const addCreditsBody = optional(
   z.object({ amount: optional(integer()).describe('Credits to add; negative debits'), reason }),
 );
 
+/** Idempotency-Key: a retry with the same key gets the first answer instead of a second change. */
+export const idempotencyHeaders = z
+  .object({
+    'idempotency-key': optional(text({ max: 255, controls: false })).describe(
+      'Up to 255 characters: a retry with the same key (same user, amount, reason) gets the first answer and changes nothing; kept IDEMPOTENCY_KEY_TTL_S (default a day)',
+    ),
+  })
+  .loose();
+
 export const billingParams = z.object({ user_id: userId });
 
 export const ledgerQuery = z.object({

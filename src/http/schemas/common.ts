@@ -32,6 +32,7 @@ export {
   number,
   optional,
   rowId,
+  shallowJson,
   text,
   textId,
   timestampInput,

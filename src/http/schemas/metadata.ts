@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { optional, text, textId, timestampInput } from './common.js';
+import { optional, shallowJson, text, textId, timestampInput } from './common.js';
 
 export { metadataEntrySchema, profileSchema } from '../../operational/schemas.js';
 
 export const metadataParams = z.object({ key: textId });
 
 /** The value as `?value=` (text, as the original) or JSON `{value}` (any JSON but null). */
-export const setMetadataBody = optional(z.object({ value: z.unknown().optional().describe('Any JSON value; null counts as absent') }));
+export const setMetadataBody = optional(z.object({ value: shallowJson(z.unknown(), 'value').optional().describe('Any JSON value; null counts as absent') }));
 export const setMetadataQuery = z.object({ value: optional(text({ min: 0, max: 65536 })).describe('The text to store') });
 
 export const setMetadataResponse = z.object({ key: z.string(), set: z.literal(true) });
@@ -15,7 +15,7 @@ export const storeProfileBody = z.object({
   profile_id: textId,
   sensor_id: textId,
   timestamp: optional(timestampInput).describe('Unix seconds or ISO 8601; default now'),
-  metadata: z.record(z.string(), z.unknown()),
+  metadata: shallowJson(z.record(z.string(), z.unknown()), 'metadata'),
 });
 export type StoreProfileBody = z.infer<typeof storeProfileBody>;
 

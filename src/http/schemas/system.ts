@@ -20,24 +20,31 @@ export const healthSchema = z
   })
   .describe('Health');
 
+/** What anyone (a load balancer) sees: the original's keys, nothing about the host or its neighbours. */
+const publicStatus = {
+  status: z.literal('operational'),
+  cpu_efficient: z.boolean(),
+  engine: z.string(),
+  telemetry_buffer_size: z.number().int().describe('Messages in the SQLite telemetry buffer'),
+  memory_usage_mb: z.number().describe('Resident set size'),
+};
+
+/** The rest, for the admin only (Authorization: Bearer <admin token>). */
+const adminStatus = {
+  engines: z.object({ operational: z.string(), analytics: z.string(), stream: z.string() }),
+  telemetry_buffer: z
+    .object({ rows: z.number().int(), unprocessed: z.number().int(), queued: z.number().int() })
+    .describe('Messages buffered, not yet flushed to DuckDB, and readings in the work queue'),
+  heap_used_mb: z.number(),
+  db_size_bytes: z.object({ sqlite: z.number().int(), duckdb: z.number().int() }),
+  uptime_s: z.number().int(),
+  ingest: z.record(z.string(), z.unknown()).describe('Consumer (name, Redis memory, …) and flusher state'),
+  timestamp: isoTime,
+};
+
 export const statusSchema = z
-  .object({
-    status: z.literal('operational'),
-    cpu_efficient: z.boolean(),
-    engine: z.string(),
-    telemetry_buffer_size: z.number().int().describe('Messages in the SQLite telemetry buffer'),
-    memory_usage_mb: z.number().describe('Resident set size'),
-    engines: z.object({ operational: z.string(), analytics: z.string(), stream: z.string() }),
-    telemetry_buffer: z
-      .object({ rows: z.number().int(), unprocessed: z.number().int(), queued: z.number().int() })
-      .describe('Messages buffered, not yet flushed to DuckDB, and readings in the work queue'),
-    heap_used_mb: z.number(),
-    db_size_bytes: z.object({ sqlite: z.number().int(), duckdb: z.number().int() }),
-    uptime_s: z.number().int(),
-    ingest: z.record(z.string(), z.unknown()).describe('Consumer and flusher state'),
-    timestamp: isoTime,
-  })
-  .describe('Status');
+  .object({ ...publicStatus, ...z.object(adminStatus).partial().shape })
+  .describe('Status: the original\'s keys for anyone; the others only with the admin token');
 
 export const docsSchema = z
   .object({
