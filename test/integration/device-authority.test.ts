@@ -7,6 +7,7 @@ import { createSessions } from '../../src/operational/sessions.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { PRESSURE_MODEL, pressureSecret, waitFor } from '../helpers/frames.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { expectErrorShape } from '../helpers/error-shape.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
 /**
@@ -59,6 +60,13 @@ describe('device authority', () => {
   };
   const ingestJson = (user: TestUser, sensor_id: string) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id, data: { v: 1 } } });
+  /** The reason of the dead letter written for the stream entry `id`. */
+  const deadLetterOf = (id: string) =>
+    waitFor(async () => {
+      const entries = await redis.xrange(dead, '-', '+');
+      const letter = entries.find(([, fields]) => fields[fields.indexOf('source_id') + 1] === id);
+      return letter && letter[1][letter[1].indexOf('reason') + 1];
+    }, { what: `the dead letter of ${id}` });
 
   it('refuses frames signed with the model secret for a device that has its own, with or without X-Device-Id', async () => {
     const before = await storedFor('OWN-1');
@@ -102,6 +110,41 @@ describe('device authority', () => {
     const assign = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'FRAME-1', owner_id: alice.id } });
     expect(assign.statusCode).toBe(200);
     expect((await ingestJson(alice, 'FRAME-1')).statusCode).toBe(200);
+  });
+
+  /** Ids that look like another or cannot be addressed: zero-width, bidi controls, newline, C1. */
+  const BAD = ['T\u200b1', 'T\u200d1', 'T\u20601', '\ufeffT1', 'T\u200e1', 'T\u202e1', 'T\u20661', 'T\u20691', 'T\n1', 'T\u00851'];
+
+  it('refuses control, zero-width and bidi characters in sensor ids over HTTP with 422', async () => {
+    for (const id of BAD) {
+      const ingest = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: alice.auth, payload: { sensor_id: id, data: { v: 1 } } });
+      expectErrorShape(ingest, 422, 'validation_error');
+      expect(ingest.json().detail[0]).toMatchObject({ loc: ['body', 'sensor_id'], type: 'value_error.str.regex' });
+      const batch = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/batch', headers: alice.auth, payload: [{ sensor_id: 'OK-1', data: '1' }, { sensor_id: id, data: '1' }] });
+      expectErrorShape(batch, 422, 'validation_error');
+      const profile = await t.app.inject({ method: 'POST', url: '/api/ocean/profiles/store', headers: alice.auth, payload: { profile_id: 'p', sensor_id: id, metadata: {} } });
+      expectErrorShape(profile, 422, 'validation_error');
+      const device = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: id } });
+      expectErrorShape(device, 422, 'validation_error');
+      const stats = await t.app.inject({ method: 'GET', url: `/api/ocean/analytics/sensor/${encodeURIComponent(id)}/stats`, headers: t.admin });
+      expectErrorShape(stats, 422, 'validation_error');
+    }
+    // Nothing was stored for OK-1 either (a batch is validated whole), and ordinary text stays fine.
+    expect(t.service.store.devices.get('OK-1')).toBeUndefined();
+    const fine = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: alice.auth, payload: { sensor_id: 'Tank 3 / pH (ü)', data: '7' } });
+    expect(fine.statusCode).toBe(200);
+  });
+
+  it('refuses the same ids as a frame payload device_id (bad_payload) and as a stream reading (dead letter)', async () => {
+    for (const id of BAD) {
+      const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame(id, modelSecret, 1) });
+      expect(res.json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'bad_payload' }] });
+    }
+    const framed = (await redis.xadd(stream, '*', 'frame', frame('S\n1', modelSecret, 1)))!;
+    const reading = (await redis.xadd(stream, '*', 'sensor_id', 'S\u200b1', 'data', '{"v":1}'))!;
+    expect(await deadLetterOf(framed)).toBe('bad_payload');
+    expect(await deadLetterOf(reading)).toBe('bad_reading');
+    for (const id of [...BAD, 'S\n1', 'S\u200b1']) expect(t.service.store.devices.get(id)).toBeUndefined();
   });
 });
 

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { defaulted, integer, isoTime, optional, rowId, text, textId, userId } from './common.js';
+import { defaulted, integer, isoTime, optional, rowId, sensorId, text, userId } from './common.js';
 
 export const registerDeviceBody = z.object({
-  device_id: textId,
+  device_id: sensorId,
   // The one field where null means something: it clears the owner.
   owner_id: userId.nullable().optional().describe('Owning user; null clears it; omitted keeps the current owner'),
   model_id: optional(integer().pipe(z.number().min(0).max(255))),
@@ -30,7 +30,7 @@ export const listDevicesQuery = z.object({
 });
 export const deviceListSchema = z.object({ count: z.number().int(), devices: z.array(deviceSchema) });
 
-export const deviceParams = z.object({ device_id: textId });
+export const deviceParams = z.object({ device_id: sensorId });
 
 export const eventsQuery = z.object({
   limit: defaulted(integer().pipe(z.number().min(1).max(1000)), 100),
