@@ -35,6 +35,9 @@ export interface DeviceActivity {
 export function createDevices(db: Db) {
   const byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE device_id = ?');
   const ownerOf = db.prepare<[string], { owner_id: string | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
+  const held = db.prepare<[string], { held: number }>(
+    "SELECT 1 AS held FROM devices WHERE device_id = ? AND (origin = 'admin' OR owner_id IS NOT NULL)",
+  );
   const secretOf = db.prepare<[string], { secret: Buffer | null }>('SELECT secret FROM devices WHERE device_id = ?');
   const upsert = db.prepare<[string, string | null, number | null, Buffer | null, string | null, number]>(
     `INSERT INTO devices(device_id, owner_id, model_id, secret, lab_id, created_at, origin) VALUES (?, ?, ?, ?, ?, ?, 'admin')
@@ -73,6 +76,10 @@ export function createDevices(db: Db) {
     /** undefined: unknown device; null: known, no owner. */
     ownerOf(deviceId: string): string | null | undefined {
       return ownerOf.get(deviceId)?.owner_id;
+    },
+    /** Whether a party speaks for the sensor: an admin registered it, or a user owns it. */
+    isHeld(deviceId: string): boolean {
+      return held.get(deviceId) !== undefined;
     },
     secretOf(deviceId: string): Buffer | undefined {
       return secretOf.get(deviceId)?.secret ?? undefined;

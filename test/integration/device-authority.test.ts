@@ -91,6 +91,28 @@ describe('device authority', () => {
     await waitFor(async () => (await storedFor('OWN-1')) - before === 1, { what: 'the genuine frame' });
   });
 
+  it('dead-letters stream JSON readings for a registered or owned sensor, and keeps storing the rest', async () => {
+    expect((await ingestJson(alice, 'ALICE-JSON')).statusCode).toBe(200);
+    const registered = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'ADMIN-ONLY' } });
+    expect(registered.statusCode).toBe(200);
+    const held = ['OWN-1', 'ALICE-JSON', 'ADMIN-ONLY'];
+    const counts = () => Promise.all(held.map(storedFor));
+    const before = await counts();
+    const free = async (value: number) => {
+      await redis.xadd(stream, '*', 'sensor_id', 'STREAM-ONLY-1', 'data', `{"pressure":${value}}`);
+      await waitFor(async () => (await storedFor('STREAM-ONLY-1')) === value, { what: `stream reading ${value}` });
+    };
+    await free(1);
+    const ids: string[] = [];
+    for (const sensor of held) ids.push((await redis.xadd(stream, '*', 'sensor_id', sensor, 'data', '{"pressure":666666}'))!);
+    for (const id of ids) expect(await deadLetterOf(id)).toBe('device_authority');
+    // The consumer goes on, and a sensor only the stream writes to keeps taking readings.
+    await free(2);
+    expect(await counts()).toEqual(before);
+    const letter = (await redis.xrange(dead, '-', '+')).find(([, f]) => f[f.indexOf('source_id') + 1] === ids[0])!;
+    expect(letter[1][letter[1].indexOf('detail') + 1]).toMatch(/OWN-1/);
+  });
+
   it('never lets JSON ingest claim a registered device or one that has sent signed frames', async () => {
     // Registered to alice: mallory is refused, alice may write.
     expect((await ingestJson(mallory, 'OWN-1')).statusCode).toBe(403);
