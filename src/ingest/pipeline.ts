@@ -280,12 +280,20 @@ export class IngestPipeline {
     const outcomes: UnitOutcome[] = new Array(prepared.length);
     // Frames: the replay memory settles which ones are new (earlier ones of this batch count).
     const framed = prepared.map((p, i) => ({ p, i })).filter(({ p }) => p.frame?.replay !== undefined);
+    // Frames for a sensor a user claimed by JSON are held for an admin (not stored, not remembered).
+    const claimants = new Map<number, string>();
+    for (const { p, i } of framed) {
+      const { batch, index } = p.frame!;
+      if (batch.later[index] !== 0) continue;
+      const claimant = store.devices.claimantOf(batch.strings[batch.deviceIds[index]!]!);
+      if (claimant !== undefined) claimants.set(i, claimant);
+    }
     const taken =
       framed.length === 0
         ? []
         : this.options.replay.claim(
             framed.map(({ p }) => p.frame!.replay!),
-            framed.map(({ p }) => p.frame!.batch.later[p.frame!.index] === 0),
+            framed.map(({ p, i }) => p.frame!.batch.later[p.frame!.index] === 0 && !claimants.has(i)),
             framed.map(({ p }) => p.frame!.known === true),
           );
     const takenAt = new Map(framed.map(({ i }, k) => [i, taken[k]!]));
@@ -310,7 +318,11 @@ export class IngestPipeline {
       const records = batch.recordCounts[index]!;
       if (takenAt.get(i)) outcomes[i] = { ok: false, reason: 'replay' };
       else if (batch.later[index] !== 0) outcomes[i] = { ok: false, reason: LATER[batch.later[index]!]! };
-      else {
+      else if (claimants.has(i)) {
+        const deviceId = batch.strings[batch.deviceIds[index]!]!;
+        outcomes[i] = { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` };
+        store.devices.noteConflict(deviceId, claimants.get(i)!);
+      } else {
         outcomes[i] = { ok: true, records };
         const deviceId = batch.strings[batch.deviceIds[index]!]!;
         const payloadType = batch.payloadTypes[index]!;

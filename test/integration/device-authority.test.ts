@@ -118,12 +118,12 @@ describe('device authority', () => {
     expect((await ingestJson(mallory, 'OWN-1')).statusCode).toBe(403);
     expect((await ingestJson(alice, 'OWN-1')).statusCode).toBe(200);
 
-    // Mallory claims an id no device has used yet; the real device then sends signed frames.
+    // Mallory claims an id no device has used yet; frames for it are then held, not stored
+    // (below): the claim stays hers until an admin decides, and nobody else can claim it.
     expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(200);
-    expect((await postFrames(frame('LATER-1', modelSecret, 9))).json()).toEqual({ accepted: 1, rejected: [] });
-    // The claim is gone: the device's data is no longer mallory's, and she cannot claim it again.
-    expect((await t.app.inject({ method: 'GET', url: '/api/ocean/devices/LATER-1', headers: mallory.auth })).statusCode).toBe(403);
-    expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(403);
+    expect((await postFrames(frame('LATER-1', modelSecret, 9))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
+    expect((await t.app.inject({ method: 'GET', url: '/api/ocean/devices/LATER-1', headers: mallory.auth })).statusCode).toBe(200);
+    expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(200);
     expect((await ingestJson(alice, 'LATER-1')).statusCode).toBe(403);
 
     // An id first seen as a signed frame can never be claimed either; the admin assigns it.
@@ -132,6 +132,58 @@ describe('device authority', () => {
     const assign = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'FRAME-1', owner_id: alice.id } });
     expect(assign.statusCode).toBe(200);
     expect((await ingestJson(alice, 'FRAME-1')).statusCode).toBe(200);
+  });
+
+  const get = (user: TestUser | { auth: Record<string, string> }, url: string) => t.app.inject({ method: 'GET', url: `/api/ocean${url}`, headers: user.auth });
+  const conflicts = async () => (await get({ auth: t.admin }, '/device-conflicts')).json() as { count: number; conflicts: Array<Record<string, unknown>> };
+
+  it("holds a model-signed frame naming a user's claimed sensor as a conflict: the user keeps its history, profile and access", async () => {
+    expect((await ingestJson(alice, 'ALICE-HTTP')).statusCode).toBe(200);
+    const profile = await t.app.inject({ method: 'POST', url: '/api/ocean/profiles/store', headers: alice.auth, payload: { profile_id: 'alice-p', sensor_id: 'ALICE-HTTP', metadata: { depth_m: 3 } } });
+    expect(profile.statusCode).toBe(200);
+    const before = await storedFor('ALICE-HTTP');
+
+    expect((await postFrames(frame('ALICE-HTTP', modelSecret, 666666))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
+    const entry = (await redis.xadd(stream, '*', 'frame', frame('ALICE-HTTP', modelSecret, 666667)))!;
+    expect(await deadLetterOf(entry)).toBe('claim_conflict');
+
+    expect(await storedFor('ALICE-HTTP')).toBe(before);
+    const stats = await get(alice, '/analytics/sensor/ALICE-HTTP/stats');
+    expect(stats.statusCode).toBe(200);
+    expect(stats.json()).toMatchObject({ count: before, max_value: 1 });
+    expect((await get(alice, '/profiles/alice-p')).statusCode).toBe(200);
+    expect((await get(alice, '/devices/ALICE-HTTP')).json()).toMatchObject({ owner_id: alice.id });
+    expect((await ingestJson(alice, 'ALICE-HTTP')).statusCode).toBe(200);
+
+    // The conflict waits for an admin, who alone can see it.
+    const listed = (await conflicts()).conflicts.find((c) => c.device_id === 'ALICE-HTTP');
+    expect(listed).toMatchObject({ claimed_by: alice.id, frames: 2, first_at: expect.any(String), last_at: expect.any(String) });
+    expect((await get(alice, '/device-conflicts')).statusCode).toBe(403);
+  });
+
+  it("purges a squatter's readings when the admin gives the claimed sensor to its real owner", async () => {
+    expect((await ingestJson(mallory, 'FUTURE-DEV')).statusCode).toBe(200);
+    expect(await storedFor('FUTURE-DEV')).toBe(1);
+    expect((await postFrames(frame('FUTURE-DEV', modelSecret, 101))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
+    expect((await conflicts()).conflicts.map((c) => c.device_id)).toContain('FUTURE-DEV');
+
+    const assign = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'FUTURE-DEV', owner_id: alice.id } });
+    expect(assign.statusCode).toBe(200);
+    expect(await storedFor('FUTURE-DEV')).toBe(0);
+    expect((await conflicts()).conflicts.map((c) => c.device_id)).not.toContain('FUTURE-DEV');
+
+    // From now on the device's frames are stored, and its history holds only them.
+    expect((await postFrames(frame('FUTURE-DEV', modelSecret, 102))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect(await storedFor('FUTURE-DEV')).toBe(1);
+    expect((await get(alice, '/analytics/sensor/FUTURE-DEV/stats')).json()).toMatchObject({ count: 1, min_value: 102, max_value: 102 });
+    expect((await get(mallory, '/analytics/sensor/FUTURE-DEV/stats')).statusCode).toBe(403);
+
+    // An admin who confirms the claimant keeps the claimant's readings.
+    expect((await ingestJson(mallory, 'MALLORY-OWN')).statusCode).toBe(200);
+    const confirm = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'MALLORY-OWN', owner_id: mallory.id } });
+    expect(confirm.statusCode).toBe(200);
+    expect((await postFrames(frame('MALLORY-OWN', modelSecret, 5))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect(await storedFor('MALLORY-OWN')).toBe(2);
   });
 
   /** Ids that look like another or cannot be addressed: zero-width, bidi controls, newline, C1. */

@@ -32,6 +32,21 @@ export const deviceListSchema = z.object({ count: z.number().int(), devices: z.a
 
 export const deviceParams = z.object({ device_id: sensorId });
 
+export const conflictListSchema = z
+  .object({
+    count: z.number().int(),
+    conflicts: z.array(
+      z.object({
+        device_id: z.string(),
+        claimed_by: z.string().describe('The user whose JSON ingest (or profile) claimed the sensor, and who keeps it until an admin decides'),
+        frames: z.number().int().describe('Frames held (refused claim_conflict) so far'),
+        first_at: isoTime,
+        last_at: isoTime,
+      }),
+    ),
+  })
+  .describe('DeviceConflicts');
+
 export const eventsQuery = z.object({
   limit: defaulted(integer().pipe(z.number().min(1).max(1000)), 100),
   before: optional(rowId),
