@@ -316,15 +316,15 @@ export class IngestPipeline {
         return;
       }
       const records = batch.recordCounts[index]!;
+      const deviceId = batch.strings[batch.deviceIds[index]!]!;
+      const claimant = claimants.get(i);
       if (takenAt.get(i)) outcomes[i] = { ok: false, reason: 'replay' };
       else if (batch.later[index] !== 0) outcomes[i] = { ok: false, reason: LATER[batch.later[index]!]! };
-      else if (claimants.has(i)) {
-        const deviceId = batch.strings[batch.deviceIds[index]!]!;
+      else if (claimant !== undefined) {
         outcomes[i] = { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` };
-        store.devices.noteConflict(deviceId, claimants.get(i)!);
+        store.devices.noteConflict(deviceId, claimant);
       } else {
         outcomes[i] = { ok: true, records };
-        const deviceId = batch.strings[batch.deviceIds[index]!]!;
         const payloadType = batch.payloadTypes[index]!;
         frameDevices.add(deviceId);
         if (payloadType === PAYLOAD_TELEMETRY) {
