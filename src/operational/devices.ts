@@ -82,6 +82,8 @@ export function createDevices(db: Db) {
     `INSERT INTO history_purges(device_id, through_id, created_at)
      VALUES (?, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'), 0), ?)`,
   );
+  // The claimant's profiles of the sensor (metadata.ts keeps them, namespace 'profile') go with it.
+  const dropProfiles = db.prepare<[string]>("DELETE FROM metadata WHERE namespace = 'profile' AND sensor_id = ?");
   const listPurges = db.prepare<[], HistoryPurge>('SELECT id, device_id, through_id FROM history_purges ORDER BY id');
   const purgeDone = db.prepare<[number]>('DELETE FROM history_purges WHERE id = ?');
   const withSecret = db.prepare<[], { device_id: string; secret: Buffer }>('SELECT device_id, secret FROM devices WHERE secret IS NOT NULL');
@@ -119,12 +121,16 @@ export function createDevices(db: Db) {
     /**
      * Admin registration: creates the device or sets its owner / secret / model, and settles a
      * conflict. A sensor a user had claimed by JSON that goes to another party (another owner, or
-     * none) loses the claimant's readings: a purge of everything buffered so far is queued.
+     * none) loses the claimant's readings and profiles: a purge of everything buffered so far is
+     * queued (the flusher runs it in DuckDB), and the profiles are deleted.
      */
     register(input: { deviceId: string; ownerId: string | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
       db.transaction(() => {
         const claimant = claimantOf.get(input.deviceId)?.owner_id;
-        if (claimant !== undefined && claimant !== input.ownerId) addPurge.run(input.deviceId, nowS());
+        if (claimant !== undefined && claimant !== input.ownerId) {
+          addPurge.run(input.deviceId, nowS());
+          dropProfiles.run(input.deviceId);
+        }
         settleConflict.run(input.deviceId);
         upsert.run(input.deviceId, input.ownerId, input.modelId ?? null, input.secret ?? null, input.labId ?? null, nowS());
       })();

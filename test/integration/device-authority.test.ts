@@ -163,6 +163,8 @@ describe('device authority', () => {
 
   it("purges a squatter's readings when the admin gives the claimed sensor to its real owner", async () => {
     expect((await ingestJson(mallory, 'FUTURE-DEV')).statusCode).toBe(200);
+    const profile = await t.app.inject({ method: 'POST', url: '/api/ocean/profiles/store', headers: mallory.auth, payload: { profile_id: 'mallory-p', sensor_id: 'FUTURE-DEV', metadata: { fake: true } } });
+    expect(profile.statusCode).toBe(200);
     expect(await storedFor('FUTURE-DEV')).toBe(1);
     expect((await postFrames(frame('FUTURE-DEV', modelSecret, 101))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
     expect((await conflicts()).conflicts.map((c) => c.device_id)).toContain('FUTURE-DEV');
@@ -177,6 +179,7 @@ describe('device authority', () => {
     expect(await storedFor('FUTURE-DEV')).toBe(1);
     expect((await get(alice, '/analytics/sensor/FUTURE-DEV/stats')).json()).toMatchObject({ count: 1, min_value: 102, max_value: 102 });
     expect((await get(mallory, '/analytics/sensor/FUTURE-DEV/stats')).statusCode).toBe(403);
+    expect((await get(alice, '/profiles/mallory-p')).statusCode).toBe(404);
 
     // An admin who confirms the claimant keeps the claimant's readings.
     expect((await ingestJson(mallory, 'MALLORY-OWN')).statusCode).toBe(200);
