@@ -168,6 +168,8 @@ describe('device authority', () => {
     expect(await storedFor('FUTURE-DEV')).toBe(1);
     expect((await postFrames(frame('FUTURE-DEV', modelSecret, 101))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
     expect((await conflicts()).conflicts.map((c) => c.device_id)).toContain('FUTURE-DEV');
+    // One more reading that may still be in the buffer when the admin decides: purged as well.
+    expect((await ingestJson(mallory, 'FUTURE-DEV')).statusCode).toBe(200);
 
     const assign = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'FUTURE-DEV', owner_id: alice.id } });
     expect(assign.statusCode).toBe(200);
