@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_SENSOR_ID_LENGTH, SENSOR_ID_PATTERN } from './sensor-id.js';
 
 /**
  * Field schemas shared by every request schema (HTTP and analytics alike), written for the
@@ -19,17 +20,24 @@ const CONTROL = /^[^\u0000-\u001f\u007f]*$/;
  * Text, also given as a number (JSON `42` reads as "42", as pydantic coerced it).
  * `controls: false` refuses control characters.
  */
-export function text(options: { min?: number; max: number; controls?: boolean }) {
+export function text(options: { min?: number; max: number; controls?: boolean; pattern?: { regex: RegExp; message: string } }) {
   let s = z.string().min(options.min ?? 1).max(options.max);
   if (options.controls === false) s = s.regex(CONTROL, 'must not contain control characters');
+  if (options.pattern) s = s.regex(options.pattern.regex, options.pattern.message);
   return z
     .union([z.string(), z.number().finite()])
     .transform((v) => (typeof v === 'number' ? String(v) : v))
     .pipe(s);
 }
 
-/** Sensor, profile, device ids and metadata keys: any non-empty text up to 256 characters but control characters. */
+/** Profile ids and metadata keys: any non-empty text up to 256 characters but control characters. */
 export const textId = text({ max: 256, controls: false }).describe('1 to 256 characters, no control characters');
+
+/** Sensor (= device) ids: the rule of sensor-id.ts, which frames follow too. */
+export const sensorId = text({
+  max: MAX_SENSOR_ID_LENGTH,
+  pattern: { regex: SENSOR_ID_PATTERN, message: 'must not contain control, zero-width or bidirectional-control characters' },
+}).describe('1 to 256 characters, no control, zero-width or bidirectional-control characters');
 
 /** A user id: the UUID text the API answers (any other text simply names no user). */
 export const userId = text({ max: 64 }).describe('User id (UUID)');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defaulted, integer, isoTime, number, optional, textId, timestampInput } from '../fields.js';
+import { defaulted, integer, isoTime, number, optional, sensorId, textId, timestampInput } from '../fields.js';
 import { parseInterval } from './interval.js';
 
 /**
@@ -11,7 +11,7 @@ import { parseInterval } from './interval.js';
 export const MAX_COMPARE_SENSORS = 100;
 export const MAX_ANOMALY_LIMIT = 10_000;
 
-export const sensorParams = z.object({ sensor_id: textId });
+export const sensorParams = z.object({ sensor_id: sensorId });
 
 /** start ≤ end, for any object whose bounds are `start`/`end` (or `start_time`/`end_time`). */
 function orderedRange<T extends z.ZodType>(schema: T, startKey = 'start', endKey = 'end') {
@@ -62,7 +62,7 @@ export const anomaliesQuery = orderedRange(
 
 export const compareBody = orderedRange(
   z.object({
-    sensor_ids: z.array(textId).max(MAX_COMPARE_SENSORS),
+    sensor_ids: z.array(sensorId).max(MAX_COMPARE_SENSORS),
     start_time: optional(timestampInput),
     end_time: optional(timestampInput),
     metric: optional(textId).describe('Only this metric'),
@@ -83,7 +83,7 @@ export const exportQuery = orderedRange(
     format: defaulted(exportFormat, 'parquet').describe(
       'parquet (application/vnd.apache.parquet), csv (text/csv), json (one JSON array), ndjson (one object per line)',
     ),
-    sensor_id: optional(z.union([textId, z.array(textId).max(1000)]))
+    sensor_id: optional(z.union([sensorId, z.array(sensorId).max(1000)]))
       .transform((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]))
       .describe('Only these sensors (repeat the parameter for several); default: every sensor the caller may read'),
   }),

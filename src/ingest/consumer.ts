@@ -318,6 +318,7 @@ export class StreamConsumer {
       let row: OutboxRow | undefined;
       this.options.pipeline.commit(prepared, {
         source: 'stream',
+        anonymous: true,
         inTransaction: (outcomes) => {
           let at = 0;
           entries.forEach((entry, k) => {

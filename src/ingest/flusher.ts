@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AnalyticsClient, WireSegment } from '../analytics/client.js';
+import { deleteSensorHistory } from '../analytics/purge.js';
 import { timed, type Metrics } from '../metrics.js';
 import type { PendingRow } from '../operational/buffer.js';
 import { readRecordBatch, recordAt, type RecordColumns } from '../operational/record-batch.js';
@@ -155,6 +156,7 @@ export class Flusher {
         if (appended < 0) break;
         total += appended;
       }
+      await this.purgeHistories();
       this.lastError = null;
       this.failures = 0;
     } catch (err) {
@@ -197,6 +199,22 @@ export class Flusher {
     metrics.flushedRecords.inc(appended);
     this.lastFlushAt = new Date();
     return appended;
+  }
+
+  /**
+   * Purges queued by an admin giving a claimed sensor to another party (devices.register): once
+   * DuckDB holds every buffer row the purge covers, the sensor's rows up to it are deleted there.
+   * Between appends, so no row of the purge can arrive in DuckDB after it ran.
+   */
+  private async purgeHistories(): Promise<void> {
+    const { store, analytics } = this.options;
+    for (const purge of store.devices.pendingPurges()) {
+      const next = store.buffer.pending(this.highWater, { maxRecords: 1, maxBytes: 1 })[0];
+      if (next !== undefined && next.id <= purge.through_id) return; // not all in DuckDB yet
+      await deleteSensorHistory(analytics, purge.device_id, purge.through_id);
+      store.devices.purgeDone(purge.id);
+      this.log.info({ deviceId: purge.device_id, throughId: purge.through_id }, "purged a claimant's readings from a sensor the admin gave to another party");
+    }
   }
 
   /**

@@ -36,10 +36,20 @@ export interface FramesResult {
   rejected: Array<{ index: number; reason: string }>;
 }
 
-export interface IngestOptions {
-  source: IngestSource;
+/** Who JSON readings come from: a user (`owner`), no authenticated party (`anonymous`), or else the admin. */
+interface ReadingParty {
   /** Readings claim unknown sensors for this user; a sensor that is not the user's fails the whole call (403). */
   owner?: string;
+  /**
+   * Readings that nobody authenticated (the stream's JSON entries): one naming a sensor that a
+   * party speaks for (registered by an admin, or owned by a user) is rejected alone,
+   * `device_authority`.
+   */
+  anonymous?: boolean;
+}
+
+export interface IngestOptions extends ReadingParty {
+  source: IngestSource;
   /** Runs inside the batch transaction with the outcomes: what the caller keeps with the batch (the stream outbox). */
   inTransaction?: (outcomes: readonly UnitOutcome[]) => void;
   /** See DecodeRequest.maxBadMacs. */
@@ -150,7 +160,7 @@ export class IngestPipeline {
   }
 
   /** JSON readings (HTTP batch) in a transaction of their own: all stored, or none (403). */
-  ingestReadings(readings: readonly Reading[], options: { source: IngestSource; owner?: string }): UnitOutcome[] {
+  ingestReadings(readings: readonly Reading[], options: ReadingParty & { source: IngestSource }): UnitOutcome[] {
     const outcomes = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store.transaction(() => this.storeReadings(readings, options)));
     this.readingsCommitted(readings, options.source);
     return outcomes;
@@ -160,7 +170,7 @@ export class IngestPipeline {
    * Stores readings inside the caller's transaction (HTTP group commit); the caller calls
    * readingsCommitted after its commit.
    */
-  storeReadings(readings: readonly Reading[], options: { source: IngestSource; owner?: string }): UnitOutcome[] {
+  storeReadings(readings: readonly Reading[], options: ReadingParty & { source: IngestSource }): UnitOutcome[] {
     return this.storeUnits(
       readings.map((reading) => ({ unit: { kind: 'reading', reading } })),
       options,
@@ -265,17 +275,25 @@ export class IngestPipeline {
   }
 
   /** Writes the units (inside the caller's transaction) and returns their outcomes. */
-  private storeUnits(prepared: readonly Prepared[], options: { source: IngestSource; owner?: string }, records: Uint8Array = NO_RECORDS): UnitOutcome[] {
+  private storeUnits(prepared: readonly Prepared[], options: ReadingParty & { source: IngestSource }, records: Uint8Array = NO_RECORDS): UnitOutcome[] {
     const { store } = this;
     const outcomes: UnitOutcome[] = new Array(prepared.length);
     // Frames: the replay memory settles which ones are new (earlier ones of this batch count).
     const framed = prepared.map((p, i) => ({ p, i })).filter(({ p }) => p.frame?.replay !== undefined);
+    // Frames for a sensor a user claimed by JSON are held for an admin (not stored, not remembered).
+    const claimants = new Map<number, string>();
+    for (const { p, i } of framed) {
+      const { batch, index } = p.frame!;
+      if (batch.later[index] !== 0) continue;
+      const claimant = store.devices.claimantOf(batch.strings[batch.deviceIds[index]!]!);
+      if (claimant !== undefined) claimants.set(i, claimant);
+    }
     const taken =
       framed.length === 0
         ? []
         : this.options.replay.claim(
             framed.map(({ p }) => p.frame!.replay!),
-            framed.map(({ p }) => p.frame!.batch.later[p.frame!.index] === 0),
+            framed.map(({ p, i }) => p.frame!.batch.later[p.frame!.index] === 0 && !claimants.has(i)),
             framed.map(({ p }) => p.frame!.known === true),
           );
     const takenAt = new Map(framed.map(({ i }, k) => [i, taken[k]!]));
@@ -298,11 +316,15 @@ export class IngestPipeline {
         return;
       }
       const records = batch.recordCounts[index]!;
+      const deviceId = batch.strings[batch.deviceIds[index]!]!;
+      const claimant = claimants.get(i);
       if (takenAt.get(i)) outcomes[i] = { ok: false, reason: 'replay' };
       else if (batch.later[index] !== 0) outcomes[i] = { ok: false, reason: LATER[batch.later[index]!]! };
-      else {
+      else if (claimant !== undefined) {
+        outcomes[i] = { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` };
+        store.devices.noteConflict(deviceId, claimant);
+      } else {
         outcomes[i] = { ok: true, records };
-        const deviceId = batch.strings[batch.deviceIds[index]!]!;
         const payloadType = batch.payloadTypes[index]!;
         frameDevices.add(deviceId);
         if (payloadType === PAYLOAD_TELEMETRY) {
@@ -340,6 +362,10 @@ export class IngestPipeline {
       }
     }
     for (const { reading, i } of readings) {
+      if (options.anonymous && store.devices.isHeld(reading.sensor_id)) {
+        outcomes[i] = { ok: false, reason: 'device_authority', detail: `sensor ${reading.sensor_id} is registered or owned: unsigned readings cannot write to it` };
+        continue;
+      }
       const records = new RecordBatchBuilder(reading.values.length);
       for (const [metric, value] of reading.values) records.add({ sensor_id: reading.sensor_id, metric, unit: '', ts: reading.timestamp, value }, null, null);
       const bufferId = store.buffer.insert({

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MAX_MEASUREMENT } from '../nanogridata/types.js';
-import { depthWithin, MAX_JSON_DEPTH, optional, textId, timestampInput } from '../fields.js';
+import { depthWithin, MAX_JSON_DEPTH, optional, sensorId, timestampInput } from '../fields.js';
 
 /**
  * A JSON reading, as HTTP ingest and JSON stream entries carry it, after validation: the data text
@@ -104,7 +104,7 @@ const dataInput = z.union([z.string(), z.number(), z.record(z.string(), z.unknow
 /** The body of one reading, shared by HTTP ingest and JSON stream entries. */
 export const readingSchema = z
   .object({
-    sensor_id: textId,
+    sensor_id: sensorId,
     data: dataInput,
     timestamp: optional(timestampInput),
   })

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { NanogridataConfig } from '../config.js';
+import { isSensorId } from '../sensor-id.js';
 import { HEADER_SIZE, PayloadType, checkHeader } from './frame.js';
 import { verifyMac } from './mac.js';
 import { decodePayloadMap, isCborMapHeader } from './payload.js';
@@ -104,7 +105,7 @@ function decodeBody(frame: Buffer, payloadEnd: number, header: FrameHeader, prof
     // Only telemetry has a legacy layout; other payload types must be CBOR maps.
     if (header.payload_type !== PayloadType.TELEMETRY || profile.legacy === undefined) return null;
     const r = profile.legacy.decode(frame.subarray(HEADER_SIZE, payloadEnd));
-    if (r === null) return null;
+    if (r === null || !isSensorId(r.deviceId)) return null;
     return {
       ok: true,
       header,
@@ -116,7 +117,7 @@ function decodeBody(frame: Buffer, payloadEnd: number, header: FrameHeader, prof
   const map = decodePayloadMap(frame, HEADER_SIZE, payloadEnd);
   if (map === null) return null;
   const deviceId = map.device_id;
-  if (typeof deviceId !== 'string' || deviceId === '') return null;
+  if (typeof deviceId !== 'string' || !isSensorId(deviceId)) return null;
   const lab = map.lab_id;
   if (lab !== undefined && lab !== null && typeof lab !== 'string') return null;
   const labId = lab ?? null;

@@ -67,16 +67,42 @@ function walk(b: Buffer, pos: number, end: number, depth: number): number {
       if (arg > MAX_ARRAY_ITEMS || depth > MAX_NESTING) return -1;
       for (let i = 0; i < arg; i++) if ((pos = walk(b, pos, end, depth + 1)) < 0) return -1;
       return pos;
-    case 5:
+    case 5: {
       if (arg > MAX_MAP_KEYS || depth > MAX_NESTING) return -1;
-      for (let i = 0; i < 2 * arg; i++) if ((pos = walk(b, pos, end, depth + 1)) < 0) return -1;
+      const keys: string[] = [];
+      for (let i = 0; i < 2 * arg; i++) {
+        const start = pos;
+        if ((pos = walk(b, pos, end, depth + 1)) < 0) return -1;
+        if (i % 2 === 1) continue;
+        const key = keyOf(b, start, pos);
+        if (keys.includes(key)) return -1; // a repeated key: cbor-x would keep the last one silently
+        keys.push(key);
+      }
       return pos;
+    }
     case 6:
       return -1; // tags are forbidden
     default:
       // major 7: false, true, null, undefined (20–23) and floats (25–27); other simple values are not data
       return (info >= 20 && info <= 23) || info >= 25 ? pos : -1;
   }
+}
+
+/**
+ * What a walked map key `b[start..stop)` is compared by, to find repeats: text by its bytes, an
+ * integer by its decimal text (cbor-x makes `1` and `"1"` the same object key), anything else by
+ * its raw bytes.
+ */
+function keyOf(b: Buffer, start: number, stop: number): string {
+  const major = b[start]! >> 5;
+  const info = b[start]! & 0x1f;
+  if (major === 3) return b.toString('latin1', start + (info < 24 ? 1 : info === 24 ? 2 : info === 25 ? 3 : info === 26 ? 5 : 9), stop);
+  if (major === 0 || major === 1) {
+    const arg =
+      info < 24 ? info : info === 24 ? b[start + 1]! : info === 25 ? b.readUInt16BE(start + 1) : info === 26 ? b.readUInt32BE(start + 1) : Number(b.readBigUInt64BE(start + 1));
+    return String(major === 0 ? arg : -1 - arg);
+  }
+  return `\uffff${b.toString('latin1', start, stop)}`; // latin1 text never holds \uffff: no clash with a text key
 }
 
 /** Text strings must be valid UTF-8; most are ASCII, which is checked without allocating. */

@@ -232,6 +232,24 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   ) WITHOUT ROWID;
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  /* 5: claim conflicts */ `
+  -- A sensor a user claimed by JSON for which frames arrived: held for an admin, not stored.
+  CREATE TABLE device_conflicts (
+    device_id  TEXT PRIMARY KEY,
+    claimed_by TEXT NOT NULL,
+    frames     INTEGER NOT NULL,
+    first_at   INTEGER NOT NULL,
+    last_at    INTEGER NOT NULL
+  );
+  -- A claimed sensor the admin gave to another party: its readings up to through_id (the
+  -- claimant's) leave its history; the flusher deletes them from DuckDB, then the row.
+  CREATE TABLE history_purges (
+    id         INTEGER PRIMARY KEY,
+    device_id  TEXT NOT NULL,
+    through_id INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 /**

@@ -18,6 +18,22 @@ interface DeviceRow extends Omit<Device, 'has_secret'> {
   origin: string;
 }
 
+/** Frames for a sensor a user claimed by JSON, held for an admin instead of stored. */
+export interface DeviceConflict {
+  device_id: string;
+  claimed_by: string;
+  frames: number;
+  first_at: number;
+  last_at: number;
+}
+
+/** Readings of a sensor, up to a buffer id, that must leave its history (DuckDB). */
+export interface HistoryPurge {
+  id: number;
+  device_id: string;
+  through_id: number;
+}
+
 export interface DeviceActivity {
   deviceId: string;
   lastSeen: number;
@@ -31,10 +47,17 @@ export interface DeviceActivity {
  * Devices are sensors: the device id is the analytics sensor_id. A device is created by an admin
  * (owner, optional own frame secret), by a user's first HTTP ingest (that user owns it), or by its
  * first accepted frame (no owner until an admin assigns one).
+ *
+ * A sensor's history is one party's: frames never take a user's claim away (they are held as a
+ * conflict for the admin), and when the admin gives a claimed sensor to another party, the
+ * claimant's readings are purged from it.
  */
 export function createDevices(db: Db) {
   const byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE device_id = ?');
   const ownerOf = db.prepare<[string], { owner_id: string | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
+  const held = db.prepare<[string], { held: number }>(
+    "SELECT 1 AS held FROM devices WHERE device_id = ? AND (origin = 'admin' OR owner_id IS NOT NULL)",
+  );
   const secretOf = db.prepare<[string], { secret: Buffer | null }>('SELECT secret FROM devices WHERE device_id = ?');
   const upsert = db.prepare<[string, string | null, number | null, Buffer | null, string | null, number]>(
     `INSERT INTO devices(device_id, owner_id, model_id, secret, lab_id, created_at, origin) VALUES (?, ?, ?, ?, ?, ?, 'admin')
@@ -48,7 +71,21 @@ export function createDevices(db: Db) {
   const insertFromFrame = db.prepare<[string, number]>(
     "INSERT INTO devices(device_id, created_at, origin) VALUES (?, ?, 'frame') ON CONFLICT(device_id) DO NOTHING",
   );
-  const unclaim = db.prepare<[string]>("UPDATE devices SET owner_id = NULL, origin = 'frame' WHERE device_id = ? AND origin = 'claim'");
+  const claimantOf = db.prepare<[string], { owner_id: string }>("SELECT owner_id FROM devices WHERE device_id = ? AND origin = 'claim'");
+  const noteConflict = db.prepare<[{ deviceId: string; claimedBy: string; now: number }]>(
+    `INSERT INTO device_conflicts(device_id, claimed_by, frames, first_at, last_at) VALUES (@deviceId, @claimedBy, 1, @now, @now)
+     ON CONFLICT(device_id) DO UPDATE SET claimed_by = @claimedBy, frames = frames + 1, last_at = @now`,
+  );
+  const listConflicts = db.prepare<[], DeviceConflict>('SELECT * FROM device_conflicts ORDER BY device_id');
+  const settleConflict = db.prepare<[string]>('DELETE FROM device_conflicts WHERE device_id = ?');
+  const addPurge = db.prepare<[string, number]>(
+    `INSERT INTO history_purges(device_id, through_id, created_at)
+     VALUES (?, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'), 0), ?)`,
+  );
+  // The claimant's profiles of the sensor (metadata.ts keeps them, namespace 'profile') go with it.
+  const dropProfiles = db.prepare<[string]>("DELETE FROM metadata WHERE namespace = 'profile' AND sensor_id = ?");
+  const listPurges = db.prepare<[], HistoryPurge>('SELECT id, device_id, through_id FROM history_purges ORDER BY id');
+  const purgeDone = db.prepare<[number]>('DELETE FROM history_purges WHERE id = ?');
   const withSecret = db.prepare<[], { device_id: string; secret: Buffer }>('SELECT device_id, secret FROM devices WHERE secret IS NOT NULL');
   const touch = db.prepare<[DeviceActivity & { now: number }]>(
     `INSERT INTO devices(device_id, created_at, model_id, lab_id, last_seen, frames, records)
@@ -74,12 +111,29 @@ export function createDevices(db: Db) {
     ownerOf(deviceId: string): string | null | undefined {
       return ownerOf.get(deviceId)?.owner_id;
     },
+    /** Whether a party speaks for the sensor: an admin registered it, or a user owns it. */
+    isHeld(deviceId: string): boolean {
+      return held.get(deviceId) !== undefined;
+    },
     secretOf(deviceId: string): Buffer | undefined {
       return secretOf.get(deviceId)?.secret ?? undefined;
     },
-    /** Admin registration: creates the device or sets its owner / secret / model. */
+    /**
+     * Admin registration: creates the device or sets its owner / secret / model, and settles a
+     * conflict. A sensor a user had claimed by JSON that goes to another party (another owner, or
+     * none) loses the claimant's readings and profiles: a purge of everything buffered so far is
+     * queued (the flusher runs it in DuckDB), and the profiles are deleted.
+     */
     register(input: { deviceId: string; ownerId: string | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
-      upsert.run(input.deviceId, input.ownerId, input.modelId ?? null, input.secret ?? null, input.labId ?? null, nowS());
+      db.transaction(() => {
+        const claimant = claimantOf.get(input.deviceId)?.owner_id;
+        if (claimant !== undefined && claimant !== input.ownerId) {
+          addPurge.run(input.deviceId, nowS());
+          dropProfiles.run(input.deviceId);
+        }
+        settleConflict.run(input.deviceId);
+        upsert.run(input.deviceId, input.ownerId, input.modelId ?? null, input.secret ?? null, input.labId ?? null, nowS());
+      })();
       settled.add(input.deviceId);
       if (input.secret) for (const listener of secretListeners) listener();
       return toDevice(byId.get(input.deviceId)!);
@@ -94,17 +148,35 @@ export function createDevices(db: Db) {
       return ownerOf.get(deviceId)?.owner_id === userId;
     },
     /**
+     * The user who claimed a sensor by JSON ingest (or a profile), while no admin has settled it:
+     * frames for it are held (noteConflict), never stored in that user's history nor taking it away.
+     */
+    claimantOf(deviceId: string): string | undefined {
+      return settled.has(deviceId) ? undefined : claimantOf.get(deviceId)?.owner_id;
+    },
+    /** Frames for a claimed sensor were held (inside the batch transaction). */
+    noteConflict(deviceId: string, claimedBy: string): void {
+      noteConflict.run({ deviceId, claimedBy, now: nowS() });
+    },
+    conflicts(): DeviceConflict[] {
+      return listConflicts.all();
+    },
+    /** Purges queued by register, oldest first; purgeDone once DuckDB no longer holds the rows. */
+    pendingPurges(): HistoryPurge[] {
+      return listPurges.all();
+    },
+    purgeDone(id: number): void {
+      purgeDone.run(id);
+    },
+    /**
      * Devices whose signed frames a batch accepts (inside its transaction): an unknown one is
-     * created without owner, and one a user had only claimed by JSON ingest loses that claim, so
-     * a real device's frames never land in a squatter's data.
+     * created without owner. (A claimed one never gets here: its frames are held.)
      */
     noteFrameDevices(deviceIds: Iterable<string>): void {
       const now = nowS();
       for (const id of deviceIds) {
         if (settled.has(id)) continue;
-        const origin = originOf.get(id)?.origin;
-        if (origin === undefined) insertFromFrame.run(id, now);
-        else if (origin === 'claim') unclaim.run(id);
+        if (originOf.get(id) === undefined) insertFromFrame.run(id, now);
         if (settled.size > 100_000) settled.clear();
         settled.add(id);
       }

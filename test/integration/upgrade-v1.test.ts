@@ -70,7 +70,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   it('is a v1 file with integer ids, and opens at the current schema version', () => {
     expect(v1.version).toBe(1);
     expect(v1.users.map((u) => typeof u.id)).toEqual(['number', 'number', 'number']);
-    expect(t.service.store.db.pragma('user_version', { simple: true })).toBe(4);
+    expect(t.service.store.db.pragma('user_version', { simple: true })).toBe(5);
     expect(t.service.store.db.pragma('foreign_key_check')).toEqual([]);
     expect(t.service.store.db.pragma('foreign_keys', { simple: true })).toBe(1);
   });

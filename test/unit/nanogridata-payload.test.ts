@@ -93,6 +93,24 @@ describe('Nanogridata payload rules beyond the shared vectors', () => {
     expect(decodePayload(byteKey)).toEqual({ ok: false, reason: 'bad_payload' });
   });
 
+  it('rejects a map whose keys repeat, at any level, however the key is encoded', () => {
+    // {device_id: "D", device_id: "E", entries: []}: cbor-x would keep "E".
+    const top = Buffer.concat([Buffer.from([0xa3]), t('device_id'), t('D'), t('device_id'), t('E'), t('entries'), Buffer.from([0x80])]);
+    expect(isValidPayloadCbor(top)).toBe(false);
+    expect(decodePayload(top)).toEqual({ ok: false, reason: 'bad_payload' });
+    // An entry {value: 1, value: 666666}.
+    const entry = Buffer.concat([Buffer.from([0xa2]), t('device_id'), t('D'), t('entries'), Buffer.from([0x81, 0xa2]), t('value'), Buffer.from([0x01]), t('value'), Buffer.from('1a000a2c2a', 'hex')]);
+    expect(decodePayload(entry)).toEqual({ ok: false, reason: 'bad_payload' });
+    // The same text with a longer length header, and an integer key beside its decimal text.
+    const longHeader = Buffer.concat([Buffer.from([0xa3]), t('device_id'), t('D'), Buffer.from([0x78, 0x09]), Buffer.from('device_id'), t('E'), t('entries'), Buffer.from([0x80])]);
+    expect(decodePayload(longHeader)).toEqual({ ok: false, reason: 'bad_payload' });
+    const intAndText = Buffer.concat([Buffer.from([0xa4]), t('device_id'), t('D'), t('entries'), Buffer.from([0x80, 0x01, 0x01]), t('1'), Buffer.from([0x02])]);
+    expect(decodePayload(intAndText, 0x10, 3)).toEqual({ ok: false, reason: 'bad_payload' });
+    // Distinct keys that share a prefix, and the same key in two different maps, are fine.
+    const distinct = Buffer.concat([Buffer.from([0xa3]), t('device_id'), t('D'), t('device'), t('E'), t('entries'), Buffer.from([0x82, 0xa1]), t('value'), Buffer.from([0x01, 0xa1]), t('value'), Buffer.from([0x02])]);
+    expect(decodePayload(distinct)).toMatchObject({ ok: true, records: [{ value: 1 }, { value: 2 }] });
+  });
+
   it('keeps byte strings of an event intact after later frames are decoded', () => {
     const first = decodePayload({ device_id: 'D', blob: Buffer.from('0102030405', 'hex') }, 0x10, 3);
     decodePayload({ device_id: 'E', blob: Buffer.from('ffffffffff', 'hex') }, 0x10, 3);

@@ -4,6 +4,7 @@ import type { Device } from '../../operational/devices.js';
 import { isoFromS } from '../../operational/time.js';
 import { errors } from '../schemas/common.js';
 import {
+  conflictListSchema,
   deviceListSchema,
   deviceParams,
   deviceSchema,
@@ -76,6 +77,23 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
       }
       const list = devices.list(p.kind === 'user' ? p.userId : owner_id).map(toJson);
       return { count: list.length, devices: list };
+    },
+  );
+
+  app.get(
+    '/device-conflicts',
+    {
+      onRequest: auth.requireAdmin,
+      schema: {
+        summary:
+          "Sensors a user claimed by JSON for which frames arrived: the frames are held (claim_conflict) until an admin registers the device (POST /devices); giving it to another party purges the claimant's readings",
+        tags: ['devices'],
+        response: { 200: conflictListSchema, ...errors(401, 403) },
+      },
+    },
+    async () => {
+      const conflicts = devices.conflicts().map((c) => ({ ...c, first_at: isoFromS(c.first_at), last_at: isoFromS(c.last_at) }));
+      return { count: conflicts.length, conflicts };
     },
   );
 

@@ -32,6 +32,7 @@ export {
   number,
   optional,
   rowId,
+  sensorId,
   shallowJson,
   text,
   textId,

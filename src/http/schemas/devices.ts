@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { defaulted, integer, isoTime, optional, rowId, text, textId, userId } from './common.js';
+import { defaulted, integer, isoTime, optional, rowId, sensorId, text, userId } from './common.js';
 
 export const registerDeviceBody = z.object({
-  device_id: textId,
+  device_id: sensorId,
   // The one field where null means something: it clears the owner.
   owner_id: userId.nullable().optional().describe('Owning user; null clears it; omitted keeps the current owner'),
   model_id: optional(integer().pipe(z.number().min(0).max(255))),
@@ -30,7 +30,22 @@ export const listDevicesQuery = z.object({
 });
 export const deviceListSchema = z.object({ count: z.number().int(), devices: z.array(deviceSchema) });
 
-export const deviceParams = z.object({ device_id: textId });
+export const deviceParams = z.object({ device_id: sensorId });
+
+export const conflictListSchema = z
+  .object({
+    count: z.number().int(),
+    conflicts: z.array(
+      z.object({
+        device_id: z.string(),
+        claimed_by: z.string().describe('The user whose JSON ingest (or profile) claimed the sensor, and who keeps it until an admin decides'),
+        frames: z.number().int().describe('Frames held (refused claim_conflict) so far'),
+        first_at: isoTime,
+        last_at: isoTime,
+      }),
+    ),
+  })
+  .describe('DeviceConflicts');
 
 export const eventsQuery = z.object({
   limit: defaulted(integer().pipe(z.number().min(1).max(1000)), 100),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { optional, shallowJson, text, textId, timestampInput } from './common.js';
+import { optional, sensorId, shallowJson, text, textId, timestampInput } from './common.js';
 
 export { metadataEntrySchema, profileSchema } from '../../operational/schemas.js';
 
@@ -13,7 +13,7 @@ export const setMetadataResponse = z.object({ key: z.string(), set: z.literal(tr
 
 export const storeProfileBody = z.object({
   profile_id: textId,
-  sensor_id: textId,
+  sensor_id: sensorId,
   timestamp: optional(timestampInput).describe('Unix seconds or ISO 8601; default now'),
   metadata: shallowJson(z.record(z.string(), z.unknown()), 'metadata'),
 });
