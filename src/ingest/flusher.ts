@@ -121,8 +121,15 @@ export class Flusher {
     }
   }
 
-  /** Stops the interval after the flush in progress, then flushes what is left. Safe to call twice. */
+  /**
+   * Stops the interval after the flush in progress, then flushes what is left. Safe to call twice.
+   * A flusher that never started has no high-water mark from DuckDB, so it flushes nothing.
+   */
   async stop(): Promise<void> {
+    if (this.stopped) {
+      while (this.running) await this.running.catch(() => undefined);
+      return;
+    }
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
