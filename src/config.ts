@@ -60,6 +60,11 @@ export interface Config {
     /** Frame bodies per client address per minute (0: no limit); beyond it, 429. */
     framesPerMinute: number;
   };
+  /** Bounds on what one user can hold (see the README's Security section). */
+  userLimits: {
+    /** Sensors one user may own through claims (JSON ingest, profiles); a claim beyond it answers 409. */
+    maxSensors: number;
+  };
   /** queryTimeoutMs: an analytics query, or an export's first byte, taking longer is stopped (503). */
   duckdb: { memoryLimit: string; threads: number; queryTimeoutMs: number };
   ingest: IngestConfig;
@@ -108,6 +113,7 @@ const scalars = {
     .default('512MB'),
   DUCKDB_THREADS: int(1, 64).default(2),
   QUERY_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  MAX_SENSORS_PER_USER: int(1, 10_000_000).default(10_000),
 };
 
 function parseVar<T extends z.ZodType>(env: Env, name: string, schema: T): z.output<T> {
@@ -172,6 +178,9 @@ export function loadConfig(env: Env): Config {
       requestTimeoutMs: v('REQUEST_TIMEOUT_MS'),
       framesInFlight: v('FRAMES_MAX_IN_FLIGHT'),
       framesPerMinute: v('FRAMES_RATE_LIMIT'),
+    },
+    userLimits: {
+      maxSensors: v('MAX_SENSORS_PER_USER'),
     },
     duckdb: { memoryLimit: v('DUCKDB_MEMORY_LIMIT'), threads: v('DUCKDB_THREADS'), queryTimeoutMs: v('QUERY_TIMEOUT_MS') },
     ingest: {

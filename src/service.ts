@@ -57,7 +57,10 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const now = options.now ?? (() => Date.now() / 1000);
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
-  const store = openOperationalStore(join(config.dataDir, 'ocean.db'), { sessionTtlS: config.sessionTtlS });
+  const store = openOperationalStore(join(config.dataDir, 'ocean.db'), {
+    sessionTtlS: config.sessionTtlS,
+    maxSensorsPerUser: config.userLimits.maxSensors,
+  });
   // The DuckDB store opens in its worker thread on first use (start() or the first query).
   const analytics = new AnalyticsClient({
     path: join(config.dataDir, 'analytics.duckdb'),

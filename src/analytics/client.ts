@@ -8,7 +8,7 @@ import type { AnalyticsEngineOptions } from './engine.js';
 import { randomUUID } from 'node:crypto';
 import { streamExport } from './export.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, type Row } from './reader-pool.js';
-import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorStats, Timeseries } from './types.js';
+import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
 
 /** Packed records of one buffer row as they cross to the worker (operational/record-batch.ts). */
 export interface WireSegment {
@@ -156,7 +156,7 @@ export class AnalyticsClient implements AnalyticsStore {
     return this.call({ method: 'compare', args: [sensorIds, filter] }) as Promise<Comparison>;
   }
 
-  sensors(options: { sensorIds?: readonly string[] | undefined } = {}): Promise<SensorList> {
+  sensors(options: SensorsPage = {}): Promise<SensorList> {
     return this.call({ method: 'sensors', args: [options] }) as Promise<SensorList>;
   }
 

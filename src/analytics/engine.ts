@@ -25,7 +25,7 @@ import { anomalies, compare, sensorStats, sensors, timeseries } from './queries.
 import { DEFAULT_QUERY_TIMEOUT_MS, ReaderPool, type Row } from './reader-pool.js';
 import { PARTITIONS, PARTITION_TABLES, partitionOf } from './partitions.js';
 import { PARTITIONS_CHECK, SCHEMA } from './schema.js';
-import type { AnalyticsStore, ExportRequest, MeasurementRow, RangeFilter } from './types.js';
+import type { AnalyticsStore, ExportRequest, MeasurementRow, RangeFilter, SensorsPage } from './types.js';
 
 export type { MeasurementRow } from './types.js';
 
@@ -245,7 +245,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     return compare(this, sensorIds, filter);
   }
 
-  sensors(options: { sensorIds?: readonly string[] | undefined } = {}) {
+  sensors(options: SensorsPage = {}) {
     return sensors(this, options);
   }
 

@@ -10,7 +10,7 @@ import { createSessions } from './sessions.js';
 import { createUsers } from './users.js';
 
 /** The operational store: one SQLite connection and the operations the service runs on it. */
-export function openOperationalStore(path: string, options: { sessionTtlS: number }) {
+export function openOperationalStore(path: string, options: { sessionTtlS: number; maxSensorsPerUser?: number }) {
   const db = openOperationalDb(path);
   let closed = false;
   const sessions = createSessions(db, { ttlS: options.sessionTtlS });
@@ -21,7 +21,7 @@ export function openOperationalStore(path: string, options: { sessionTtlS: numbe
     sessions,
     billing: createBilling(db),
     metadata: createMetadata(db),
-    devices: createDevices(db),
+    devices: createDevices(db, options.maxSensorsPerUser === undefined ? {} : { maxSensorsPerUser: options.maxSensorsPerUser }),
     deviceEvents: createDeviceEvents(db),
     buffer: createBuffer(db),
     quarantine: createQuarantine(db),

@@ -12,6 +12,7 @@ import {
   exportQuery,
   exportResponse,
   sensorParams,
+  sensorsQuery,
   sensorsResponse,
   statsQuery,
   statsResponse,
@@ -126,12 +127,24 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: 'Sensors with data that the caller may read: reading count, metrics, first and last reading',
+        summary: 'Sensors with data that the caller may read: reading count, metrics, first and last reading; in sensor_id order, a page at a time (limit, after)',
         tags: ['analytics'],
-        response: { 200: sensorsResponse, ...errors(401, 403) },
+        querystring: sensorsQuery,
+        response: { 200: sensorsResponse, ...errors(401, 403, 422) },
       },
     },
-    async (request) => analytics.sensors({ sensorIds: auth.sensorScope(request) }),
+    async (request) => {
+      const { limit, after } = request.query;
+      const p = request.principal!;
+      if (p.kind === 'admin') return analytics.sensors({ limit, after });
+      // A page of the user's own sensors from SQLite, then which of them have data: the work per
+      // request is one page, however many sensors the user owns. A page may list fewer than
+      // `limit` (sensors without data are left out); next_after says whether more follow.
+      const ids = deps.store.devices.ownedIdsPage(p.userId, after ?? '', limit + 1);
+      const page = ids.slice(0, limit);
+      const list = await analytics.sensors({ sensorIds: page });
+      return { ...list, next_after: ids.length > limit ? page[page.length - 1]! : null };
+    },
   );
 
   app.get(
