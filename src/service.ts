@@ -67,6 +67,15 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     memoryLimit: config.duckdb.memoryLimit,
     threads: config.duckdb.threads,
     queryTimeoutMs: config.duckdb.queryTimeoutMs,
+    maxExports: config.userLimits.exportsRunning,
+    limits: {
+      perCallerRunning: config.userLimits.analyticsRunning,
+      perCallerWaiting: config.userLimits.analyticsWaiting,
+      queue: config.userLimits.analyticsQueue,
+      perCallerExports: config.userLimits.exportsPerUser,
+      maxDurationMs: config.userLimits.exportMaxDurationMs,
+      minBytesPerS: config.userLimits.exportMinBytesPerS,
+    },
     metrics,
     logger,
   });

@@ -51,6 +51,8 @@ export interface ExportFile {
   filename: string;
   /** Bytes, for Content-Length, when known before sending (a streamed export is not: chunked). */
   size?: number;
+  /** Settles once the stream has closed and the COPY behind it ended: the export's slot is free. */
+  finished: Promise<void>;
 }
 
 /**
