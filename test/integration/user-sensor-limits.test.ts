@@ -106,4 +106,25 @@ describe('per-user sensor cap and paged lists (real SQLite and DuckDB)', () => {
     expect(admin).toMatchObject({ count: 25, next_after: 'a-24' });
     expect((await get({ auth: t.admin }, '/analytics/sensors?after=a-24')).json()).toMatchObject({ count: 1, sensors: [{ sensor_id: 'b-1' }], next_after: null });
   });
+
+  it('pages the work queue (after, next_after) without marking anything, and the quarantine (offset)', async () => {
+    t = await createTestApp();
+    const alice = await createUserWithSession(t, 'alice');
+    const ingested = (await batch(alice, ['q1', 'q2', 'q3', 'q4', 'q5'])).json().ids as number[];
+    const admin = { auth: t.admin };
+
+    const first = (await get(admin, '/telemetry/unprocessed?limit=2')).json();
+    expect(first).toMatchObject({ count: 2, next_after: ingested[1] });
+    const second = (await get(admin, `/telemetry/unprocessed?limit=2&after=${first.next_after}`)).json();
+    const third = (await get(admin, `/telemetry/unprocessed?limit=2&after=${second.next_after}`)).json();
+    expect([...first.data, ...second.data, ...third.data].map((r: { id: number }) => r.id)).toEqual(ingested);
+    expect(third.next_after).toBeNull();
+    expect((await get(admin, '/telemetry/unprocessed')).json()).toMatchObject({ count: 5, next_after: null });
+
+    for (let i = 0; i < 5; i++) t.service.store.quarantine.add(ingested[i]!, 0, { i }, 'refused');
+    const page = (await get(admin, '/telemetry/quarantine?limit=2&offset=2')).json();
+    expect(page.count).toBe(5);
+    expect(page.records.map((r: { buffer_id: number }) => r.buffer_id)).toEqual([ingested[2], ingested[1]]);
+    expect((await get(admin, '/telemetry/quarantine?offset=1000001')).statusCode).toBe(422);
+  });
 });
