@@ -156,17 +156,17 @@ export async function streamExport(request: ExportRequest, runner: ExportRunner,
   }
   handedOver = true;
   const closed = new Promise<void>((resolve) => out.once('close', resolve));
-  holdBounded(out, () => settled, limits);
+  holdBounded(out, reader, () => settled, limits);
   const finished = Promise.all([copied.catch(() => undefined), closed]).then(() => undefined);
   return { stream: out, contentType: format.contentType, filename: `ocean-measurements-${stamp(new Date())}.${format.extension}`, finished };
 }
 
 /**
  * Cuts an export off (destroying its stream, which interrupts the COPY and frees its slot) once it
- * has run `maxDurationMs`, or when its client took less than `minBytesPerS` over a window while the
- * stream's buffer was full (the client, not DuckDB, was what it waited for).
+ * has run `maxDurationMs`, or when fewer than `minBytesPerS` entered its stream over a window while
+ * the stream's buffer was full (the client, not DuckDB, was what it waited for).
  */
-function holdBounded(out: PassThrough, copyEnded: () => boolean, limits: ExportLimits): void {
+function holdBounded(out: PassThrough, reader: Socket, copyEnded: () => boolean, limits: ExportLimits): void {
   const timers: NodeJS.Timeout[] = [];
   if (limits.maxDurationMs !== undefined) {
     const ms = limits.maxDurationMs;
@@ -177,12 +177,14 @@ function holdBounded(out: PassThrough, copyEnded: () => boolean, limits: ExportL
     const windowMs = limits.rateWindowMs ?? 30_000;
     let taken = 0;
     let takenBefore = 0;
-    out.on('data', (chunk: Buffer) => (taken += chunk.length));
+    // Counted where the pipe's bytes enter the stream (not with a listener on `out`, which would
+    // consume it): backpressure stops them there as soon as the client stops taking them.
+    reader.on('data', (chunk: Buffer) => (taken += chunk.length));
     timers.push(
       setInterval(() => {
         const rate = ((taken - takenBefore) * 1000) / windowMs;
         takenBefore = taken;
-        const waitingForClient = !copyEnded() && out.readableLength >= out.readableHighWaterMark;
+        const waitingForClient = !copyEnded() && (out.writableNeedDrain || out.readableLength >= out.readableHighWaterMark);
         if (rate < minRate && waitingForClient) out.destroy(new ExportCutOffError(`the client read the export slower than ${minRate} bytes/s and it was cut off`));
       }, windowMs),
     );
