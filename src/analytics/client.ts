@@ -39,7 +39,7 @@ export type Reply =
   | { id: number; ok: false; error: { name: string; message: string; code?: string; statusCode?: number } };
 
 /** What one caller may hold: see Admission; the export bounds are ExportLimits. */
-export type CallerLimits = Omit<AdmissionLimits, 'running' | 'timeoutMs' | 'exports'> & ExportLimits & { exports?: number };
+export type CallerLimits = Omit<AdmissionLimits, 'running' | 'timeoutMs' | 'exports'> & ExportLimits;
 
 export type AnalyticsClientOptions = Omit<AnalyticsEngineOptions, 'logger'> & { logger?: Logger; logLevel?: string; limits?: CallerLimits };
 
