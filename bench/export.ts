@@ -163,7 +163,11 @@ async function drive(): Promise<void> {
     const port = await freePort();
     const log = openSync(join(dataDir, 'service.log'), 'a');
     const main = new URL('../dist/main.js', import.meta.url).pathname;
-    child = spawn(process.execPath, [main], { env: { ...process.env, DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', log, log] });
+    // EXPORTS_PER_USER 2: the two exports at once below are both the admin's.
+    child = spawn(process.execPath, [main], {
+      env: { ...process.env, DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN, PORT: String(port), HOST: '127.0.0.1', EXPORTS_PER_USER: '2' },
+      stdio: ['ignore', log, log],
+    });
     ready = { port, dataDir };
     for (let i = 0; ; i++) {
       const up = await get(port, '/health').then((r) => r.status === 200, () => false);

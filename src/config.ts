@@ -62,6 +62,24 @@ export interface Config {
     /** Frame bodies per client address per minute (0: no limit); beyond it, 429. */
     framesPerMinute: number;
   };
+  /** Bounds on what one user can hold (see the README's Security section). */
+  userLimits: {
+    /** Sensors one user may own through claims (JSON ingest, profiles); a claim beyond it answers 409. */
+    maxSensors: number;
+    /** Analytics queries of one user running at once. */
+    analyticsRunning: number;
+    /** Analytics queries of one user waiting beyond those; more answer 503 with Retry-After. */
+    analyticsWaiting: number;
+    /** Analytics queries waiting over all users; more answer 503 with Retry-After. */
+    analyticsQueue: number;
+    /** Exports running at once over all users, and per user; beyond either, 503 with Retry-After. */
+    exportsRunning: number;
+    exportsPerUser: number;
+    /** An export still running after this long is cut off and its slot freed. */
+    exportMaxDurationMs: number;
+    /** An export whose client reads slower than this (bytes/s, over 30 s) is cut off; 0: no minimum. */
+    exportMinBytesPerS: number;
+  };
   /** queryTimeoutMs: an analytics query, or an export's first byte, taking longer is stopped (503). */
   duckdb: { memoryLimit: string; threads: number; queryTimeoutMs: number };
   ingest: IngestConfig;
@@ -111,6 +129,14 @@ const scalars = {
     .default('512MB'),
   DUCKDB_THREADS: int(1, 64).default(2),
   QUERY_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  MAX_SENSORS_PER_USER: int(1, 10_000_000).default(10_000),
+  ANALYTICS_USER_CONCURRENCY: int(1, 64).default(1),
+  ANALYTICS_USER_QUEUE: int(0, 10_000).default(4),
+  ANALYTICS_QUEUE: int(0, 100_000).default(32),
+  EXPORTS_MAX: int(1, 64).default(2),
+  EXPORTS_PER_USER: int(1, 64).default(1),
+  EXPORT_MAX_DURATION_MS: int(100, 24 * 3_600_000).default(1_800_000),
+  EXPORT_MIN_BYTES_PER_S: int(0, 1_000_000_000).default(16_384),
 };
 
 function parseVar<T extends z.ZodType>(env: Env, name: string, schema: T): z.output<T> {
@@ -176,6 +202,16 @@ export function loadConfig(env: Env): Config {
       requestTimeoutMs: v('REQUEST_TIMEOUT_MS'),
       framesInFlight: v('FRAMES_MAX_IN_FLIGHT'),
       framesPerMinute: v('FRAMES_RATE_LIMIT'),
+    },
+    userLimits: {
+      maxSensors: v('MAX_SENSORS_PER_USER'),
+      analyticsRunning: v('ANALYTICS_USER_CONCURRENCY'),
+      analyticsWaiting: v('ANALYTICS_USER_QUEUE'),
+      analyticsQueue: v('ANALYTICS_QUEUE'),
+      exportsRunning: v('EXPORTS_MAX'),
+      exportsPerUser: v('EXPORTS_PER_USER'),
+      exportMaxDurationMs: v('EXPORT_MAX_DURATION_MS'),
+      exportMinBytesPerS: v('EXPORT_MIN_BYTES_PER_S'),
     },
     duckdb: { memoryLimit: v('DUCKDB_MEMORY_LIMIT'), threads: v('DUCKDB_THREADS'), queryTimeoutMs: v('QUERY_TIMEOUT_MS') },
     ingest: {

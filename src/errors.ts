@@ -49,6 +49,26 @@ export class UnavailableError extends AppError {
   }
 }
 
+/** A claim that would take a user past MAX_SENSORS_PER_USER: 409, nothing of the request stored. */
+export class SensorLimitError extends AppError {
+  constructor(limit: number) {
+    super('sensor_limit', 409, `a user may own at most ${limit} sensors; this request would claim more (nothing of it was stored)`);
+  }
+}
+
+/**
+ * Too much work of one user, or of everyone, is running or waiting: 503 with `Retry-After`
+ * (seconds), so a client backs off and retries.
+ */
+export class BusyError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterS = 1,
+  ) {
+    super('busy', 503, message);
+  }
+}
+
 /**
  * A query stopped at its time limit (QUERY_TIMEOUT_MS): 503, so a client may retry later or ask
  * for less. The message names no query or internals.

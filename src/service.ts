@@ -61,6 +61,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     sessionTtlS: config.sessionTtlS,
     idempotencyKeyTtlS: config.idempotencyKeyTtlS,
     now,
+    maxSensorsPerUser: config.userLimits.maxSensors,
   });
   // The DuckDB store opens in its worker thread on first use (start() or the first query).
   const analytics = new AnalyticsClient({
@@ -68,6 +69,15 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     memoryLimit: config.duckdb.memoryLimit,
     threads: config.duckdb.threads,
     queryTimeoutMs: config.duckdb.queryTimeoutMs,
+    maxExports: config.userLimits.exportsRunning,
+    limits: {
+      perCallerRunning: config.userLimits.analyticsRunning,
+      perCallerWaiting: config.userLimits.analyticsWaiting,
+      queue: config.userLimits.analyticsQueue,
+      perCallerExports: config.userLimits.exportsPerUser,
+      maxDurationMs: config.userLimits.exportMaxDurationMs,
+      minBytesPerS: config.userLimits.exportMinBytesPerS,
+    },
     metrics,
     logger,
   });

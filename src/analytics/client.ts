@@ -6,9 +6,10 @@ import { timedAsync } from '../metrics.js';
 import { startWorker } from '../worker-thread.js';
 import type { AnalyticsEngineOptions } from './engine.js';
 import { randomUUID } from 'node:crypto';
-import { streamExport } from './export.js';
+import { MAX_EXPORTS, streamExport, type ExportLimits } from './export.js';
+import { Admission, type AdmissionLimits, type Caller } from './admission.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, type Row } from './reader-pool.js';
-import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorStats, Timeseries } from './types.js';
+import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
 
 /** Packed records of one buffer row as they cross to the worker (operational/record-batch.ts). */
 export interface WireSegment {
@@ -19,7 +20,8 @@ export interface WireSegment {
   skip?: number[];
 }
 
-export type Call = { id: number } & (
+/** `timeoutMs`: what is left of a user query's time limit (counted from its request's arrival). */
+export type Call = { id: number; timeoutMs?: number } & (
   | { method: 'all' | 'exec'; args: [op: string, sql: string, values?: unknown[]] }
   | { method: 'highWaterMark' | 'ping' | 'healthPing' | 'close'; args: [] }
   | { method: 'appendBatch'; args: [rows: readonly MeasurementRow[], highWater: number] }
@@ -36,7 +38,13 @@ export type Reply =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; error: { name: string; message: string; code?: string; statusCode?: number } };
 
-export type AnalyticsClientOptions = Omit<AnalyticsEngineOptions, 'logger'> & { logger?: Logger; logLevel?: string };
+/** What one caller may hold: see Admission; the export bounds are ExportLimits. */
+export type CallerLimits = Omit<AdmissionLimits, 'running' | 'timeoutMs' | 'exports'> & ExportLimits;
+
+export type AnalyticsClientOptions = Omit<AnalyticsEngineOptions, 'logger'> & { logger?: Logger; logLevel?: string; limits?: CallerLimits };
+
+/** Without configured limits (tools): shares as large as the pool, no queue bound. */
+const UNBOUNDED: CallerLimits = { perCallerRunning: Infinity, perCallerWaiting: Infinity, queue: Infinity, perCallerExports: Infinity };
 
 /** Calls that are reads of the user, timed into ocean_database_query_duration_seconds by name. */
 const TIMED: Partial<Record<Call['method'], string>> = {
@@ -63,7 +71,46 @@ export class AnalyticsClient implements AnalyticsStore {
   private worker: Worker | undefined;
   private opened: Promise<void> | undefined;
 
-  constructor(private readonly options: AnalyticsClientOptions) {}
+  private readonly admission: Admission;
+
+  constructor(private readonly options: AnalyticsClientOptions) {
+    const limits = options.limits ?? UNBOUNDED;
+    this.admission = new Admission({
+      ...limits,
+      running: options.readers ?? 2,
+      timeoutMs: options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+      exports: options.maxExports ?? MAX_EXPORTS,
+    });
+  }
+
+  /**
+   * The store as one caller's requests use it: each query waits its turn within the caller's share
+   * (Admission) and runs on what is left of its time limit; each export holds one of the caller's
+   * export slots until it has ended, and is cut off past the export bounds.
+   */
+  forCaller(caller: Caller): AnalyticsStore {
+    const query = <T>(call: Omit<Call, 'id' | 'timeoutMs'>) =>
+      this.admission.query(caller, (timeoutMs) => this.call({ ...call, timeoutMs } as Omit<Call, 'id'>) as Promise<T>);
+    return {
+      sensorStats: (sensorId, filter = {}) => query({ method: 'sensorStats', args: [sensorId, filter] }),
+      timeseries: (sensorId, options) => query({ method: 'timeseries', args: [sensorId, options] }),
+      anomalies: (sensorId, options = {}) => query({ method: 'anomalies', args: [sensorId, options] }),
+      compare: (sensorIds, filter = {}) => query({ method: 'compare', args: [sensorIds, filter] }),
+      sensors: (options = {}) => query({ method: 'sensors', args: [options] }),
+      exportMeasurements: async (request) => {
+        const release = this.admission.exportSlot(caller);
+        try {
+          const remaining = caller.arrivedAt + (this.options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS) - performance.now();
+          const file = await this.exportWithin(request, Math.max(1, remaining));
+          void file.finished.then(release);
+          return file;
+        } catch (err) {
+          release();
+          throw err;
+        }
+      },
+    };
+  }
 
   /**
    * Starts the worker and opens the store in it, once; every call does this first. Rejects as the
@@ -71,7 +118,7 @@ export class AnalyticsClient implements AnalyticsStore {
    */
   open(): Promise<void> {
     this.opened ??= (async () => {
-      const { metrics: _metrics, logger, logLevel, ...engineOptions } = this.options;
+      const { metrics: _metrics, logger, logLevel, limits: _limits, ...engineOptions } = this.options;
       const worker = startWorker(import.meta.url, 'worker', { workerData: { ...engineOptions, logLevel: logLevel ?? logger?.level ?? 'info' } });
       this.listen(worker);
       // The worker answers id -1 once the store is open (or failed to open).
@@ -156,20 +203,30 @@ export class AnalyticsClient implements AnalyticsStore {
     return this.call({ method: 'compare', args: [sensorIds, filter] }) as Promise<Comparison>;
   }
 
-  sensors(options: { sensorIds?: readonly string[] | undefined } = {}): Promise<SensorList> {
+  sensors(options: SensorsPage = {}): Promise<SensorList> {
     return this.call({ method: 'sensors', args: [options] }) as Promise<SensorList>;
   }
 
   /** Streams an export: the worker's DuckDB writes into a named pipe that this thread reads (export.ts). */
   exportMeasurements(request: ExportRequest): Promise<ExportFile> {
+    return this.exportWithin(request, this.options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS);
+  }
+
+  private exportWithin(request: ExportRequest, firstByteMs: number): Promise<ExportFile> {
     const id = randomUUID();
+    const { maxDurationMs, minBytesPerS, rateWindowMs } = this.options.limits ?? {};
     return streamExport(
       request,
       {
         run: (path) => this.call({ method: 'exportToPipe', args: [request, path, id] }) as Promise<void>,
         cancel: () => void this.call({ method: 'cancelExport', args: [id] }).catch(() => undefined),
       },
-      this.options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+      firstByteMs,
+      {
+        ...(maxDurationMs !== undefined ? { maxDurationMs } : {}),
+        ...(minBytesPerS !== undefined ? { minBytesPerS } : {}),
+        ...(rateWindowMs !== undefined ? { rateWindowMs } : {}),
+      },
     );
   }
 

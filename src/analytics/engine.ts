@@ -21,12 +21,12 @@ import { randomUUID } from 'node:crypto';
 import { ensureDataDir, makePrivate } from '../data-files.js';
 import { UnavailableError } from '../errors.js';
 import { timedAsync, type Metrics } from '../metrics.js';
-import { exportStatement, streamExport } from './export.js';
+import { MAX_EXPORTS, exportStatement, streamExport } from './export.js';
 import { anomalies, compare, sensorStats, sensors, timeseries } from './queries.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, ReaderPool, type Row } from './reader-pool.js';
 import { PARTITIONS, PARTITION_TABLES, partitionOf } from './partitions.js';
 import { PARTITIONS_CHECK, SCHEMA } from './schema.js';
-import type { AnalyticsStore, ExportRequest, MeasurementRow, RangeFilter } from './types.js';
+import type { AnalyticsStore, ExportRequest, MeasurementRow, RangeFilter, SensorsPage } from './types.js';
 
 export type { MeasurementRow } from './types.js';
 
@@ -40,6 +40,8 @@ export interface AnalyticsEngineOptions {
   readers?: number;
   /** A query (or an export's first byte) taking longer is interrupted: 503. Default 30 s; 0 = no limit. */
   queryTimeoutMs?: number;
+  /** Exports running at once (503 beyond). Default MAX_EXPORTS. */
+  maxExports?: number;
   metrics?: Metrics;
   logger?: Logger;
 }
@@ -50,8 +52,7 @@ export interface SqlRunner {
   exec(op: string, sql: string, values?: readonly DuckDBValue[], types?: readonly DuckDBType[]): Promise<void>;
 }
 
-/** Exports at once: each holds a connection of its own for as long as its client reads. */
-export const MAX_EXPORTS = 2;
+export { MAX_EXPORTS };
 
 /**
  * The DuckDB analytics store. One writer connection, used only by appendBatch (the flusher),
@@ -77,6 +78,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     private readonly metrics: Metrics | undefined,
     private readonly logger: Logger | undefined,
     readonly queryTimeoutMs: number,
+    private readonly maxExports: number,
   ) {}
 
   static async open(options: AnalyticsEngineOptions): Promise<AnalyticsEngine> {
@@ -102,7 +104,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
       const probe = await instance.connect();
       const logger = options.logger?.child({ component: 'analytics' });
       logger?.info({ path: options.path, memoryLimit: options.memoryLimit, threads: options.threads }, 'analytics store open');
-      return new AnalyticsEngine(options.path, instance, writer, pool, probe, options.metrics, logger, queryTimeoutMs);
+      return new AnalyticsEngine(options.path, instance, writer, pool, probe, options.metrics, logger, queryTimeoutMs, options.maxExports ?? MAX_EXPORTS);
     } catch (err) {
       instance.closeSync();
       throw err;
@@ -248,7 +250,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     return compare(this, sensorIds, filter);
   }
 
-  sensors(options: { sensorIds?: readonly string[] | undefined } = {}) {
+  sensors(options: SensorsPage = {}) {
     return sensors(this, options);
   }
 
@@ -261,7 +263,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   /** Runs an export's COPY into `path` (a named pipe) on a connection of its own. */
   async exportToPipe(request: ExportRequest, path: string, id: string): Promise<void> {
     if (this.closing) throw new Error('analytics engine is closed');
-    if (this.exports.size >= MAX_EXPORTS) throw new UnavailableError(`${MAX_EXPORTS} exports are running; retry when one has finished`);
+    if (this.exports.size >= this.maxExports) throw new UnavailableError(`${this.maxExports} exports are running; retry when one has finished`);
     // Registered before the first await, so two calls at once cannot both pass the bound.
     const entry: { connection?: DuckDBConnection; done: Promise<void> } = { done: Promise.resolve() };
     this.exports.set(id, entry);

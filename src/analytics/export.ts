@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import type { DuckDBType, DuckDBValue } from '@duckdb/node-api';
-import { QueryTimeoutError } from '../errors.js';
+import { AppError, QueryTimeoutError } from '../errors.js';
 import { Params, matching } from './filters.js';
 import type { ExportFile, ExportFormat, ExportRequest } from './types.js';
 
@@ -67,6 +67,26 @@ export interface ExportRunner {
 
 const execFileAsync = promisify(execFile);
 
+/** Exports at once by default (EXPORTS_MAX): each holds a DuckDB connection of its own for as long as its client reads. */
+export const MAX_EXPORTS = 2;
+
+/** How long an export may hold its slot, and how slowly its client may read. */
+export interface ExportLimits {
+  /** Past this, the export is cut off. */
+  maxDurationMs?: number;
+  /** A client that took fewer bytes per second than this over a window, while the export was waiting for it, is cut off; 0: none. */
+  minBytesPerS?: number;
+  /** The window of minBytesPerS. Default 30 s. */
+  rateWindowMs?: number;
+}
+
+/** Why an export was cut off; the client sees a cut-off download, the log this. */
+export class ExportCutOffError extends AppError {
+  constructor(message: string) {
+    super('export_cut_off', 503, message);
+  }
+}
+
 /**
  * Streams an export without a file: DuckDB's COPY writes into a named pipe (mkfifo) in a private
  * temp directory, and the download reads the other end as a socket (non-blocking, on the event
@@ -78,7 +98,7 @@ const execFileAsync = promisify(execFile);
  * A failure after the first byte destroys the stream (the client sees a cut-off download); a
  * client that goes away interrupts the COPY, which frees its connection.
  */
-export async function streamExport(request: ExportRequest, runner: ExportRunner, timeoutMs: number): Promise<ExportFile> {
+export async function streamExport(request: ExportRequest, runner: ExportRunner, timeoutMs: number, limits: ExportLimits = {}): Promise<ExportFile> {
   const format = FORMATS[request.format];
   const dir = await mkdtemp(join(tmpdir(), 'ocean-export-'));
   const path = join(dir, `export.${format.extension}`);
@@ -135,7 +155,41 @@ export async function streamExport(request: ExportRequest, runner: ExportRunner,
     clearTimeout(timer);
   }
   handedOver = true;
-  return { stream: out, contentType: format.contentType, filename: `ocean-measurements-${stamp(new Date())}.${format.extension}` };
+  const closed = new Promise<void>((resolve) => out.once('close', resolve));
+  holdBounded(out, reader, () => settled, limits);
+  const finished = Promise.all([copied.catch(() => undefined), closed]).then(() => undefined);
+  return { stream: out, contentType: format.contentType, filename: `ocean-measurements-${stamp(new Date())}.${format.extension}`, finished };
+}
+
+/**
+ * Cuts an export off (destroying its stream, which interrupts the COPY and frees its slot) once it
+ * has run `maxDurationMs`, or when fewer than `minBytesPerS` entered its stream over a window while
+ * the stream's buffer was full (the client, not DuckDB, was what it waited for).
+ */
+function holdBounded(out: PassThrough, reader: Socket, copyEnded: () => boolean, limits: ExportLimits): void {
+  const timers: NodeJS.Timeout[] = [];
+  if (limits.maxDurationMs !== undefined) {
+    const ms = limits.maxDurationMs;
+    timers.push(setTimeout(() => out.destroy(new ExportCutOffError(`the export ran longer than the ${ms} ms limit and was cut off`)), ms));
+  }
+  const minRate = limits.minBytesPerS ?? 0;
+  if (minRate > 0) {
+    const windowMs = limits.rateWindowMs ?? 30_000;
+    let taken = 0;
+    let takenBefore = 0;
+    // Counted where the pipe's bytes enter the stream (not with a listener on `out`, which would
+    // consume it): backpressure stops them there as soon as the client stops taking them.
+    reader.on('data', (chunk: Buffer) => (taken += chunk.length));
+    timers.push(
+      setInterval(() => {
+        const rate = ((taken - takenBefore) * 1000) / windowMs;
+        takenBefore = taken;
+        const waitingForClient = !copyEnded() && (out.writableNeedDrain || out.readableLength >= out.readableHighWaterMark);
+        if (rate < minRate && waitingForClient) out.destroy(new ExportCutOffError(`the client read the export slower than ${minRate} bytes/s and it was cut off`));
+      }, windowMs),
+    );
+  }
+  out.once('close', () => timers.forEach(clearTimeout));
 }
 
 /** 2024-05-01T12:00:00.000Z → 20240501T120000Z */

@@ -1,10 +1,10 @@
-import { DuckDBIntervalValue, INTERVAL } from '@duckdb/node-api';
+import { DuckDBIntervalValue, INTEGER, INTERVAL } from '@duckdb/node-api';
 import { BadRequestError } from '../errors.js';
 import type { SqlRunner } from './engine.js';
 import { Params, isoOrNull, matching } from './filters.js';
 import { intervalSeconds } from './interval.js';
 import type { Row } from './reader-pool.js';
-import type { Aggregate, Anomalies, Comparison, MetricAggregate, RangeFilter, SensorList, SensorStats, Timeseries } from './types.js';
+import type { Aggregate, Anomalies, Comparison, MetricAggregate, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
 
 /**
  * The analytics reads. Their inputs are what the request schemas (schemas.ts) accepted, so
@@ -197,27 +197,36 @@ export async function compare(db: SqlRunner, sensorIds: readonly string[], filte
   return { comparison, sensors };
 }
 
-/** Sensors with data, their reading counts, metrics and first/last reading. `sensorIds` limits the list (tenancy). */
-export async function sensors(db: SqlRunner, options: { sensorIds?: readonly string[] | undefined } = {}): Promise<SensorList> {
-  if (options.sensorIds !== undefined && options.sensorIds.length === 0) return { count: 0, sensors: [] };
+/**
+ * Sensors with data, their reading counts, metrics and first/last reading, in sensor_id order, one
+ * page at a time: at most `limit` after `after`. `sensorIds` limits the list (tenancy); with it
+ * the caller pages through the ids (the route pages the user's own from SQLite) and `next_after`
+ * is left to it.
+ */
+export async function sensors(db: SqlRunner, options: SensorsPage = {}): Promise<SensorList> {
+  if (options.sensorIds !== undefined && options.sensorIds.length === 0) return { count: 0, sensors: [], next_after: null };
   const p = new Params();
   const source = matching(p, options.sensorIds ? { sensorIds: options.sensorIds } : {});
+  const after = options.after !== undefined ? `WHERE sensor_id > ${p.text(options.after)}` : '';
+  // One more than asked tells whether another page follows.
+  const limit = options.limit !== undefined ? `LIMIT ${p.add(options.limit + 1, INTEGER)}` : '';
   const rows = await db.all(
     'sensors',
     `SELECT sensor_id, count(*) AS count, list(DISTINCT metric ORDER BY metric) AS metrics,
        min(ts) AS first_reading, max(ts) AS last_reading
-     FROM ${source} AS m GROUP BY sensor_id ORDER BY sensor_id`,
+     FROM ${source} AS m ${after} GROUP BY sensor_id ORDER BY sensor_id ${limit}`,
     p.values,
     p.types,
   );
-  const list = rows.map((row) => ({
+  const more = options.limit !== undefined && rows.length > options.limit;
+  const list = (more ? rows.slice(0, options.limit) : rows).map((row) => ({
     sensor_id: String(row.sensor_id),
     count: Number(row.count),
     metrics: (row.metrics as string[]).map(String),
     first_reading: isoOrNull(row.first_reading)!,
     last_reading: isoOrNull(row.last_reading)!,
   }));
-  return { count: list.length, sensors: list };
+  return { count: list.length, sensors: list, next_after: more ? list[list.length - 1]!.sensor_id : null };
 }
 
 /** Number of stored measurements matching a filter (tests, status). */

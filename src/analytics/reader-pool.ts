@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DuckDBConnection, DuckDBInstance, DuckDBType, DuckDBValue } from '@duckdb/node-api';
 import { QueryTimeoutError } from '../errors.js';
 
@@ -5,6 +6,12 @@ export type Row = Record<string, unknown>;
 
 /** QUERY_TIMEOUT_MS's default. */
 export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+
+/**
+ * The deadline (performance.now() of this thread) of the call being served, when its time limit
+ * was counted from the request's arrival (the client's admission hands over what is left of it).
+ */
+export const callDeadline = new AsyncLocalStorage<number>();
 
 /** One read-only connection and the statements prepared on it. */
 export interface Reader {
@@ -74,14 +81,20 @@ export class ReaderPool {
     // A waiter is handed a connection by the one releasing it, so `lent` is unchanged then.
     else reader = await new Promise<PooledReader>((resolve) => this.waiters.push(resolve));
     let timedOut = false;
+    const deadline = callDeadline.getStore();
+    const limitMs = deadline === undefined ? this.timeoutMs : Math.max(0, Math.min(this.timeoutMs || Infinity, deadline - performance.now()));
     const timer =
-      this.timeoutMs > 0
+      limitMs > 0 && limitMs !== Infinity
         ? setTimeout(() => {
             timedOut = true;
             reader.connection.interrupt();
-          }, this.timeoutMs)
+          }, limitMs)
         : undefined;
     try {
+      if (deadline !== undefined && limitMs === 0) {
+        timedOut = true;
+        throw new QueryTimeoutError(this.timeoutMs);
+      }
       return await fn(reader);
     } catch (err) {
       throw timedOut ? new QueryTimeoutError(this.timeoutMs) : err;

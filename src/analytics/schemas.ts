@@ -164,9 +164,17 @@ export const compareResponse = z
   .describe('Comparison');
 export type Comparison = z.infer<typeof compareResponse>;
 
+/** Most sensors per page of the sensor list (and its default). */
+export const SENSORS_PAGE_MAX = 1000;
+
+export const sensorsQuery = z.object({
+  limit: defaulted(integer().pipe(z.number().min(1).max(SENSORS_PAGE_MAX)), SENSORS_PAGE_MAX).describe(`1 to ${SENSORS_PAGE_MAX}, default ${SENSORS_PAGE_MAX}`),
+  after: optional(textId).describe('Continue after this sensor id (from next_after)'),
+});
+
 export const sensorsResponse = z
   .object({
-    count: z.number().int(),
+    count: z.number().int().describe('Sensors in this page'),
     sensors: z.array(
       z.object({
         sensor_id: z.string(),
@@ -176,6 +184,7 @@ export const sensorsResponse = z
         last_reading: isoTime,
       }),
     ),
+    next_after: z.string().nullable().describe('Pass as `after` for the next page; null at the end'),
   })
   .describe('SensorList');
 export type SensorList = z.infer<typeof sensorsResponse>;

@@ -35,6 +35,15 @@ export interface ExportRequest extends RangeFilter {
   sensorIds?: readonly string[] | undefined;
 }
 
+/** What a sensor list asks: which sensors may appear (tenancy; undefined = all), and the page. */
+export interface SensorsPage {
+  sensorIds?: readonly string[] | undefined;
+  /** Only sensors after this id. */
+  after?: string | undefined;
+  /** At most this many. */
+  limit?: number | undefined;
+}
+
 /** A finished export, ready to be sent as a download. */
 export interface ExportFile {
   stream: Readable;
@@ -42,6 +51,8 @@ export interface ExportFile {
   filename: string;
   /** Bytes, for Content-Length, when known before sending (a streamed export is not: chunked). */
   size?: number;
+  /** Settles once the stream has closed and the COPY behind it ended: the export's slot is free. */
+  finished: Promise<void>;
 }
 
 /**
@@ -55,6 +66,6 @@ export interface AnalyticsStore {
   timeseries(sensorId: string, options: RangeFilter & { interval: string }): Promise<Timeseries>;
   anomalies(sensorId: string, options?: RangeFilter & { threshold?: number; limit?: number }): Promise<Anomalies>;
   compare(sensorIds: readonly string[], filter?: RangeFilter): Promise<Comparison>;
-  sensors(options?: { sensorIds?: readonly string[] | undefined }): Promise<SensorList>;
+  sensors(options?: SensorsPage): Promise<SensorList>;
   exportMeasurements(request: ExportRequest): Promise<ExportFile>;
 }

@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { readRecordBatch } from '../operational/record-batch.js';
 import { AnalyticsEngine, type AnalyticsEngineOptions, type Segment } from './engine.js';
+import { callDeadline } from './reader-pool.js';
 import type { Call, Reply, WireSegment } from './client.js';
 
 const options = workerData as Omit<AnalyticsEngineOptions, 'metrics' | 'logger'> & { logLevel: string };
@@ -50,7 +51,10 @@ parentPort!.on('message', (call: Call) => {
     let reply: Reply;
     try {
       const e = engine ?? (await opened);
-      reply = { id: call.id, ok: true, value: await handlers[call.method](e, call.args as never[]) };
+      const run = () => handlers[call.method](e, call.args as never[]);
+      // A user's query brings what is left of its time limit: its deadline in this thread's clock.
+      const value = call.timeoutMs === undefined ? await run() : await callDeadline.run(performance.now() + call.timeoutMs, run);
+      reply = { id: call.id, ok: true, value };
     } catch (err) {
       const e = err as Error & { code?: unknown; statusCode?: unknown };
       reply = {

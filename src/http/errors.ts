@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, ValidationError, type ValidationIssue } from '../errors.js';
+import { AppError, BusyError, ValidationError, type ValidationIssue } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { MethodIndex } from './method-not-allowed.js';
 
@@ -70,6 +70,7 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
 
 export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, methods: MethodIndex): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof BusyError) reply.header('retry-after', String(err.retryAfterS));
     if (err instanceof AppError) return reply.code(err.statusCode).send(appErrorBody(err));
     const status = err.statusCode ?? 500;
     if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {

@@ -357,9 +357,8 @@ export class IngestPipeline {
 
     const readings = prepared.flatMap((p, i) => (p.unit.kind === 'reading' ? [{ reading: p.unit.reading, i }] : []));
     if (readings.length > 0 && options.owner !== undefined) {
-      for (const sensorId of new Set(readings.map((r) => r.reading.sensor_id))) {
-        if (!store.devices.claimForUser(sensorId, options.owner)) throw new ForbiddenError(`sensor ${sensorId} belongs to another user or device`);
-      }
+      const refused = store.devices.claimAllForUser(new Set(readings.map((r) => r.reading.sensor_id)), options.owner);
+      if (refused !== undefined) throw new ForbiddenError(`sensor ${refused} belongs to another user or device`);
     }
     for (const { reading, i } of readings) {
       if (options.anonymous && store.devices.isHeld(reading.sensor_id)) {

@@ -1,3 +1,4 @@
+import { SensorLimitError } from '../errors.js';
 import type { Db } from './db.js';
 import { nowS } from './db.js';
 
@@ -52,7 +53,8 @@ export interface DeviceActivity {
  * conflict for the admin), and when the admin gives a claimed sensor to another party, the
  * claimant's readings are purged from it.
  */
-export function createDevices(db: Db) {
+export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = {}) {
+  const maxSensors = options.maxSensorsPerUser ?? Infinity;
   const byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE device_id = ?');
   const ownerOf = db.prepare<[string], { owner_id: string | null }>('SELECT owner_id FROM devices WHERE device_id = ?');
   const held = db.prepare<[string], { held: number }>(
@@ -93,9 +95,15 @@ export function createDevices(db: Db) {
      ON CONFLICT(device_id) DO UPDATE SET last_seen = max(coalesce(last_seen, 0), @lastSeen), frames = frames + @frames,
        records = records + @records, model_id = coalesce(model_id, @modelId), lab_id = coalesce(@labId, lab_id)`,
   );
-  const listAll = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY device_id');
-  const listOwned = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE owner_id = ? ORDER BY device_id');
+  const listOwnedAfter = db.prepare<[string, string, number], DeviceRow>(
+    'SELECT * FROM devices WHERE owner_id = ? AND device_id > ? ORDER BY device_id LIMIT ?',
+  );
+  const listAllAfter = db.prepare<[string, number], DeviceRow>('SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?');
+  const ownedIdsAfter = db.prepare<[string, string, number], { device_id: string }>(
+    'SELECT device_id FROM devices WHERE owner_id = ? AND device_id > ? ORDER BY device_id LIMIT ?',
+  );
   const ownedIds = db.prepare<[string], { device_id: string }>('SELECT device_id FROM devices WHERE owner_id = ?');
+  const ownedCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM devices WHERE owner_id = ?');
 
   const toDevice = ({ secret, origin: _origin, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
   /** Devices known to be neither new nor claimed by JSON ingest: a batch of frames need not look them up. */
@@ -144,8 +152,23 @@ export function createDevices(db: Db) {
      * those can never be claimed this way (an admin assigns them).
      */
     claimForUser(deviceId: string, userId: string): boolean {
-      claim.run(deviceId, userId, nowS());
-      return ownerOf.get(deviceId)?.owner_id === userId;
+      return this.claimAllForUser([deviceId], userId) === undefined;
+    },
+    /**
+     * claimForUser for several ids: the first id that cannot be the user's, or undefined when all
+     * are. Throws SensorLimitError (409) when the new claims take the user past its sensor cap;
+     * callers run it inside a transaction, so a refused request leaves no claim behind. One
+     * count of the user's sensors per call, and only when something new was claimed.
+     */
+    claimAllForUser(deviceIds: Iterable<string>, userId: string): string | undefined {
+      let claimed = 0;
+      const now = nowS();
+      for (const id of deviceIds) {
+        if (claim.run(id, userId, now).changes === 1) claimed++;
+        else if (ownerOf.get(id)?.owner_id !== userId) return id;
+      }
+      if (claimed > 0 && ownedCount.get(userId)!.n > maxSensors) throw new SensorLimitError(maxSensors);
+      return undefined;
     },
     /**
      * The user who claimed a sensor by JSON ingest (or a profile), while no admin has settled it:
@@ -197,11 +220,21 @@ export function createDevices(db: Db) {
     recordActivity(a: DeviceActivity): void {
       touch.run({ ...a, now: nowS() });
     },
-    list(ownerId?: string): Device[] {
-      return (ownerId === undefined ? listAll.all() : listOwned.all(ownerId)).map(toDevice);
+    /** One page of devices in device_id order, after `after` ('' = from the start). */
+    page(ownerId: string | undefined, after: string, limit: number): Device[] {
+      return (ownerId === undefined ? listAllAfter.all(after, limit) : listOwnedAfter.all(ownerId, after, limit)).map(toDevice);
     },
+    /** Every device id of a user (at most MAX_SENSORS_PER_USER of its own claims, plus what an admin assigned). */
     ownedIds(ownerId: string): string[] {
       return ownedIds.all(ownerId).map((r) => r.device_id);
+    },
+    /** One page of a user's device ids in order, after `after` ('' = from the start). */
+    ownedIdsPage(ownerId: string, after: string, limit: number): string[] {
+      return ownedIdsAfter.all(ownerId, after, limit).map((r) => r.device_id);
+    },
+    /** How many devices the user owns (an index count). */
+    ownedCount(ownerId: string): number {
+      return ownedCount.get(ownerId)!.n;
     },
   };
 }

@@ -19,8 +19,8 @@ export function createQuarantine(db: Db) {
   );
   const ofRow = db.prepare<[number], { record: number }>('SELECT record FROM quarantine WHERE buffer_id = ?');
   const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM quarantine');
-  const page = db.prepare<[number], { buffer_id: number; record: number; content: string; error: string; created_at: number }>(
-    'SELECT buffer_id, record, content, error, created_at FROM quarantine ORDER BY buffer_id DESC, record LIMIT ?',
+  const page = db.prepare<[number, number], { buffer_id: number; record: number; content: string; error: string; created_at: number }>(
+    'SELECT buffer_id, record, content, error, created_at FROM quarantine ORDER BY buffer_id DESC, record LIMIT ? OFFSET ?',
   );
   let cached: number | undefined;
   const total = () => (cached ??= count.get()!.n);
@@ -36,8 +36,8 @@ export function createQuarantine(db: Db) {
     count(): number {
       return total();
     },
-    list(limit: number): QuarantinedRecord[] {
-      return page.all(limit).map((r) => ({
+    list(limit: number, offset = 0): QuarantinedRecord[] {
+      return page.all(limit, offset).map((r) => ({
         buffer_id: r.buffer_id,
         record: r.record,
         content: JSON.parse(r.content) as Record<string, unknown>,

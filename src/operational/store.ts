@@ -14,7 +14,7 @@ import { createUsers } from './users.js';
  * (Unix seconds, default the system clock) times billing and its Idempotency-Keys, which are
  * remembered `idempotencyKeyTtlS` (default a day).
  */
-export function openOperationalStore(path: string, options: { sessionTtlS: number; idempotencyKeyTtlS?: number; now?: () => number }) {
+export function openOperationalStore(path: string, options: { sessionTtlS: number; idempotencyKeyTtlS?: number; now?: () => number; maxSensorsPerUser?: number }) {
   const db = openOperationalDb(path);
   let closed = false;
   const sessions = createSessions(db, { ttlS: options.sessionTtlS });
@@ -25,7 +25,7 @@ export function openOperationalStore(path: string, options: { sessionTtlS: numbe
     sessions,
     billing: createBilling(db, { now: options.now ?? (() => Date.now() / 1000), idempotencyKeyTtlS: options.idempotencyKeyTtlS ?? 86400 }),
     metadata: createMetadata(db),
-    devices: createDevices(db),
+    devices: createDevices(db, options.maxSensorsPerUser === undefined ? {} : { maxSensorsPerUser: options.maxSensorsPerUser }),
     deviceEvents: createDeviceEvents(db),
     buffer: createBuffer(db),
     quarantine: createQuarantine(db),

@@ -317,7 +317,7 @@ describe('analytics engine: queries give the values computed from the rows', () 
     expect(s1).toEqual({ sensor_id: 's-1', count: e.count, metrics: ['humidity', 'temperature'], first_reading: iso(e.first!), last_reading: iso(e.last!) });
     const scoped = await t.engine.sensors({ sensorIds: ['s-2', 'ghost'] });
     expect(scoped.sensors.map((s) => s.sensor_id)).toEqual(['s-2']);
-    expect(await t.engine.sensors({ sensorIds: [] })).toEqual({ count: 0, sensors: [] });
+    expect(await t.engine.sensors({ sensorIds: [] })).toEqual({ count: 0, sensors: [], next_after: null });
   });
 });
 

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AnalyticsEngine, MAX_EXPORTS } from '../../src/analytics/engine.js';
+import { streamExport } from '../../src/analytics/export.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
 /** Rows straight into one partition, generated inside DuckDB (exports without a sensor read every partition). */
@@ -59,5 +60,19 @@ describe('analytics limits (real DuckDB)', () => {
     await expect(engine.all('meanwhile', 'SELECT 1 AS v')).resolves.toEqual([{ v: 1 }]);
     for (const f of running) f.stream.destroy();
     await expect.poll(() => engine.runningExports, { timeout: 5000 }).toBe(0);
+  });
+
+  it('cuts off an export its client reads slower than the minimum rate, and its connection is freed', async () => {
+    await open(30_000);
+    await load(engine, 2_000_000);
+    const request = { format: 'csv' as const };
+    const runner = { run: (path: string) => engine.exportToPipe(request, path, 'slow'), cancel: () => engine.cancelExport('slow') };
+    // Nobody reads this one: whatever the window, it took less than the minimum while it waited.
+    const file = await streamExport(request, runner, 30_000, { minBytesPerS: 1024, rateWindowMs: 200 });
+    expect(engine.runningExports).toBe(1);
+    const error = await new Promise<Error>((resolve) => file.stream.once('error', resolve));
+    expect(error).toMatchObject({ code: 'export_cut_off', message: expect.stringMatching(/slower than 1024 bytes\/s/) });
+    await file.finished;
+    expect(engine.runningExports).toBe(0);
   });
 });

@@ -1,4 +1,4 @@
-import type { FastifySerializerCompiler } from 'fastify';
+import type { FastifyReply, FastifyRequest, FastifySerializerCompiler } from 'fastify';
 import type { RoutePlugin } from '../../app.js';
 import { EXPORT_CONTENT_TYPES } from '../../analytics/export.js';
 import { byAvgDescending } from '../../analytics/queries.js';
@@ -12,6 +12,7 @@ import {
   exportQuery,
   exportResponse,
   sensorParams,
+  sensorsQuery,
   sensorsResponse,
   statsQuery,
   statsResponse,
@@ -43,7 +44,14 @@ const exportContent = Object.fromEntries(
  * no SQL lives here. A user reads only the sensors it owns; admin reads all.
  */
 export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
-  const { analytics } = deps;
+  /**
+   * The store as this request's caller uses it: its share of the readers and exports (the admin
+   * has one share of its own), and a time limit that counts from the request's arrival.
+   */
+  const analyticsFor = (request: FastifyRequest, reply: FastifyReply) => {
+    const p = request.principal!;
+    return deps.analytics.forCaller({ key: p.kind === 'admin' ? 'admin' : `user:${p.userId}`, arrivedAt: performance.now() - reply.elapsedTime });
+  };
 
   app.get(
     '/analytics/sensor/:sensor_id/stats',
@@ -54,13 +62,13 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['analytics'],
         params: sensorParams,
         querystring: statsQuery,
-        response: { 200: statsResponse, ...errors(401, 403, 422) },
+        response: { 200: statsResponse, ...errors(401, 403, 422, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { sensor_id } = request.params;
       auth.assertSensor(request, sensor_id);
-      return analytics.sensorStats(sensor_id, request.query);
+      return analyticsFor(request, reply).sensorStats(sensor_id, request.query);
     },
   );
 
@@ -73,13 +81,13 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['analytics'],
         params: sensorParams,
         querystring: timeseriesQuery,
-        response: { 200: timeseriesResponse, ...errors(400, 401, 403, 422) },
+        response: { 200: timeseriesResponse, ...errors(400, 401, 403, 422, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { sensor_id } = request.params;
       auth.assertSensor(request, sensor_id);
-      return analytics.timeseries(sensor_id, request.query);
+      return analyticsFor(request, reply).timeseries(sensor_id, request.query);
     },
   );
 
@@ -92,13 +100,13 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['analytics'],
         params: sensorParams,
         querystring: anomaliesQuery,
-        response: { 200: anomaliesResponse, ...errors(401, 403, 422) },
+        response: { 200: anomaliesResponse, ...errors(401, 403, 422, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { sensor_id } = request.params;
       auth.assertSensor(request, sensor_id);
-      return analytics.anomalies(sensor_id, request.query);
+      return analyticsFor(request, reply).anomalies(sensor_id, request.query);
     },
   );
 
@@ -111,13 +119,13 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Aggregates of up to 100 sensors, keyed by sensor in descending avg_value',
         tags: ['analytics'],
         body: compareBody,
-        response: { 200: compareResponse, ...errors(401, 403, 422) },
+        response: { 200: compareResponse, ...errors(401, 403, 422, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { sensor_ids, start_time, end_time, metric } = request.body;
       for (const id of sensor_ids) auth.assertSensor(request, id);
-      return analytics.compare(sensor_ids, { start: start_time, end: end_time, metric });
+      return analyticsFor(request, reply).compare(sensor_ids, { start: start_time, end: end_time, metric });
     },
   );
 
@@ -126,12 +134,25 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: 'Sensors with data that the caller may read: reading count, metrics, first and last reading',
+        summary: 'Sensors with data that the caller may read: reading count, metrics, first and last reading; in sensor_id order, a page at a time (limit, after)',
         tags: ['analytics'],
-        response: { 200: sensorsResponse, ...errors(401, 403) },
+        querystring: sensorsQuery,
+        response: { 200: sensorsResponse, ...errors(401, 403, 422, 503) },
       },
     },
-    async (request) => analytics.sensors({ sensorIds: auth.sensorScope(request) }),
+    async (request, reply) => {
+      const { limit, after } = request.query;
+      const p = request.principal!;
+      const analytics = analyticsFor(request, reply);
+      if (p.kind === 'admin') return analytics.sensors({ limit, after });
+      // A page of the user's own sensors from SQLite, then which of them have data: the work per
+      // request is one page, however many sensors the user owns. A page may list fewer than
+      // `limit` (sensors without data are left out); next_after says whether more follow.
+      const ids = deps.store.devices.ownedIdsPage(p.userId, after ?? '', limit + 1);
+      const page = ids.slice(0, limit);
+      const list = await analytics.sensors({ sensorIds: page });
+      return { ...list, next_after: ids.length > limit ? page[page.length - 1]! : null };
+    },
   );
 
   app.get(
@@ -143,13 +164,13 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         tags: ['analytics'],
         querystring: exportQuery,
         // The body is a file stream; Fastify sends streams as they are, without serialising.
-        response: { 200: { description: 'The file, as an attachment', content: exportContent }, ...errors(401, 403, 422) },
+        response: { 200: { description: 'The file, as an attachment', content: exportContent }, ...errors(401, 403, 422, 503) },
       },
     },
     async (request, reply) => {
       const { format, sensor_id, metric, start, end } = request.query;
       if (sensor_id) for (const id of sensor_id) auth.assertSensor(request, id);
-      const file = await analytics.exportMeasurements({
+      const file = await analyticsFor(request, reply).exportMeasurements({
         format,
         sensorIds: sensor_id ?? auth.sensorScope(request),
         metric,

@@ -63,7 +63,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireUser,
       schema: {
-        summary: "List devices: the caller's own (admin: all, or one owner's)",
+        summary: "List devices: the caller's own (admin: all, or one owner's), in device_id order, a page at a time (limit, after)",
         tags: ['devices'],
         querystring: listDevicesQuery,
         response: { 200: deviceListSchema, ...errors(401, 403, 422) },
@@ -71,12 +71,14 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const p = request.principal!;
-      const { owner_id } = request.query;
+      const { owner_id, limit, after } = request.query;
       if (p.kind === 'user' && owner_id !== undefined && owner_id !== p.userId) {
         throw new ForbiddenError(`not allowed to list the devices of user ${owner_id}`);
       }
-      const list = devices.list(p.kind === 'user' ? p.userId : owner_id).map(toJson);
-      return { count: list.length, devices: list };
+      // One more than asked tells whether another page follows.
+      const page = devices.page(p.kind === 'user' ? p.userId : owner_id, after ?? '', limit + 1);
+      const list = page.slice(0, limit).map(toJson);
+      return { count: list.length, devices: list, next_after: page.length > limit ? list[list.length - 1]!.device_id : null };
     },
   );
 

@@ -81,7 +81,10 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
       },
     },
     async (request) => {
-      const data = store.buffer.queued(request.query.limit).map((r) => ({
+      const { limit, after } = request.query;
+      // One more than asked tells whether another page follows.
+      const rows = store.buffer.queued(limit + 1, after ?? 0);
+      const data = rows.slice(0, limit).map((r) => ({
         id: r.id,
         sensor_id: r.sensor_id,
         timestamp: new Date(r.ts * 1000).toISOString(),
@@ -90,7 +93,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
         records: r.record_count,
         created_at: new Date(r.created_at * 1000).toISOString(),
       }));
-      return { count: data.length, data };
+      return { count: data.length, data, next_after: rows.length > limit ? data[data.length - 1]!.id : null };
     },
   );
 
@@ -105,7 +108,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
         response: { 200: quarantineResponse, ...errors(401, 403, 422) },
       },
     },
-    async (request) => ({ count: store.quarantine.count(), records: store.quarantine.list(request.query.limit) }),
+    async (request) => ({ count: store.quarantine.count(), records: store.quarantine.list(request.query.limit, request.query.offset) }),
   );
 
   app.post(

@@ -7,6 +7,7 @@ export {
   exportQuery,
   exportResponse,
   sensorParams,
+  sensorsQuery,
   sensorsResponse,
   statsQuery,
   statsResponse,

@@ -25,10 +25,19 @@ export const deviceSchema = z
   })
   .describe('Device');
 
+/** Most devices per page of GET /devices (and its default). */
+export const DEVICES_PAGE_MAX = 1000;
+
 export const listDevicesQuery = z.object({
   owner_id: optional(userId).describe('Admin only: devices of this user'),
+  limit: defaulted(integer().pipe(z.number().min(1).max(DEVICES_PAGE_MAX)), DEVICES_PAGE_MAX).describe(`1 to ${DEVICES_PAGE_MAX}, default ${DEVICES_PAGE_MAX}`),
+  after: optional(sensorId).describe('Continue after this device id (from next_after)'),
 });
-export const deviceListSchema = z.object({ count: z.number().int(), devices: z.array(deviceSchema) });
+export const deviceListSchema = z.object({
+  count: z.number().int().describe('Devices in this page'),
+  devices: z.array(deviceSchema).describe('In device_id order'),
+  next_after: z.string().nullable().describe('Pass as `after` for the next page; null at the end'),
+});
 
 export const deviceParams = z.object({ device_id: sensorId });
 

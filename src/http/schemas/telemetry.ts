@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { readingSchema } from '../../ingest/reading.js';
-import { defaulted, idParam, integer, isoTime } from './common.js';
+import { defaulted, idParam, integer, isoTime, optional } from './common.js';
 
 /**
  * One reading, parsed to the pipeline's `Reading` by the schema shared with JSON stream entries
@@ -30,10 +30,12 @@ export const batchResponse = z.object({
 
 export const unprocessedQuery = z.object({
   limit: defaulted(integer().pipe(z.number().min(1).max(10_000)), 1000),
+  after: optional(idParam).describe('Continue after this id (from next_after), without marking the page processed'),
 });
 
 export const unprocessedResponse = z.object({
   count: z.number().int(),
+  next_after: z.number().int().nullable().describe('Pass as `after` for the next page; null at the end'),
   data: z.array(
     z.object({
       id: z.number().int(),
@@ -59,6 +61,7 @@ export const markProcessedResponse = z.object({
 
 export const quarantineQuery = z.object({
   limit: defaulted(integer().pipe(z.number().min(1).max(10_000)), 100),
+  offset: defaulted(integer().pipe(z.number().min(0).max(1_000_000)), 0).describe('Records to skip (0 to 1,000,000), for the next page'),
 });
 
 export const quarantineResponse = z.object({
