@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { resolveAdminToken } from './admin-token.js';
 import { AnalyticsClient } from './analytics/client.js';
 import { buildApp } from './app.js';
+import { singleBackup } from './backup/take.js';
 import type { Config } from './config.js';
 import { HealthMonitor } from './health.js';
 import { StreamConsumer } from './ingest/consumer.js';
@@ -17,6 +18,7 @@ import { RedisReplayStore } from './ingest/replay-store-redis.js';
 import { SqliteReplayStore } from './ingest/replay-store-sqlite.js';
 import type { IngestStatus } from './ingest/status.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { backupOperationalDb, operationalFactsOffThread } from './operational/backup.js';
 import { openOperationalStore, type OperationalStore } from './operational/store.js';
 
 export interface Service {
@@ -108,7 +110,14 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     replay: replay.status(),
   });
   const health = new HealthMonitor({ store, analytics, ingestStatus, dataDir: config.dataDir, metrics, logger });
-  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, logger });
+  const backup = singleBackup({
+    mode: 'online',
+    analytics: (path) => analytics.backupTo(path),
+    operational: (path) => backupOperationalDb(store.db, path),
+    operationalFacts: operationalFactsOffThread,
+    hold: (fn) => flusher.pausedWhile(fn),
+  });
+  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, backup, logger });
 
   let purgeTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | undefined;

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import { UnavailableError } from '../errors.js';
 import { timedAsync, type Metrics } from '../metrics.js';
+import { copyAnalytics, type AnalyticsFacts } from './backup.js';
 import { exportStatement, streamExport } from './export.js';
 import { anomalies, compare, sensorStats, sensors, timeseries } from './queries.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, ReaderPool, type Row } from './reader-pool.js';
@@ -60,6 +61,8 @@ export const MAX_EXPORTS = 2;
 export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   private writeChain: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
+  /** A backup copy in progress (close waits for it). */
+  private backingUp: Promise<unknown> = Promise.resolve();
   /**
    * Running exports by id, each on its own connection (never a reader: queries are not held up);
    * `done` settles once the COPY ended and its connection is closed.
@@ -277,6 +280,24 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     return entry.done;
   }
 
+  /**
+   * Copies the database into a new file at `path` (analytics/backup.ts) on a connection of its
+   * own: queries and appends go on meanwhile; the copy is the snapshot the copy began on.
+   */
+  backupTo(path: string): Promise<AnalyticsFacts> {
+    if (this.closing) return Promise.reject(new Error('analytics engine is closed'));
+    const run = (async () => {
+      const connection = await this.instance.connect();
+      try {
+        return await timedAsync(this.metrics, 'duckdb', 'backup', () => copyAnalytics(connection, path));
+      } finally {
+        connection.closeSync();
+      }
+    })();
+    this.backingUp = run.catch(() => undefined);
+    return run;
+  }
+
   /** Exports whose COPY is still running. */
   get runningExports(): number {
     return this.exports.size;
@@ -291,6 +312,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.writeChain;
+      await this.backingUp;
       const running = [...this.exports.values()];
       for (const e of running) e.connection?.interrupt();
       await Promise.allSettled(running.map((e) => e.done));

@@ -218,6 +218,9 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   /* 3: ingest that holds */ migrateIngestBuffer,
 ];
 
+/** The schema version (`PRAGMA user_version`) this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
 /**
  * Opens (creating if needed) the operational SQLite database and brings its schema up to date.
  * One connection per process, so the pragmas below hold for every statement the service runs.

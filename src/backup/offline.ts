@@ -1,0 +1,59 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DuckDBInstance } from '@duckdb/node-api';
+import { copyAnalytics, openAnalyticsReadOnly } from '../analytics/backup.js';
+import { backupOperationalDb, openReadOnly, operationalFacts } from '../operational/backup.js';
+import { DUCKDB_FILE, SQLITE_FILE } from './manifest.js';
+import type { BackupSources } from './take.js';
+
+/**
+ * The backup sources of a stopped service: its files in `dataDir`, opened read-only. DuckDB is held
+ * open (and with it its file lock) from before the first copy to after the second, so a service
+ * that is running, or starts meanwhile, is refused rather than written beside the copies.
+ */
+export function offlineSources(dataDir: string): BackupSources {
+  const need = (name: string) => {
+    const path = join(dataDir, name);
+    if (!existsSync(path)) throw new Error(`${path} does not exist: DATA_DIR must be the service's data directory`);
+    return path;
+  };
+  let held: DuckDBInstance | undefined;
+  return {
+    mode: 'offline',
+    async analytics(target) {
+      if (!held) throw new Error('the analytics file is copied inside hold()');
+      const connection = await held.connect();
+      try {
+        return await copyAnalytics(connection, target);
+      } finally {
+        connection.closeSync();
+      }
+    },
+    async operational(target) {
+      const db = openReadOnly(need(SQLITE_FILE));
+      try {
+        await backupOperationalDb(db, target);
+      } finally {
+        db.close();
+      }
+    },
+    async operationalFacts(path) {
+      const db = openReadOnly(path);
+      try {
+        return operationalFacts(db);
+      } finally {
+        db.close();
+      }
+    },
+    async hold(fn) {
+      need(SQLITE_FILE);
+      held = await openAnalyticsReadOnly(need(DUCKDB_FILE));
+      try {
+        return await fn();
+      } finally {
+        held.closeSync();
+        held = undefined;
+      }
+    },
+  };
+}
