@@ -42,8 +42,8 @@ export async function analyticsFacts(connection: DuckDBConnection, catalog: stri
  * ATTACH, then COPY FROM DATABASE, which reads one snapshot while appends go on. The copy is
  * checkpointed (no WAL beside it) and detached before this resolves; its facts are read from it.
  */
-export async function copyAnalytics(connection: DuckDBConnection, target: string): Promise<AnalyticsFacts> {
-  const source = String((await first(connection, 'SELECT current_database() AS name')).name);
+export async function copyAnalytics(connection: DuckDBConnection, target: string, source?: string): Promise<AnalyticsFacts> {
+  source ??= String((await first(connection, 'SELECT current_database() AS name')).name);
   const alias = `ocean_backup_${randomBytes(6).toString('hex')}`;
   await connection.run(`ATTACH ${pathLiteral(target)} AS ${alias}`);
   try {
@@ -64,28 +64,39 @@ export class DataDirInUseError extends Error {
   }
 }
 
+/** A DuckDB file attached read-only to an in-memory instance (so that a copy can be attached beside it for writing). */
+export interface ReadOnlyAnalytics {
+  connection: DuckDBConnection;
+  /** The file's catalog name on `connection`. */
+  catalog: string;
+  close(): void;
+}
+
 /** Opens a DuckDB file read-only; a file another process holds is refused with DataDirInUseError. */
-export async function openAnalyticsReadOnly(path: string): Promise<DuckDBInstance> {
+export async function openAnalyticsReadOnly(path: string): Promise<ReadOnlyAnalytics> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  const close = () => {
+    connection.closeSync();
+    instance.closeSync();
+  };
+  const catalog = 'ocean_source';
   try {
-    return await DuckDBInstance.create(path, { access_mode: 'READ_ONLY' });
+    await connection.run(`ATTACH ${pathLiteral(path)} AS ${catalog} (READ_ONLY)`);
   } catch (err) {
+    close();
     if (err instanceof Error && /lock/i.test(err.message)) throw new DataDirInUseError(path);
     throw err;
   }
+  return { connection, catalog, close };
 }
 
 /** What the DuckDB file at `path` holds, opened read-only. */
 export async function analyticsFileFacts(path: string): Promise<AnalyticsFacts> {
-  const instance = await openAnalyticsReadOnly(path);
+  const source = await openAnalyticsReadOnly(path);
   try {
-    const connection = await instance.connect();
-    try {
-      const name = String((await first(connection, 'SELECT current_database() AS name')).name);
-      return await analyticsFacts(connection, name);
-    } finally {
-      connection.closeSync();
-    }
+    return await analyticsFacts(source.connection, source.catalog);
   } finally {
-    instance.closeSync();
+    source.close();
   }
 }

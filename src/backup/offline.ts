@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DuckDBInstance } from '@duckdb/node-api';
-import { copyAnalytics, openAnalyticsReadOnly } from '../analytics/backup.js';
+import { copyAnalytics, openAnalyticsReadOnly, type ReadOnlyAnalytics } from '../analytics/backup.js';
 import { backupOperationalDb, openReadOnly, operationalFacts } from '../operational/backup.js';
 import { DUCKDB_FILE, SQLITE_FILE } from './manifest.js';
 import type { BackupSources } from './take.js';
@@ -17,17 +16,12 @@ export function offlineSources(dataDir: string): BackupSources {
     if (!existsSync(path)) throw new Error(`${path} does not exist: DATA_DIR must be the service's data directory`);
     return path;
   };
-  let held: DuckDBInstance | undefined;
+  let held: ReadOnlyAnalytics | undefined;
   return {
     mode: 'offline',
     async analytics(target) {
       if (!held) throw new Error('the analytics file is copied inside hold()');
-      const connection = await held.connect();
-      try {
-        return await copyAnalytics(connection, target);
-      } finally {
-        connection.closeSync();
-      }
+      return copyAnalytics(held.connection, target, held.catalog);
     },
     async operational(target) {
       const db = openReadOnly(need(SQLITE_FILE));
@@ -51,7 +45,7 @@ export function offlineSources(dataDir: string): BackupSources {
       try {
         return await fn();
       } finally {
-        held.closeSync();
+        held.close();
         held = undefined;
       }
     },

@@ -16,7 +16,7 @@ export interface RestoreResult {
 export async function assertDataDirFree(dataDir: string): Promise<void> {
   const path = join(dataDir, DUCKDB_FILE);
   if (!existsSync(path)) return;
-  (await openAnalyticsReadOnly(path)).closeSync();
+  (await openAnalyticsReadOnly(path)).close();
 }
 
 /** Throws unless the stores in `dir` open, pass their checks and hold what the manifest says. */
