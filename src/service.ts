@@ -18,7 +18,7 @@ import { RedisReplayStore } from './ingest/replay-store-redis.js';
 import { SqliteReplayStore } from './ingest/replay-store-sqlite.js';
 import type { IngestStatus } from './ingest/status.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { backupOperationalDb, operationalFactsOffThread } from './operational/backup.js';
+import { copyOperationalDbOffThread } from './operational/backup.js';
 import { openOperationalStore, type OperationalStore } from './operational/store.js';
 
 export interface Service {
@@ -59,7 +59,8 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const now = options.now ?? (() => Date.now() / 1000);
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
-  const store = openOperationalStore(join(config.dataDir, 'ocean.db'), { sessionTtlS: config.sessionTtlS });
+  const sqlitePath = join(config.dataDir, 'ocean.db');
+  const store = openOperationalStore(sqlitePath, { sessionTtlS: config.sessionTtlS });
   // The DuckDB store opens in its worker thread on first use (start() or the first query).
   const analytics = new AnalyticsClient({
     path: join(config.dataDir, 'analytics.duckdb'),
@@ -113,10 +114,9 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const backup = singleBackup({
     mode: 'online',
     analytics: (path) => analytics.backupTo(path),
-    operational: (path) => backupOperationalDb(store.db, path),
-    operationalFacts: operationalFactsOffThread,
+    operational: (path) => copyOperationalDbOffThread(sqlitePath, path),
     hold: (fn) => flusher.pausedWhile(fn),
-  });
+  }, logger);
   const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, backup, logger });
 
   let purgeTimer: NodeJS.Timeout | undefined;

@@ -288,9 +288,14 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     if (this.closing) return Promise.reject(new Error('analytics engine is closed'));
     const run = (async () => {
       const connection = await this.instance.connect();
+      // One DuckDB thread for the copy (the setting is the instance's: queries meanwhile get one
+      // too), so that on a small machine a core stays free for the service's main thread.
+      const threads = String((await connection.runAndReadAll("SELECT current_setting('threads') AS n")).getRowObjectsJS()[0]?.n);
       try {
+        await connection.run('SET threads = 1');
         return await timedAsync(this.metrics, 'duckdb', 'backup', () => copyAnalytics(connection, path));
       } finally {
+        await connection.run(`SET threads = ${Number(threads)}`).catch((err: unknown) => this.logger?.error({ err }, 'could not reset DuckDB threads after a backup'));
         connection.closeSync();
       }
     })();

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyAnalytics, openAnalyticsReadOnly, type ReadOnlyAnalytics } from '../analytics/backup.js';
-import { backupOperationalDb, openReadOnly, operationalFacts } from '../operational/backup.js';
+import { copyOperationalDbOffThread } from '../operational/backup.js';
 import { DUCKDB_FILE, SQLITE_FILE } from './manifest.js';
 import type { BackupSources } from './take.js';
 
@@ -23,22 +23,7 @@ export function offlineSources(dataDir: string): BackupSources {
       if (!held) throw new Error('the analytics file is copied inside hold()');
       return copyAnalytics(held.connection, target, held.catalog);
     },
-    async operational(target) {
-      const db = openReadOnly(need(SQLITE_FILE));
-      try {
-        await backupOperationalDb(db, target);
-      } finally {
-        db.close();
-      }
-    },
-    async operationalFacts(path) {
-      const db = openReadOnly(path);
-      try {
-        return operationalFacts(db);
-      } finally {
-        db.close();
-      }
-    },
+    operational: (target) => copyOperationalDbOffThread(need(SQLITE_FILE), target),
     async hold(fn) {
       need(SQLITE_FILE);
       held = await openAnalyticsReadOnly(need(DUCKDB_FILE));

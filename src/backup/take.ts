@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import type { Logger } from 'pino';
 import type { AnalyticsFacts } from '../analytics/backup.js';
 import { BadRequestError, ConflictError } from '../errors.js';
 import type { OperationalFacts } from '../operational/backup.js';
@@ -11,10 +12,8 @@ export interface BackupSources {
   mode: Manifest['mode'];
   /** Copies DuckDB into a new file at `path`; what the copy holds. */
   analytics(path: string): Promise<AnalyticsFacts>;
-  /** Copies SQLite into a new file at `path`. */
-  operational(path: string): Promise<void>;
-  /** What the SQLite copy at `path` holds. */
-  operationalFacts(path: string): Promise<OperationalFacts>;
+  /** Copies SQLite into a new file at `path`; what the copy holds. */
+  operational(path: string): Promise<OperationalFacts>;
   /** Runs `fn` with no record moving from the buffer to DuckDB (the flusher held). */
   hold<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -49,15 +48,13 @@ export async function takeBackup(dir: string, sources: BackupSources, onStep: (s
   await prepareDir(dir);
   const sqlitePath = join(dir, SQLITE_FILE);
   const duckdbPath = join(dir, DUCKDB_FILE);
-  const analytics = await sources.hold(async () => {
+  const { analytics, operational } = await sources.hold(async () => {
     onStep(`copying ${DUCKDB_FILE}`);
-    const facts = await sources.analytics(duckdbPath);
+    const analytics = await sources.analytics(duckdbPath);
     onStep(`copying ${SQLITE_FILE}`);
-    await sources.operational(sqlitePath);
-    return facts;
+    return { analytics, operational: await sources.operational(sqlitePath) };
   });
-  onStep('checking and checksumming the copies');
-  const operational = await sources.operationalFacts(sqlitePath);
+  onStep('syncing and checksumming the copies');
   if (operational.bufferLastId < analytics.highWater) {
     throw new Error(`the copies disagree: DuckDB holds buffer rows up to ${analytics.highWater}, the buffer copy ends at ${operational.bufferLastId}`);
   }
@@ -89,14 +86,16 @@ export async function takeBackup(dir: string, sources: BackupSources, onStep: (s
   return manifest;
 }
 
-/** takeBackup, one at a time (a second call while one runs is refused with 409). */
-export function singleBackup(sources: BackupSources): (dir: string) => Promise<Manifest> {
+/** takeBackup, one at a time (a second call while one runs is refused with 409); each step logged with the time it began. */
+export function singleBackup(sources: BackupSources, logger: Logger): (dir: string) => Promise<Manifest> {
+  const log = logger.child({ component: 'backup' });
   let running = false;
   return async (dir) => {
     if (running) throw new ConflictError('a backup is already running', 'backup_running');
     running = true;
+    const started = performance.now();
     try {
-      return await takeBackup(dir, sources);
+      return await takeBackup(dir, sources, (step) => log.info({ dir, step, atMs: Math.round(performance.now() - started) }, 'backup step'));
     } finally {
       running = false;
     }

@@ -17,15 +17,23 @@ export interface OperationalFacts {
   ledgerLastId: number;
 }
 
+/** Pages per step of the backup API: all at once (see copyOperationalDb). */
+const ALL_PAGES = 0x7fffffff;
+
 /**
- * Copies the live database into `target` with SQLite's online backup API, a few pages per step
- * between turns of the event loop. Writes made meanwhile through the same connection (all of the
- * service's) are carried into the copy, so it is the database as it stands when the copy ends.
- * The copy is left in rollback-journal mode: one self-contained file, which read-only checks open
- * without making -wal and -shm files beside it (the service turns WAL on again when it opens it).
+ * Copies the database file at `source` into a new file at `target` with SQLite's online backup API,
+ * on a read-only connection of its own, all pages in one step: one read transaction, so the copy is
+ * the database as committed when the step began, while the service goes on writing (WAL). The copy
+ * is left in rollback-journal mode: one self-contained file, which read-only checks open without
+ * making -wal and -shm files beside it (the service turns WAL on again when it opens it).
  */
-export async function backupOperationalDb(db: Db, target: string): Promise<void> {
-  await db.backup(target);
+export async function copyOperationalDb(source: string, target: string): Promise<void> {
+  const db = openReadOnly(source);
+  try {
+    await db.backup(target, { progress: () => ALL_PAGES });
+  } finally {
+    db.close();
+  }
   const copy = new Database(target, { fileMustExist: true });
   try {
     copy.pragma('journal_mode = DELETE');
@@ -67,17 +75,18 @@ export function integrityProblems(db: Db): string[] {
 }
 
 /**
- * operationalFacts of the file at `path`, in a worker thread: counting a large buffer takes a
- * while, and the service's event loop must go on answering meanwhile.
+ * copyOperationalDb, then operationalFacts of the copy, in a worker thread: the copy's last step
+ * (its commit and fsync) and counting a large buffer take a while, and the service's event loop
+ * must go on answering meanwhile.
  */
-export function operationalFactsOffThread(path: string): Promise<OperationalFacts> {
-  const worker = startWorker(import.meta.url, 'facts-worker', { workerData: { path } });
+export function copyOperationalDbOffThread(source: string, target: string): Promise<OperationalFacts> {
+  const worker = startWorker(import.meta.url, 'copy-worker', { workerData: { source, target } });
   return new Promise<OperationalFacts>((resolve, reject) => {
     worker.once('message', (reply: { ok: true; facts: OperationalFacts } | { ok: false; message: string }) => {
       if (reply.ok) resolve(reply.facts);
       else reject(new Error(reply.message));
     });
     worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`the facts worker exited with code ${code}`)));
+    worker.once('exit', (code) => reject(new Error(`the SQLite copy worker exited with code ${code}`)));
   }).finally(() => void worker.terminate());
 }
