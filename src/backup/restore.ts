@@ -2,7 +2,7 @@ import { constants, existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { analyticsFileFacts, openAnalyticsReadOnly } from '../analytics/backup.js';
-import { integrityProblems, openReadOnly, operationalFacts } from '../operational/backup.js';
+import { integrityProblems, openReadOnly, operationalFacts, raiseSequences, sequences } from '../operational/backup.js';
 import { SCHEMA_VERSION } from '../operational/db.js';
 import { BackupInvalidError, DUCKDB_FILE, SQLITE_FILE, readManifest, syncPath, verifyFiles, type Manifest } from './manifest.js';
 
@@ -10,6 +10,25 @@ export interface RestoreResult {
   manifest: Manifest;
   /** Where the data that was in the data directory went (null: there was none). */
   aside: string | null;
+  /** Id sequences moved above those of the data replaced. */
+  raised: Array<{ table: string; from: number; to: number }>;
+}
+
+/** The id positions of the data being replaced, or none when it has no readable ocean.db (lost, or the reason for the restore). */
+function replacedSequences(dataDir: string, step: (s: string) => void): Map<string, number> {
+  const path = join(dataDir, SQLITE_FILE);
+  if (!existsSync(path)) return new Map();
+  try {
+    const db = openReadOnly(path);
+    try {
+      return sequences(db);
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    step(`the current ${SQLITE_FILE} cannot be read (${(err as Error).message}); new ids continue above the backup's only`);
+    return new Map();
+  }
 }
 
 /** Throws DataDirInUseError when a running service holds the data directory (its DuckDB lock). */
@@ -55,8 +74,9 @@ async function verifyStores(dir: string, manifest: Manifest): Promise<void> {
 /**
  * Restores the backup in `backupDir` into `dataDir` (the service stopped): the files are copied
  * into a sibling staging directory and checked there (manifest, sizes, SHA-256, integrity_check,
- * counts), then the current data directory is renamed to a timestamped sibling (never deleted)
- * and the staging directory takes its place. The admin token file moves along.
+ * counts); the copy's id sequences are raised above those of the data it replaces; then the
+ * current data directory is renamed to a timestamped sibling (never deleted) and the staging
+ * directory takes its place. The admin token file moves along.
  */
 export async function restoreBackup(backupDir: string, dataDir: string, options: { stamp: string; onStep?: (step: string) => void }): Promise<RestoreResult> {
   const step = options.onStep ?? (() => undefined);
@@ -69,6 +89,7 @@ export async function restoreBackup(backupDir: string, dataDir: string, options:
   await assertDataDirFree(target);
   const staging = join(dirname(target), `${basename(target)}.restoring-${options.stamp}`);
   await mkdir(staging);
+  let raised: RestoreResult['raised'] = [];
   try {
     for (const { name } of manifest.files) {
       step(`copying ${name}`);
@@ -78,6 +99,9 @@ export async function restoreBackup(backupDir: string, dataDir: string, options:
     await verifyFiles(staging, manifest);
     step('checking integrity and counts');
     await verifyStores(staging, manifest);
+    // Checked: from here the copy is ours to adjust. Ids continue above those of the data replaced.
+    raised = raiseSequences(join(staging, SQLITE_FILE), replacedSequences(target, step));
+    for (const r of raised) step(`${r.table} ids continue above ${r.to} (the data replaced had given them out; the backup's last was ${r.from})`);
     const token = join(target, 'admin.token');
     if (existsSync(token)) {
       await copyFile(token, join(staging, 'admin.token'), constants.COPYFILE_EXCL);
@@ -99,5 +123,5 @@ export async function restoreBackup(backupDir: string, dataDir: string, options:
   }
   await rename(staging, target);
   await syncPath(dirname(target));
-  return { manifest, aside };
+  return { manifest, aside, raised };
 }

@@ -90,3 +90,35 @@ export function copyOperationalDbOffThread(source: string, target: string): Prom
     worker.once('exit', (code) => reject(new Error(`the SQLite copy worker exited with code ${code}`)));
   }).finally(() => void worker.terminate());
 }
+
+/** The AUTOINCREMENT positions of a database (sqlite_sequence): the highest id each table has given out. */
+export function sequences(db: Db): Map<string, number> {
+  const rows = db.prepare('SELECT name, seq FROM sqlite_sequence').all() as Array<{ name: string; seq: number }>;
+  return new Map(rows.map((r) => [r.name, Number(r.seq)]));
+}
+
+/**
+ * Makes the tables of the database at `path` give ids above `floor`'s (those of data it replaces),
+ * so that no id handed out before (a ledger row, a work-queue reading a client may still name) is
+ * given again. Returns the tables whose position moved, with the old and new positions.
+ */
+export function raiseSequences(path: string, floor: ReadonlyMap<string, number>): Array<{ table: string; from: number; to: number }> {
+  const db = new Database(path, { fileMustExist: true });
+  try {
+    return db.transaction(() => {
+      const own = sequences(db);
+      const tables = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all() as string[]));
+      const raised: Array<{ table: string; from: number; to: number }> = [];
+      for (const [table, seq] of floor) {
+        const from = own.get(table) ?? 0;
+        if (!tables.has(table) || seq <= from) continue;
+        if (own.has(table)) db.prepare('UPDATE sqlite_sequence SET seq = ? WHERE name = ?').run(seq, table);
+        else db.prepare('INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)').run(table, seq);
+        raised.push({ table, from, to: seq });
+      }
+      return raised;
+    })();
+  } finally {
+    db.close();
+  }
+}

@@ -68,10 +68,16 @@ describe('npm run backup / npm run restore', () => {
     // The data dir changes after the backup; the restore brings back the backup's state.
     const later = await open();
     await later.app.inject({ method: 'POST', url: '/api/ocean/users', headers: later.admin, payload: { username: 'eve', email: 'eve@example.com' } });
+    let lastIdGiven = 0;
+    for (let i = 0; i < 5; i++) {
+      const res = await later.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: 'D-1', data: { v: 100 + i } } });
+      lastIdGiven = res.json<{ id: number }>().id;
+    }
     await close(later);
     const restored = await restore(dir, env);
     expect(restored.code, restored.stderr).toBe(0);
     const { aside } = JSON.parse(restored.stdout) as { aside: string };
+    expect(restored.stderr).toContain(`telemetry_buffer ids continue above ${lastIdGiven}`);
     expect(aside.startsWith(`${dataDir}.before-restore-`), aside).toBe(true);
     expect(readdirSync(aside)).toEqual(expect.arrayContaining(['ocean.db', 'analytics.duckdb']));
     expect(readdirSync(temp.path).filter((n) => n.includes('.restoring-'))).toEqual([]);
@@ -82,6 +88,13 @@ describe('npm run backup / npm run restore', () => {
     expect(t.service.store.db.prepare('SELECT count(*) AS n FROM users').get()).toEqual({ n: 1 });
     const stats = await t.app.inject({ method: 'GET', url: '/api/ocean/analytics/sensor/D-1/stats', headers: user.auth });
     expect(stats.json<{ count: number }>().count).toBe(10);
+    // A new reading takes an id above every one given out before the restore (a client may still name
+    // those in mark-processed), and reaches analytics.
+    const next = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: 'D-1', data: { v: 7 } } });
+    expect(next.json<{ id: number }>().id).toBe(lastIdGiven + 1);
+    await t.service.flusher.flush();
+    const after = await t.app.inject({ method: 'GET', url: '/api/ocean/analytics/sensor/D-1/stats', headers: user.auth });
+    expect(after.json<{ count: number }>().count).toBe(11);
   });
 
   it('asks a running service for the backup over its admin route', { timeout: 120_000 }, async () => {
