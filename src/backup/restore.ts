@@ -89,7 +89,7 @@ export async function restoreBackup(backupDir: string, dataDir: string, options:
   await assertDataDirFree(target);
   const staging = join(dirname(target), `${basename(target)}.restoring-${options.stamp}`);
   await mkdir(staging);
-  let raised: RestoreResult['raised'] = [];
+  let raised: RestoreResult['raised'];
   try {
     for (const { name } of manifest.files) {
       step(`copying ${name}`);
