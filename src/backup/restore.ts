@@ -1,5 +1,5 @@
 import { constants, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, rename, rm } from 'node:fs/promises';
+import { access, chmod, copyFile, mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { analyticsFileFacts, openAnalyticsReadOnly } from '../analytics/backup.js';
 import { integrityProblems, openReadOnly, operationalFacts, raiseSequences, sequences } from '../operational/backup.js';
@@ -71,12 +71,68 @@ async function verifyStores(dir: string, manifest: Manifest): Promise<void> {
   if (analytics.highWater > facts.bufferLastId) throw new BackupInvalidError(`DuckDB holds buffer rows up to ${analytics.highWater}, beyond the buffer's last id ${facts.bufferLastId}`);
 }
 
+/** Where a restore stages the copy and puts the data it replaces. */
+export interface RestorePlaces {
+  staging: string;
+  aside: string;
+  /** Inside DATA_DIR (a mount point, or a parent the service user cannot write): entries move one by one. */
+  inside: boolean;
+}
+
+/**
+ * Beside DATA_DIR (`<DATA_DIR>.restoring-<stamp>`, `<DATA_DIR>.before-restore-<stamp>`, swapped by two
+ * renames), or inside it (`.restoring-<stamp>`, `before-restore-<stamp>`) when DATA_DIR cannot be
+ * renamed: a mount point (the compose stack's volume) or in a directory that cannot be written.
+ */
+export async function restorePlaces(target: string, stamp: string): Promise<RestorePlaces> {
+  let inside = false;
+  if (existsSync(target)) {
+    const parent = dirname(target);
+    const mountPoint = (await stat(target)).dev !== (await stat(parent)).dev;
+    const parentWritable = await access(parent, constants.W_OK).then(() => true, () => false);
+    inside = mountPoint || !parentWritable;
+  }
+  return inside
+    ? { staging: join(target, `.restoring-${stamp}`), aside: join(target, `before-restore-${stamp}`), inside }
+    : { staging: join(dirname(target), `${basename(target)}.restoring-${stamp}`), aside: join(dirname(target), `${basename(target)}.before-restore-${stamp}`), inside };
+}
+
+/** The service's files in a data dir (with their WAL and lock companions): what a restore inside it moves aside. */
+const DATA_FILES = new Set([SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, DUCKDB_FILE, `${DUCKDB_FILE}.wal`, 'admin.token']);
+
+/**
+ * Installs the staged copy: renames DATA_DIR aside and the staging directory into its place, or,
+ * inside DATA_DIR, moves the service's files into the aside directory and the staged ones up. Returns
+ * where the data replaced went (null: there was none).
+ */
+export async function swapIn(target: string, places: RestorePlaces): Promise<string | null> {
+  if (places.inside) {
+    await mkdir(places.aside);
+    // Only the service's files: other entries (earlier asides, a backups directory) stay where they are.
+    for (const name of await readdir(target)) {
+      if (DATA_FILES.has(name)) await rename(join(target, name), join(places.aside, name));
+    }
+    for (const name of await readdir(places.staging)) await rename(join(places.staging, name), join(target, name));
+    await rmdir(places.staging);
+    await syncPath(target);
+    return places.aside;
+  }
+  let aside: string | null = null;
+  if (existsSync(target)) {
+    await rename(target, places.aside);
+    aside = places.aside;
+  }
+  await rename(places.staging, target);
+  await syncPath(dirname(target));
+  return aside;
+}
+
 /**
  * Restores the backup in `backupDir` into `dataDir` (the service stopped): the files are copied
- * into a sibling staging directory and checked there (manifest, sizes, SHA-256, integrity_check,
- * counts); the copy's id sequences are raised above those of the data it replaces; then the
- * current data directory is renamed to a timestamped sibling (never deleted) and the staging
- * directory takes its place. The admin token file moves along.
+ * into a staging directory (restorePlaces) and checked there (manifest, sizes, SHA-256,
+ * integrity_check, counts); the copy's id sequences are raised above those of the data it
+ * replaces; then the current data goes aside, timestamped (never deleted), and the staged copy
+ * takes its place (swapIn). The admin token file is carried over.
  */
 export async function restoreBackup(backupDir: string, dataDir: string, options: { stamp: string; onStep?: (step: string) => void }): Promise<RestoreResult> {
   const step = options.onStep ?? (() => undefined);
@@ -87,7 +143,9 @@ export async function restoreBackup(backupDir: string, dataDir: string, options:
     throw new BackupInvalidError(`the backup's schema version ${manifest.versions.schema} is newer than this build's (${SCHEMA_VERSION}): restore it with a newer Ocean Core`);
   }
   await assertDataDirFree(target);
-  const staging = join(dirname(target), `${basename(target)}.restoring-${options.stamp}`);
+  await mkdir(dirname(target), { recursive: true });
+  const places = await restorePlaces(target, options.stamp);
+  const { staging } = places;
   await mkdir(staging);
   let raised: RestoreResult['raised'];
   try {
@@ -115,13 +173,7 @@ export async function restoreBackup(backupDir: string, dataDir: string, options:
   }
   // Checked again just before the swap: a service started meanwhile is not moved out from under.
   await assertDataDirFree(target);
-  let aside: string | null = null;
-  if (existsSync(target)) {
-    aside = join(dirname(target), `${basename(target)}.before-restore-${options.stamp}`);
-    step(`moving the current data aside to ${aside}`);
-    await rename(target, aside);
-  }
-  await rename(staging, target);
-  await syncPath(dirname(target));
+  step(existsSync(target) ? `moving the current data aside to ${places.aside}` : `installing into ${target}`);
+  const aside = await swapIn(target, places);
   return { manifest, aside, raised };
 }
