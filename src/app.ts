@@ -11,6 +11,7 @@ import { createAuth, type Auth } from './http/auth.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { frameworkErrors, registerErrorHandling } from './http/errors.js';
 import { MethodIndex } from './http/method-not-allowed.js';
+import { adminRoutes } from './http/routes/admin.js';
 import { analyticsRoutes } from './http/routes/analytics.js';
 import { billingRoutes } from './http/routes/billing.js';
 import { devicesRoutes } from './http/routes/devices.js';
@@ -23,6 +24,7 @@ import { usersRoutes } from './http/routes/users.js';
 import { zodValidatorCompiler } from './http/validation.js';
 import type { IngestPipeline } from './ingest/pipeline.js';
 import type { IngestStatus } from './ingest/status.js';
+import type { Manifest } from './backup/manifest.js';
 import type { Metrics } from './metrics.js';
 import type { OperationalStore } from './operational/store.js';
 
@@ -38,6 +40,8 @@ export interface AppDeps {
   ingestStatus: () => IngestStatus;
   /** Health evaluated in the background (/health answers from it at once). */
   health: HealthMonitor;
+  /** Takes a backup of both stores into a directory (backup/take.ts), one at a time. */
+  backup: (dir: string) => Promise<Manifest>;
   logger?: Logger;
 }
 
@@ -138,6 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     telemetryRoutes,
     framesRoutes,
     analyticsRoutes,
+    adminRoutes,
   ]) {
     await app.register(plugin, { ...ctx, prefix: API_PREFIX });
   }

@@ -185,6 +185,29 @@ export function loadIngestStream(env: Env): string {
   return parseVar(env, 'INGEST_STREAM', scalars.INGEST_STREAM);
 }
 
+/** What the backup and restore commands need: where the data is and where the running service answers. */
+export interface OpsConfig {
+  dataDir: string;
+  /** The service's base URL: OCEAN_URL, else http://HOST:PORT (a wildcard HOST is reached on loopback). */
+  serviceUrl: string;
+  adminToken: string | undefined;
+  /** Whether DATABASE_URL is set (its value, which may hold a password, is never kept). */
+  databaseUrlSet: boolean;
+}
+
+export function loadOpsConfig(env: Env): OpsConfig {
+  const host = parseVar(env, 'HOST', scalars.HOST);
+  const port = parseVar(env, 'PORT', scalars.PORT);
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const url = parseVar(env, 'OCEAN_URL', z.string().regex(/^https?:\/\/[^/]+\/?$/, 'must look like http://host:port').optional());
+  return {
+    dataDir: parseVar(env, 'DATA_DIR', scalars.DATA_DIR),
+    serviceUrl: (url ?? `http://${reachable}:${port}`).replace(/\/$/, ''),
+    adminToken: parseVar(env, 'ADMIN_TOKEN', scalars.ADMIN_TOKEN),
+    databaseUrlSet: (env.DATABASE_URL ?? '') !== '',
+  };
+}
+
 export function loadConfig(env: Env): Config {
   const v = <K extends keyof typeof scalars>(name: K) =>
     parseVar(env, name, scalars[name]) as z.output<(typeof scalars)[K]>;

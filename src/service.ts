@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { resolveAdminToken } from './admin-token.js';
 import { AnalyticsClient } from './analytics/client.js';
 import { buildApp } from './app.js';
+import { singleBackup } from './backup/take.js';
 import type { Config } from './config.js';
 import { HealthMonitor } from './health.js';
 import { StreamConsumer } from './ingest/consumer.js';
@@ -17,6 +18,7 @@ import { RedisReplayStore } from './ingest/replay-store-redis.js';
 import { SqliteReplayStore } from './ingest/replay-store-sqlite.js';
 import type { IngestStatus } from './ingest/status.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { copyOperationalDbOffThread } from './operational/backup.js';
 import { openOperationalStore, type OperationalStore } from './operational/store.js';
 
 export interface Service {
@@ -57,7 +59,8 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const now = options.now ?? (() => Date.now() / 1000);
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
-  const store = openOperationalStore(join(config.dataDir, 'ocean.db'), {
+  const sqlitePath = join(config.dataDir, 'ocean.db');
+  const store = openOperationalStore(sqlitePath, {
     sessionTtlS: config.sessionTtlS,
     idempotencyKeyTtlS: config.idempotencyKeyTtlS,
     now,
@@ -122,7 +125,13 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     replay: replay.status(),
   });
   const health = new HealthMonitor({ store, analytics, ingestStatus, dataDir: config.dataDir, metrics, logger });
-  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, logger });
+  const backup = singleBackup({
+    mode: 'online',
+    analytics: (path) => analytics.backupTo(path),
+    operational: (path) => copyOperationalDbOffThread(sqlitePath, path),
+    hold: (fn) => flusher.pausedWhile(fn),
+  }, logger);
+  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, backup, logger });
 
   let purgeTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | undefined;

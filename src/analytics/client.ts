@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { timedAsync } from '../metrics.js';
 import { startWorker } from '../worker-thread.js';
+import type { AnalyticsFacts } from './backup.js';
 import type { AnalyticsEngineOptions } from './engine.js';
 import { randomUUID } from 'node:crypto';
 import { MAX_EXPORTS, streamExport, type ExportLimits } from './export.js';
@@ -32,6 +33,7 @@ export type Call = { id: number; timeoutMs?: number } & (
   | { method: 'sensors'; args: [filter: object] }
   | { method: 'exportToPipe'; args: [request: ExportRequest, path: string, id: string] }
   | { method: 'cancelExport'; args: [id: string] }
+  | { method: 'backupTo'; args: [path: string] }
 );
 
 export type Reply =
@@ -228,6 +230,11 @@ export class AnalyticsClient implements AnalyticsStore {
         ...(rateWindowMs !== undefined ? { rateWindowMs } : {}),
       },
     );
+  }
+
+  /** Copies the database into a new file at `path` (a backup), in the worker; what the copy holds. */
+  backupTo(path: string): Promise<AnalyticsFacts> {
+    return this.call({ method: 'backupTo', args: [path] }) as Promise<AnalyticsFacts>;
   }
 
   /** Bytes of the database file and its WAL. Cheap: two stat calls. */

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { ensureDataDir, makePrivate } from '../data-files.js';
 import { UnavailableError } from '../errors.js';
 import { timedAsync, type Metrics } from '../metrics.js';
+import { copyAnalytics, type AnalyticsFacts } from './backup.js';
 import { MAX_EXPORTS, exportStatement, streamExport } from './export.js';
 import { anomalies, compare, sensorStats, sensors, timeseries } from './queries.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, ReaderPool, type Row } from './reader-pool.js';
@@ -62,6 +63,8 @@ export { MAX_EXPORTS };
 export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   private writeChain: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
+  /** A backup copy in progress (close waits for it). */
+  private backingUp: Promise<unknown> = Promise.resolve();
   /**
    * Running exports by id, each on its own connection (never a reader: queries are not held up);
    * `done` settles once the COPY ended and its connection is closed.
@@ -282,6 +285,29 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
     return entry.done;
   }
 
+  /**
+   * Copies the database into a new file at `path` (analytics/backup.ts) on a connection of its
+   * own: queries and appends go on meanwhile; the copy is the snapshot the copy began on.
+   */
+  backupTo(path: string): Promise<AnalyticsFacts> {
+    if (this.closing) return Promise.reject(new Error('analytics engine is closed'));
+    const run = (async () => {
+      const connection = await this.instance.connect();
+      // One DuckDB thread for the copy (the setting is the instance's: queries meanwhile get one
+      // too), so that on a small machine a core stays free for the service's main thread.
+      const threads = String((await connection.runAndReadAll("SELECT current_setting('threads') AS n")).getRowObjectsJS()[0]?.n);
+      try {
+        await connection.run('SET threads = 1');
+        return await timedAsync(this.metrics, 'duckdb', 'backup', () => copyAnalytics(connection, path));
+      } finally {
+        await connection.run(`SET threads = ${Number(threads)}`).catch((err: unknown) => this.logger?.error({ err }, 'could not reset DuckDB threads after a backup'));
+        connection.closeSync();
+      }
+    })();
+    this.backingUp = run.catch(() => undefined);
+    return run;
+  }
+
   /** Exports whose COPY is still running. */
   get runningExports(): number {
     return this.exports.size;
@@ -296,6 +322,7 @@ export class AnalyticsEngine implements AnalyticsStore, SqlRunner {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.writeChain;
+      await this.backingUp;
       const running = [...this.exports.values()];
       for (const e of running) e.connection?.interrupt();
       await Promise.allSettled(running.map((e) => e.done));

@@ -40,6 +40,7 @@ const handlers: Record<Call['method'], (e: AnalyticsEngine, args: never[]) => Pr
   sensors: (e, [filter]: never[]) => e.sensors(filter),
   exportToPipe: (e, [request, path, id]: never[]) => e.exportToPipe(request, path, id),
   cancelExport: async (e, [id]: never[]) => e.cancelExport(id),
+  backupTo: (e, [path]: never[]) => e.backupTo(path),
   close: async (e) => {
     await e.close();
     setImmediate(() => process.exit(0));

@@ -15,3 +15,26 @@ export function isMainModule(moduleUrl: string): boolean {
     return false;
   }
 }
+
+/** What a command writes to: stdout, stderr. */
+export interface CommandIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/**
+ * Runs `command` as the process's main module (not when a test imports it): its resolved number is
+ * the exit code; anything it throws is printed under its name with exit code 1.
+ */
+export function runAsMain(moduleUrl: string, name: string, command: (argv: string[], env: NodeJS.ProcessEnv, io: CommandIo) => Promise<number>): void {
+  if (!isMainModule(moduleUrl)) return;
+  command(process.argv.slice(2), process.env, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

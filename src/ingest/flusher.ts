@@ -77,6 +77,8 @@ export class Flusher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
   private stopped = true;
+  /** Holds of pausedWhile() in progress: no flush (nor prune) starts while one runs. */
+  private holds = 0;
   private lastFlushAt: Date | null = null;
   private lastError: string | null = null;
   private failures = 0;
@@ -136,6 +138,21 @@ export class Flusher {
     await this.flush().catch((err: unknown) => this.log.error({ err }, 'final flush failed'));
   }
 
+  /**
+   * Runs `fn` with the flusher held after the flush in progress: no record moves into DuckDB and
+   * no buffer row is pruned meanwhile, so a backup of DuckDB and then of SQLite sees the same
+   * high-water mark, and every row above it is still in the buffer. Ingest goes on into the buffer.
+   */
+  async pausedWhile<T>(fn: () => Promise<T>): Promise<T> {
+    this.holds++;
+    try {
+      while (this.running) await this.running.catch(() => undefined);
+      return await fn();
+    } finally {
+      this.holds--;
+    }
+  }
+
   status(): FlusherStatus {
     return {
       high_water: this.highWater,
@@ -149,6 +166,7 @@ export class Flusher {
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
+      if (this.holds > 0) return this.schedule(this.options.intervalMs);
       this.flush()
         .catch(() => undefined) // counted and logged in drain()
         .finally(() => this.schedule(this.failures === 0 ? this.options.intervalMs : Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.failures)));

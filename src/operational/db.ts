@@ -252,6 +252,9 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   `,
 ];
 
+/** The schema version (`PRAGMA user_version`) this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
 /**
  * Opens (creating if needed, mode 0600) the operational SQLite database and brings its schema up to date.
  * One connection per process, so the pragmas below hold for every statement the service runs.

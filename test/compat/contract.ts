@@ -115,4 +115,5 @@ export const ADMIN_ROUTES = [
   ['POST', '/api/ocean/devices'],
   ['GET', '/api/ocean/telemetry/unprocessed'],
   ['POST', '/api/ocean/telemetry/mark-processed'],
+  ['POST', '/api/ocean/admin/backup'],
 ] as const;

@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseStreamEntry } from '../../src/ingest/stream-entry.js';
 import { encodeFrame, gasPayload, pressurePayload } from '../../src/nanogridata/encoder.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+import { pressureFrames, waitFor } from '../helpers/frames.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { streamTestEnv, xaddFrames } from '../helpers/stream-env.js';
 
 /** Per-sensor totals as DuckDB holds them. */
 async function duckTotals(t: TestApp) {
@@ -23,19 +23,6 @@ async function duckCount(t: TestApp): Promise<number> {
   return Number(rows[0]!.n);
 }
 
-async function xaddFrames(redis: Redis, stream: string, frames: Buffer[]): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < frames.length; i += 500) {
-    const pipeline = redis.pipeline();
-    for (const frame of frames.slice(i, i + 500)) pipeline.xadd(stream, '*', 'frame', frame);
-    for (const [err, id] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      ids.push(String(id));
-    }
-  }
-  return ids;
-}
-
 describe('Redis stream ingest', () => {
   let redisServer: RedisServer;
   let redis: Redis;
@@ -50,21 +37,7 @@ describe('Redis stream ingest', () => {
     redis = new Redis(redisServer.url);
     redis.on('error', () => undefined); // the restart test takes the server away on purpose
     apps = [];
-    const s = pressureSecret();
-    secret = s.secret;
-    const prefix = `t${randomUUID().slice(0, 8)}`;
-    stream = `${prefix}:frames`;
-    dead = `${prefix}:dead`;
-    env = {
-      ...s.env,
-      REDIS_URL: redisServer.url,
-      INGEST_STREAM: stream,
-      INGEST_GROUP: 'ocean',
-      DEAD_LETTER_STREAM: dead,
-      INGEST_BLOCK_MS: '100',
-      INGEST_CONSUMER: 'c1',
-      FLUSH_INTERVAL_MS: '50',
-    };
+    ({ secret, stream, dead, env } = streamTestEnv(redisServer.url));
   });
 
   afterEach(async () => {

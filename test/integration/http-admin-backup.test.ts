@@ -1,0 +1,47 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createUserWithSession } from '../helpers/sessions.js';
+import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
+
+describe('POST /api/ocean/admin/backup', () => {
+  let t: TestApp;
+  let temp: TempDir;
+
+  beforeEach(async () => {
+    t = await createTestApp({ start: true });
+    temp = await makeTempDir('ocean-admin-backup-');
+  });
+
+  afterEach(async () => {
+    await t.close();
+    await temp.cleanup();
+  });
+
+  const post = (dir: unknown, headers: Record<string, string> = t.admin) => t.app.inject({ method: 'POST', url: '/api/ocean/admin/backup', headers, payload: { dir } });
+
+  it('is for the admin only', async () => {
+    const user = await createUserWithSession(t, 'uma');
+    expect((await post(join(temp.path, 'a'), {})).statusCode).toBe(401);
+    expect((await post(join(temp.path, 'a'), user.auth)).statusCode).toBe(403);
+  });
+
+  it('refuses a relative path and a directory that holds anything', async () => {
+    const relative = await post('backups/today');
+    expect(relative.statusCode).toBe(400);
+    expect(relative.json<{ error: string }>().error).toBe('bad_backup_dir');
+    const used = join(temp.path, 'used');
+    mkdirSync(used);
+    writeFileSync(join(used, 'notes.txt'), 'keep me');
+    const res = await post(used);
+    expect(res.statusCode).toBe(409);
+    expect(res.json<{ message: string }>().message).toContain('is not empty');
+  });
+
+  it('runs one backup at a time', async () => {
+    const [a, b] = await Promise.all([post(join(temp.path, 'one')), post(join(temp.path, 'two'))]);
+    expect([a.statusCode, b.statusCode].sort()).toEqual([200, 409]);
+    expect([a, b].find((r) => r.statusCode === 409)!.json<{ error: string }>().error).toBe('backup_running');
+  });
+});
