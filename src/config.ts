@@ -61,6 +61,8 @@ export interface Config {
     framesInFlight: number;
     /** Frame bodies per client address per minute (0: no limit); beyond it, 429. */
     framesPerMinute: number;
+    /** Frames in one body; beyond it the body is refused whole (413) before any is decoded. */
+    framesPerBody: number;
   };
   /** Bounds on what one user can hold (see the README's Security section). */
   userLimits: {
@@ -123,6 +125,7 @@ const scalars = {
   REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
   FRAMES_MAX_IN_FLIGHT: int(1, 10_000).default(16),
   FRAMES_RATE_LIMIT: int(0, 1_000_000).default(600),
+  FRAMES_MAX_PER_BODY: int(1, 65_536).default(1024),
   DUCKDB_MEMORY_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must be like 512MB or 1GB')
@@ -202,6 +205,7 @@ export function loadConfig(env: Env): Config {
       requestTimeoutMs: v('REQUEST_TIMEOUT_MS'),
       framesInFlight: v('FRAMES_MAX_IN_FLIGHT'),
       framesPerMinute: v('FRAMES_RATE_LIMIT'),
+      framesPerBody: v('FRAMES_MAX_PER_BODY'),
     },
     userLimits: {
       maxSensors: v('MAX_SENSORS_PER_USER'),

@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_REJECTED_LISTED } from '../../src/ingest/frames-result.js';
 import { MAX_BAD_MACS_PER_BODY } from '../../src/ingest/pipeline.js';
+import { encodeFrame } from '../../src/nanogridata/encoder.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 
@@ -42,6 +44,14 @@ describe('frames endpoint limits', () => {
       sockets.push(socket);
     });
 
+  /** ocean_frames_rejected_total by reason, as /metrics shows it. */
+  const rejectedMetric = async (base: string) => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const byReason: Record<string, number> = {};
+    for (const m of text.matchAll(/^ocean_frames_rejected_total\{reason="([^"]+)"\} (\d+)$/gm)) byReason[m[1]!] = Number(m[2]);
+    return byReason;
+  };
+
   const timeHealth = async (base: string) => {
     const t0 = performance.now();
     const res = await fetch(`${base}/health`);
@@ -71,22 +81,29 @@ describe('frames endpoint limits', () => {
     // Slots are free again.
     const ok = await postFrames(base, pressureFrames({ count: 3, devices: 1, secret }).frames.reduce((a, b) => Buffer.concat([a, b])));
     expect(ok.status).toBe(200);
-    expect(await ok.json()).toEqual({ accepted: 3, rejected: [] });
+    expect(await ok.json()).toMatchObject({ accepted: 3, rejected: [] });
   }, 20_000);
 
-  it('stops verifying a body after a few bad MACs and stays responsive under a flood of them', async () => {
+  it('stops verifying a body after a few bad MACs, and answers a few rejections plus counts by reason', async () => {
     const { base } = await start({ FRAMES_RATE_LIMIT: '0' });
-    const forged = pressureFrames({ count: 6000, devices: 50, secret: Buffer.alloc(32, 7) }).frames;
+    const metricsBefore = await rejectedMetric(base);
+    const forged = pressureFrames({ count: 1000, devices: 50, secret: Buffer.alloc(32, 7) }).frames;
     const body = Buffer.concat(forged);
-    expect(body.length).toBeLessThan(1024 * 1024);
 
     const res = await postFrames(base, body);
     expect(res.status).toBe(200);
     const answer = (await res.json()) as { accepted: number; rejected: Array<{ index: number; reason: string }> };
-    expect(answer.accepted).toBe(0);
-    expect(answer.rejected).toHaveLength(forged.length);
-    expect(answer.rejected.filter((r) => r.reason === 'bad_mac')).toHaveLength(MAX_BAD_MACS_PER_BODY);
-    expect(answer.rejected.slice(MAX_BAD_MACS_PER_BODY).every((r) => r.reason === 'not_verified')).toBe(true);
+    expect(answer).toEqual({
+      accepted: 0,
+      // The first few, in body order; the rest only counted.
+      rejected: Array.from({ length: MAX_REJECTED_LISTED }, (_, index) => ({ index, reason: 'bad_mac' })),
+      rejected_count: 1000,
+      rejected_by_reason: { bad_mac: MAX_BAD_MACS_PER_BODY, not_verified: 1000 - MAX_BAD_MACS_PER_BODY },
+    });
+    // The metric counts every frame, by the reasons answered.
+    const metricsAfter = await rejectedMetric(base);
+    expect(metricsAfter.bad_mac! - (metricsBefore.bad_mac ?? 0)).toBe(MAX_BAD_MACS_PER_BODY);
+    expect(metricsAfter.not_verified! - (metricsBefore.not_verified ?? 0)).toBe(1000 - MAX_BAD_MACS_PER_BODY);
 
     // Eight clients flooding; /health keeps answering.
     let flooding = true;
@@ -108,8 +125,31 @@ describe('frames endpoint limits', () => {
 
     // A genuine body beside the flood is still stored.
     const genuine = await postFrames(base, pressureFrames({ count: 2, devices: 1, secret, prefix: 'G' }).frames.reduce((a, b) => Buffer.concat([a, b])));
-    expect(await genuine.json()).toEqual({ accepted: 2, rejected: [] });
+    expect(await genuine.json()).toEqual({ accepted: 2, rejected: [], rejected_count: 0, rejected_by_reason: {} });
   }, 30_000);
+
+  it('refuses a body of more frames than FRAMES_MAX_PER_BODY whole (413, nothing stored)', async () => {
+    const { base } = await start({ FRAMES_RATE_LIMIT: '0', FRAMES_MAX_PER_BODY: '8' });
+    const frames = pressureFrames({ count: 9, devices: 3, secret }).frames;
+    const tooMany = await postFrames(base, Buffer.concat(frames));
+    expect(tooMany.status).toBe(413);
+    expect(await tooMany.json()).toMatchObject({ statusCode: 413, error: 'too_many_frames', detail: expect.stringMatching(/more than 8 frames/) });
+    expect(t!.service.store.buffer.counts().rows).toBe(0);
+    // At the limit the body is taken (its frames are new: the refused body stored nothing).
+    expect(await (await postFrames(base, Buffer.concat(frames.slice(0, 8)))).json()).toMatchObject({ accepted: 8, rejected: [] });
+  });
+
+  it('refuses the 1 MiB body of 65,536 minimal frames at the default limit, with a small answer', async () => {
+    const { base } = await start({ FRAMES_RATE_LIMIT: '0' });
+    const minimal = encodeFrame({ modelId: 0x10, level: 0, timestamp: Math.floor(Date.now() / 1000), payload: new Uint8Array(0) });
+    expect(minimal.length).toBe(16);
+    const res = await postFrames(base, Buffer.concat(Array.from({ length: 65_536 }, () => minimal)));
+    expect(res.status).toBe(413);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(1000);
+    expect(JSON.parse(text)).toMatchObject({ error: 'too_many_frames', detail: expect.stringMatching(/more than 1024 frames/) });
+    expect(await rejectedMetric(base)).toEqual({});
+  });
 
   it('answers 415 before reading a body that is not application/octet-stream', async () => {
     const { base } = await start({});
@@ -120,7 +160,7 @@ describe('frames endpoint limits', () => {
       expect(await res.json()).toMatchObject({ statusCode: 415, error: 'unsupported_media_type', detail: expect.stringMatching(/octet-stream/) });
     }
     const ok = await postFrames(base, frame);
-    expect(await ok.json()).toEqual({ accepted: 1, rejected: [] });
+    expect(await ok.json()).toMatchObject({ accepted: 1, rejected: [] });
   });
 
   it('answers 429 with the error shape past the per-client rate', async () => {

@@ -3,13 +3,18 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { RoutePlugin } from '../../app.js';
 import { AppError, BadRequestError, UnavailableError } from '../../errors.js';
+import { MAX_REJECTED_LISTED } from '../../ingest/frames-result.js';
 import { errors } from '../schemas/common.js';
 
 const FRAMES_BODY_LIMIT = 1024 * 1024;
 
 const framesResponse = z.object({
   accepted: z.number().int(),
-  rejected: z.array(z.object({ index: z.number().int(), reason: z.string() })),
+  rejected: z
+    .array(z.object({ index: z.number().int(), reason: z.string() }))
+    .describe(`The first ${MAX_REJECTED_LISTED} rejected frames, in body order (every one when there are no more)`),
+  rejected_count: z.number().int().describe('Every rejected frame of the body'),
+  rejected_by_reason: z.record(z.string(), z.number().int()).describe('rejected_count by reason'),
 });
 
 /**
@@ -18,11 +23,12 @@ const framesResponse = z.object({
  *
  * Anyone may call it, so what one caller can hold is bounded: bodies in flight at once (each up
  * to 1 MiB in memory; beyond, 503 before the body is read), bodies per client address per minute
- * (429), the time a body may take (REQUEST_TIMEOUT_MS, for every route), and the MACs verified per
- * body (the pipeline stops after a few bad ones).
+ * (429), the time a body may take (REQUEST_TIMEOUT_MS, for every route), the frames per body (413,
+ * counted from the headers alone), and the MACs verified per body (the pipeline stops after a few
+ * bad ones). The answer lists a few rejected frames and counts the rest by reason.
  */
 export const framesRoutes: RoutePlugin = async (app, { deps }) => {
-  const { framesInFlight, framesPerMinute } = deps.config.limits;
+  const { framesInFlight, framesPerMinute, framesPerBody } = deps.config.limits;
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: FRAMES_BODY_LIMIT }, (_req, body, done) =>
     done(null, body),
   );
@@ -74,7 +80,7 @@ export const framesRoutes: RoutePlugin = async (app, { deps }) => {
       if (!Buffer.isBuffer(body) || body.length === 0) {
         throw new BadRequestError('the body must be one or more Nanogridata frames sent as application/octet-stream');
       }
-      return deps.pipeline.ingestFrameBody(body, request.headers['x-device-id']);
+      return deps.pipeline.ingestFrameBody(body, { deviceId: request.headers['x-device-id'], maxFrames: framesPerBody });
     },
   );
 };
