@@ -28,18 +28,23 @@ describe('frames endpoint limits', () => {
   const postFrames = (base: string, body: Buffer) =>
     fetch(`${base}/api/ocean/telemetry/frames`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
 
-  /** A client that announces a large body, sends a few bytes and stalls. Resolves with what the server answered, if anything, once the socket closes. */
-  const slowBody = (port: number) =>
+  /**
+   * A client that announces a large body, sends a few bytes and stalls (or, with `trickle`, sends
+   * that many bytes every 100 ms). Resolves with what the server answered, if anything, once the
+   * socket closes. `from` is the client's own loopback address (Linux routes all of 127/8).
+   */
+  const slowBody = (port: number, options: { from?: string; trickle?: number } = {}) =>
     new Promise<{ socket: Socket; answer: Promise<string> }>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
+      const socket = connect({ port, host: '127.0.0.1', localAddress: options.from ?? '127.0.0.1' }, () => {
         socket.write(
           'POST /api/ocean/telemetry/frames HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n' +
             `content-length: ${900 * 1024}\r\n\r\nNGD`,
         );
         let text = '';
+        const trickle = options.trickle ? setInterval(() => socket.write(Buffer.alloc(options.trickle!, 0x20)), 100) : undefined;
         socket.on('data', (d) => (text += d.toString('latin1')));
         socket.on('error', () => {});
-        resolve({ socket, answer: new Promise((done) => socket.on('close', () => done(text))) });
+        resolve({ socket, answer: new Promise((done) => socket.on('close', () => (clearInterval(trickle), done(text)))) });
       });
       sockets.push(socket);
     });
@@ -61,7 +66,8 @@ describe('frames endpoint limits', () => {
   };
 
   it('holds only so many bodies at once, answers 503 beyond, cuts a stalled body off, and stays responsive', async () => {
-    const { base, port } = await start({ FRAMES_MAX_IN_FLIGHT: '4', REQUEST_TIMEOUT_MS: '1500', FRAMES_RATE_LIMIT: '0' });
+    // One address may take every slot here: this is the bound over all addresses.
+    const { base, port } = await start({ FRAMES_MAX_IN_FLIGHT: '4', FRAMES_MAX_IN_FLIGHT_PER_ADDRESS: '100', REQUEST_TIMEOUT_MS: '1500', FRAMES_RATE_LIMIT: '0' });
     const held = await Promise.all(Array.from({ length: 4 }, () => slowBody(port)));
     // The server has seen the four requests once it refuses the fifth.
     const refused = await waitFor(async () => {
@@ -83,6 +89,46 @@ describe('frames endpoint limits', () => {
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({ accepted: 3, rejected: [] });
   }, 20_000);
+
+  it('gives each address a share of the bodies in flight: slow bodies from one address do not turn another away', async () => {
+    // No minimum rate and a long time limit: the stalled bodies stay held for the whole test.
+    const { base, port } = await start({ FRAMES_MIN_BODY_RATE: '0', REQUEST_TIMEOUT_MS: '600000', FRAMES_RATE_LIMIT: '0' });
+    const hog = await Promise.all(Array.from({ length: 16 }, () => slowBody(port, { from: '127.0.0.2' })));
+    // All but its share (4) are answered at once, before their bodies are read.
+    const answered = await waitFor(
+      async () => {
+        const texts = await Promise.all(hog.map((c) => Promise.race([c.answer, new Promise<null>((r) => setTimeout(() => r(null), 10))])));
+        return texts.filter((a) => a !== null).length === 12 ? texts.filter((a): a is string => a !== null) : undefined;
+      },
+      { timeoutMs: 15_000, what: '12 of 16 bodies from one address refused' },
+    );
+    for (const a of answered) {
+      expect(a).toMatch(/^HTTP\/1.1 429 /);
+      expect(a).toMatch(/retry-after: 1/i);
+      expect(a).toContain('"error":"too_many_in_flight"');
+    }
+    // Another address is served (16 slots in all, 4 taken).
+    const res = await postFrames(base, pressureFrames({ count: 2, devices: 1, secret }).frames.reduce((a, b) => Buffer.concat([a, b])));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ accepted: 2, rejected: [] });
+  }, 30_000);
+
+  it('cuts a body that arrives slower than FRAMES_MIN_BODY_RATE after the grace with 408, and frees its slot', async () => {
+    // One slot in all, a time limit far beyond the test: only the minimum rate can free it.
+    const { base, port } = await start({ FRAMES_MAX_IN_FLIGHT: '1', FRAMES_MIN_BODY_RATE: '2048', FRAMES_BODY_GRACE_MS: '500', REQUEST_TIMEOUT_MS: '600000', FRAMES_RATE_LIMIT: '0' });
+    // 100 bytes every 100 ms: 1,000 bytes/s, half the minimum.
+    const slow = await slowBody(port, { trickle: 100 });
+    const answer = await slow.answer;
+    expect(answer).toMatch(/^HTTP\/1.1 408 /);
+    expect(answer).toContain('"error":"body_too_slow"');
+    expect(answer).toMatch(/slower than 2048 bytes\/s/);
+    // The slot is free again (the cut body's request is over).
+    const ok = await waitFor(async () => {
+      const res = await postFrames(base, pressureFrames({ count: 1, devices: 1, secret }).frames[0]!);
+      return res.status === 200 ? res : undefined;
+    }, { timeoutMs: 10_000, what: 'the slot freed' });
+    expect(await ok.json()).toMatchObject({ accepted: 1, rejected: [] });
+  }, 30_000);
 
   it('stops verifying a body after a few bad MACs, and answers a few rejections plus counts by reason', async () => {
     const { base } = await start({ FRAMES_RATE_LIMIT: '0' });

@@ -1,0 +1,43 @@
+import { PassThrough } from 'node:stream';
+import type { preParsingHookHandler } from 'fastify';
+import { AppError } from '../errors.js';
+
+/**
+ * A preParsing hook that cuts off a body arriving slower than `bytesPerS`: after the first
+ * `graceMs` of the body, it must have delivered at least bytesPerS × (time − grace) bytes. Without
+ * it a client trickling a byte a second holds its in-flight slot until REQUEST_TIMEOUT_MS. The
+ * answer is 408 (the connection closes, since the rest of the body is not read).
+ *
+ * One timer per body, set to the moment the bytes received so far stop being enough: no polling,
+ * and a fast body never sees it fire.
+ */
+export function minimumBodyRate(options: { bytesPerS: number; graceMs: number }): preParsingHookHandler {
+  const { bytesPerS, graceMs } = options;
+  return (request, _reply, payload, done) => {
+    if (bytesPerS === 0) {
+      done(null, payload);
+      return;
+    }
+    const start = performance.now();
+    let received = 0;
+    const body = new PassThrough();
+    const check = () => {
+      const due = graceMs + (received / bytesPerS) * 1000;
+      const now = performance.now() - start;
+      if (now < due) {
+        timer = setTimeout(check, Math.ceil(due - now));
+        return;
+      }
+      payload.unpipe(body);
+      body.destroy(new AppError('body_too_slow', 408, `the body arrived slower than ${bytesPerS} bytes/s: send it faster, or in smaller bodies`));
+    };
+    let timer = setTimeout(check, graceMs);
+    const stop = () => clearTimeout(timer);
+    payload.on('data', (chunk: Buffer) => (received += chunk.length));
+    body.once('end', stop);
+    body.once('close', stop);
+    request.raw.once('close', stop);
+    payload.pipe(body);
+    done(null, body);
+  };
+}
