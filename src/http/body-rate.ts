@@ -13,7 +13,7 @@ import { AppError } from '../errors.js';
  */
 export function minimumBodyRate(options: { bytesPerS: number; graceMs: number }): preParsingHookHandler {
   const { bytesPerS, graceMs } = options;
-  return (request, _reply, payload, done) => {
+  return (request, reply, payload, done) => {
     if (bytesPerS === 0) {
       done(null, payload);
       return;
@@ -36,7 +36,17 @@ export function minimumBodyRate(options: { bytesPerS: number; graceMs: number })
     payload.on('data', (chunk: Buffer) => (received += chunk.length));
     body.once('end', stop);
     body.once('close', stop);
+    // Once an answer is out (a 413 on Content-Length before the body was read, say), the body is
+    // no one's to read: it must not hold the request back by backpressure (the 413's drain reads
+    // the request itself), nor be cut later.
+    reply.raw.once('finish', () => {
+      stop();
+      payload.unpipe(body);
+    });
     request.raw.once('close', stop);
+    // The cut reaches the client through Fastify's body reader when it reads; when nothing reads
+    // any more, an 'error' without a listener would end the process.
+    body.on('error', () => {});
     payload.pipe(body);
     done(null, body);
   };
