@@ -44,6 +44,8 @@ export function minimumBodyRate(options: { bytesPerS: number; graceMs: number })
       payload.unpipe(body);
     });
     request.raw.once('close', stop);
+    // pipe() does not pass errors on: a client that goes away mid-body must still end the read.
+    payload.once('error', (err) => body.destroy(err));
     // The cut reaches the client through Fastify's body reader when it reads; when nothing reads
     // any more, an 'error' without a listener would end the process.
     body.on('error', () => {});
