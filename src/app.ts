@@ -2,7 +2,6 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { AnalyticsClient } from './analytics/client.js';
 import type { Config } from './config.js';
@@ -12,6 +11,7 @@ import { registerBodyParsers } from './http/body-parsers.js';
 import { frameworkErrors, registerErrorHandling } from './http/errors.js';
 import { MethodIndex } from './http/method-not-allowed.js';
 import { adminRoutes } from './http/routes/admin.js';
+import { requestIdOf } from './http/request-id.js';
 import { analyticsRoutes } from './http/routes/analytics.js';
 import { billingRoutes } from './http/routes/billing.js';
 import { devicesRoutes } from './http/routes/devices.js';
@@ -69,8 +69,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // A slow or stalled body is cut off (408) rather than held; Node checks every second, not 30.
     requestTimeout: deps.config.limits.requestTimeoutMs,
     http: { connectionsCheckingInterval: 1000, headersTimeout: Math.min(60_000, deps.config.limits.requestTimeoutMs) },
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // X-Request-Id is read by requestIdOf, which keeps it only when it looks like an id.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     // `/users/` reaches `/users` (the original redirected with 307; answering directly is simpler for clients).
     // Path parameters are sensor ids and keys of up to 256 characters, percent-encoded (up to 12
     // bytes each); past the router's default of 100 Fastify would answer 414 before validation.

@@ -59,8 +59,15 @@ export interface Config {
     requestTimeoutMs: number;
     /** Frame bodies being received or verified at once; beyond it, 503. */
     framesInFlight: number;
+    /** The same from one client address; beyond it, 429. */
+    framesInFlightPerAddress: number;
+    /** A frame body must arrive at this many bytes/s on average once the grace is over (0: no minimum); else 408. */
+    framesMinBodyRate: number;
+    framesBodyGraceMs: number;
     /** Frame bodies per client address per minute (0: no limit); beyond it, 429. */
     framesPerMinute: number;
+    /** Frames in one body; beyond it the body is refused whole (413) before any is decoded. */
+    framesPerBody: number;
   };
   /** Bounds on what one user can hold (see the README's Security section). */
   userLimits: {
@@ -122,7 +129,11 @@ const scalars = {
   BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
   FRAMES_MAX_IN_FLIGHT: int(1, 10_000).default(16),
+  FRAMES_MAX_IN_FLIGHT_PER_ADDRESS: int(1, 10_000).default(4),
+  FRAMES_MIN_BODY_RATE: int(0, 1_000_000_000).default(8192),
+  FRAMES_BODY_GRACE_MS: int(100, 3_600_000).default(2000),
   FRAMES_RATE_LIMIT: int(0, 1_000_000).default(600),
+  FRAMES_MAX_PER_BODY: int(1, 65_536).default(1024),
   DUCKDB_MEMORY_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'must be like 512MB or 1GB')
@@ -224,7 +235,11 @@ export function loadConfig(env: Env): Config {
     limits: {
       requestTimeoutMs: v('REQUEST_TIMEOUT_MS'),
       framesInFlight: v('FRAMES_MAX_IN_FLIGHT'),
+      framesInFlightPerAddress: v('FRAMES_MAX_IN_FLIGHT_PER_ADDRESS'),
+      framesMinBodyRate: v('FRAMES_MIN_BODY_RATE'),
+      framesBodyGraceMs: v('FRAMES_BODY_GRACE_MS'),
       framesPerMinute: v('FRAMES_RATE_LIMIT'),
+      framesPerBody: v('FRAMES_MAX_PER_BODY'),
     },
     userLimits: {
       maxSensors: v('MAX_SENSORS_PER_USER'),

@@ -1,7 +1,32 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 
-/** Keeps session tokens passed as ?token= out of the logs. */
-const redactUrl = (url: string) => url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]');
+/** Query parameters whose value is a secret (session tokens: `/sessions/validate?token=`). */
+const SECRET_PARAMS = new Set(['token']);
+
+/**
+ * The URL with the values of secret query parameters replaced. Names are compared as the router
+ * reads them, percent-decoded (`?%74oken=` is `token` to the route, so it is to this too), `+` as
+ * a space, case-insensitively; a name that does not decode is scrubbed too, to be safe.
+ */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const params = url.slice(q + 1).split('&').map((param) => {
+    const eq = param.indexOf('=');
+    if (eq < 0) return param;
+    const name = param.slice(0, eq);
+    return isSecretName(name) ? `${name}=[redacted]` : param;
+  });
+  return `${url.slice(0, q + 1)}${params.join('&')}`;
+}
+
+function isSecretName(name: string): boolean {
+  try {
+    return SECRET_PARAMS.has(decodeURIComponent(name.replace(/\+/g, ' ')).toLowerCase());
+  } catch {
+    return true;
+  }
+}
 
 /**
  * The process logger. Request logs carry method, URL (token scrubbed), request id and status; never

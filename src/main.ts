@@ -3,13 +3,6 @@ import { createLogger } from './logger.js';
 import { openService } from './service.js';
 
 /**
- * Every DuckDB query (and each running export's COPY, while its client reads) holds a libuv pool
- * thread, as do file-system calls; with Node's default of 4, two exports and two queries would
- * leave none for the health probe. Read by libuv when the pool first starts, which is later.
- */
-process.env.UV_THREADPOOL_SIZE ??= '16';
-
-/**
  * Every file the service creates is its user's alone (ocean.db holds device secrets): the engines
  * create some on their own, later (DuckDB's WAL after each checkpoint), so the umask says it once.
  */

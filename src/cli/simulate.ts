@@ -24,7 +24,8 @@ export const USAGE = `usage: simulate --target <redis://[:password@]host:port | 
   --profile P      pressure | gas | multi | mixed (default mixed)
   --level L        security level 0-3 (default 1; 1-3 need NANOGRIDATA_SECRET_<MODEL> for each model)
   --stream NAME    Redis stream (default INGEST_STREAM or ocean:frames)
-  --batch N        frames per Redis pipeline / HTTP request (default 50)
+  --batch N        frames per Redis pipeline / HTTP request (default 50; the service takes at most
+                   FRAMES_MAX_PER_BODY, default 1024, per request)
   --seed N         seed of the value generator (default: clock)
 A redis:// target gets XADD <stream> * frame <bytes>; an http:// target gets
 POST <target>/api/ocean/telemetry/frames with concatenated frames.

@@ -9,6 +9,7 @@ import { RecordBatchBuilder, filterRecords, readRecordBatch, recordCountOf } fro
 import type { OperationalStore } from '../operational/store.js';
 import { LATER, PASSED, reasonOf, type DecodedBatch } from './decode-batch.js';
 import type { DecodeWorker } from './decode-pool.js';
+import { framesResult, type FramesResult } from './frames-result.js';
 import type { Reading } from './reading.js';
 import type { ReplayMemory } from './replay-memory.js';
 import { splitFrames } from './split-frames.js';
@@ -30,11 +31,6 @@ export type IngestUnit =
 export type UnitOutcome =
   | { ok: true; records: number; /** A reading's buffer row (its id in the work queue). */ bufferId?: number }
   | { ok: false; reason: string; detail?: string };
-
-export interface FramesResult {
-  accepted: number;
-  rejected: Array<{ index: number; reason: string }>;
-}
 
 /** Who JSON readings come from: a user (`owner`), no authenticated party (`anonymous`), or else the admin. */
 interface ReadingParty {
@@ -146,17 +142,19 @@ export class IngestPipeline {
     return outcomes;
   }
 
-  /** A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a replay. */
-  async ingestFrameBody(body: Buffer, deviceId?: string): Promise<FramesResult> {
-    const { frames, unreadable } = splitFrames(body);
+  /**
+   * A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a
+   * replay. A body of more than `maxFrames` frames is refused whole (413) before any is decoded.
+   */
+  async ingestFrameBody(body: Buffer, options: { deviceId?: string | undefined; maxFrames: number }): Promise<FramesResult> {
+    const { frames, unreadable, tooMany } = splitFrames(body, options.maxFrames);
+    if (tooMany) {
+      throw new AppError('too_many_frames', 413, `the body holds more than ${options.maxFrames} frames: send at most ${options.maxFrames} per request`);
+    }
+    const { deviceId } = options;
     const units: IngestUnit[] = frames.map((bytes) => ({ kind: 'frame', bytes, ...(deviceId !== undefined ? { deviceId } : {}) }));
     if (unreadable) units.push({ kind: 'invalid', reason: unreadable.reason });
-    const outcomes = await this.ingest(units, { source: 'http_frames', maxBadMacs: MAX_BAD_MACS_PER_BODY });
-    const rejected: FramesResult['rejected'] = [];
-    outcomes.forEach((outcome, index) => {
-      if (!outcome.ok) rejected.push({ index, reason: outcome.reason });
-    });
-    return { accepted: outcomes.length - rejected.length, rejected };
+    return framesResult(await this.ingest(units, { source: 'http_frames', maxBadMacs: MAX_BAD_MACS_PER_BODY }));
   }
 
   /** JSON readings (HTTP batch) in a transaction of their own: all stored, or none (403). */
@@ -387,14 +385,18 @@ export class IngestPipeline {
     const { metrics } = this.options;
     let accepted = 0;
     let records = 0;
+    // One increment per reason per batch, not per frame: a body of thousands of rejected frames
+    // would otherwise spend more on the counter than on refusing them.
+    const rejected = new Map<string, number>();
     for (const o of outcomes) {
       if (o.ok) {
         accepted++;
         records += o.records;
       } else {
-        metrics.framesRejected.inc({ reason: o.reason });
+        rejected.set(o.reason, (rejected.get(o.reason) ?? 0) + 1);
       }
     }
+    for (const [reason, n] of rejected) metrics.framesRejected.inc({ reason }, n);
     metrics.telemetryIngested.inc({ source }, accepted);
     metrics.recordsIngested.inc({ source }, records);
   }

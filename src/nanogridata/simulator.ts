@@ -68,8 +68,8 @@ interface SendOutcome {
   ok: number;
   failed: number;
   accepted?: number;
-  /** Reasons of the frames the service refused, one per frame. */
-  rejected?: string[];
+  /** Frames the service refused, counted by reason. */
+  rejected?: Record<string, number>;
   error?: string;
 }
 
@@ -119,6 +119,12 @@ async function redisSink(url: string, stream: string): Promise<Sink> {
   };
 }
 
+function countReasons(reasons: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of reasons) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+}
+
 function httpSink(base: string): Sink {
   const url = `${base.replace(/\/+$/, '')}/api/ocean/telemetry/frames`;
   return {
@@ -133,9 +139,11 @@ function httpSink(base: string): Sink {
         if (!res.ok) return { ok: 0, failed: frames.length, error: `HTTP ${res.status} ${text.slice(0, 200)}` };
         const outcome: SendOutcome = { ok: frames.length, failed: 0 };
         try {
-          const body = JSON.parse(text) as { accepted?: unknown; rejected?: Array<{ reason?: unknown }> };
+          const body = JSON.parse(text) as { accepted?: unknown; rejected?: Array<{ reason?: unknown }>; rejected_by_reason?: Record<string, number> };
           if (typeof body.accepted === 'number') outcome.accepted = body.accepted;
-          if (Array.isArray(body.rejected)) outcome.rejected = body.rejected.map((r) => String(r.reason));
+          // The counts by reason cover every rejected frame; `rejected` lists only the first few.
+          if (body.rejected_by_reason && typeof body.rejected_by_reason === 'object') outcome.rejected = body.rejected_by_reason;
+          else if (Array.isArray(body.rejected)) outcome.rejected = countReasons(body.rejected.map((r) => String(r.reason)));
         } catch {
           // a 2xx without the expected JSON still delivered the frames
         }
@@ -227,7 +235,7 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
         totals.accepted += o.accepted;
         totals.answered = true;
       }
-      for (const reason of o.rejected ?? []) reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      for (const [reason, n] of Object.entries(o.rejected ?? {})) reasons.set(reason, (reasons.get(reason) ?? 0) + n);
       totals.firstError ??= o.error;
     }
   };

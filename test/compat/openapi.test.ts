@@ -116,6 +116,6 @@ describe('OpenAPI document', () => {
     expect(op.requestBody.required).toBe(true);
     expect(Object.keys(op.requestBody.content)).toEqual(['application/octet-stream']);
     expect(op.requestBody.content['application/octet-stream']!.schema).toMatchObject({ type: 'string', format: 'binary' });
-    expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '413', '415', '429', '503']);
+    expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '408', '413', '415', '429', '503']);
   });
 });

@@ -9,7 +9,7 @@
  * port released), rather than leaving node serving behind npm.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,7 +77,8 @@ describe('the README, followed literally', () => {
   });
 
   it('quick start and examples: npm start serves them all; SIGTERM to npm start stops the server', async () => {
-    const npm = launch('npm', ['start'], { cwd: dir.path, env: { ...env, PORT: String(port) } }).proc;
+    const { UV_THREADPOOL_SIZE: _, ...startEnv } = env;
+    const npm = launch('npm', ['start'], { cwd: dir.path, env: { ...startEnv, PORT: String(port) } }).proc;
     server = npm;
     await waitFor(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), { timeoutMs: 120_000, intervalMs: 250, what: 'npm start to serve' });
 
@@ -91,6 +92,14 @@ describe('the README, followed literally', () => {
     // The parquet export landed in the working directory under the server's file name.
     const ls = await bash('ls');
     expect(ls.stdout).toMatch(/ocean-measurements-\d{8}T\d{6}Z\.parquet/);
+
+    // npm start runs node (its child, through sh's exec) with a libuv pool of 16 threads: set in its
+    // environment, since the pool starts before main.js could set it. The pool has started by now
+    // (DuckDB queries, file reads); its 16 threads are there beside the others (about 14 with 4).
+    const [nodePid] = readFileSync(`/proc/${npm.pid}/task/${npm.pid}/children`, 'utf8').trim().split(/\s+/);
+    expect(readFileSync(`/proc/${nodePid}/cmdline`, 'utf8')).toContain('dist/main.js');
+    expect(readFileSync(`/proc/${nodePid}/environ`, 'utf8').split('\0')).toContain('UV_THREADPOOL_SIZE=16');
+    expect(readdirSync(`/proc/${nodePid}/task`).length).toBeGreaterThan(16);
 
     // What a supervisor does: SIGTERM to the process it started, which is npm.
     npm.kill('SIGTERM');

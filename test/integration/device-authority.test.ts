@@ -70,11 +70,11 @@ describe('device authority', () => {
 
   it('refuses frames signed with the model secret for a device that has its own, with or without X-Device-Id', async () => {
     const before = await storedFor('OWN-1');
-    expect((await postFrames(frame('OWN-1', modelSecret, 1))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'bad_mac' }] });
-    expect((await postFrames(frame('OWN-1', modelSecret, 2), { 'x-device-id': 'OWN-1' })).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'bad_mac' }] });
+    expect((await postFrames(frame('OWN-1', modelSecret, 1))).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'bad_mac' }] });
+    expect((await postFrames(frame('OWN-1', modelSecret, 2), { 'x-device-id': 'OWN-1' })).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'bad_mac' }] });
     // The device's own secret is accepted both ways.
-    expect((await postFrames(frame('OWN-1', ownSecret, 3))).json()).toEqual({ accepted: 1, rejected: [] });
-    expect((await postFrames(frame('OWN-1', ownSecret, 4), { 'x-device-id': 'OWN-1' })).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await postFrames(frame('OWN-1', ownSecret, 3))).json()).toMatchObject({ accepted: 1, rejected: [] });
+    expect((await postFrames(frame('OWN-1', ownSecret, 4), { 'x-device-id': 'OWN-1' })).json()).toMatchObject({ accepted: 1, rejected: [] });
     expect((await storedFor('OWN-1')) - before).toBe(2);
   });
 
@@ -121,13 +121,13 @@ describe('device authority', () => {
     // Mallory claims an id no device has used yet; frames for it are then held, not stored
     // (below): the claim stays hers until an admin decides, and nobody else can claim it.
     expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(200);
-    expect((await postFrames(frame('LATER-1', modelSecret, 9))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
+    expect((await postFrames(frame('LATER-1', modelSecret, 9))).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
     expect((await t.app.inject({ method: 'GET', url: '/api/ocean/devices/LATER-1', headers: mallory.auth })).statusCode).toBe(200);
     expect((await ingestJson(mallory, 'LATER-1')).statusCode).toBe(200);
     expect((await ingestJson(alice, 'LATER-1')).statusCode).toBe(403);
 
     // An id first seen as a signed frame can never be claimed either; the admin assigns it.
-    expect((await postFrames(frame('FRAME-1', modelSecret, 10))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await postFrames(frame('FRAME-1', modelSecret, 10))).json()).toMatchObject({ accepted: 1, rejected: [] });
     expect((await ingestJson(mallory, 'FRAME-1')).statusCode).toBe(403);
     const assign = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'FRAME-1', owner_id: alice.id } });
     expect(assign.statusCode).toBe(200);
@@ -143,7 +143,7 @@ describe('device authority', () => {
     expect(profile.statusCode).toBe(200);
     const before = await storedFor('ALICE-HTTP');
 
-    expect((await postFrames(frame('ALICE-HTTP', modelSecret, 666666))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
+    expect((await postFrames(frame('ALICE-HTTP', modelSecret, 666666))).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
     const entry = (await redis.xadd(stream, '*', 'frame', frame('ALICE-HTTP', modelSecret, 666667)))!;
     expect(await deadLetterOf(entry)).toBe('claim_conflict');
 
@@ -166,7 +166,7 @@ describe('device authority', () => {
     const profile = await t.app.inject({ method: 'POST', url: '/api/ocean/profiles/store', headers: mallory.auth, payload: { profile_id: 'mallory-p', sensor_id: 'FUTURE-DEV', metadata: { fake: true } } });
     expect(profile.statusCode).toBe(200);
     expect(await storedFor('FUTURE-DEV')).toBe(1);
-    expect((await postFrames(frame('FUTURE-DEV', modelSecret, 101))).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
+    expect((await postFrames(frame('FUTURE-DEV', modelSecret, 101))).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'claim_conflict' }] });
     expect((await conflicts()).conflicts.map((c) => c.device_id)).toContain('FUTURE-DEV');
     // One more reading that may still be in the buffer when the admin decides: purged as well.
     expect((await ingestJson(mallory, 'FUTURE-DEV')).statusCode).toBe(200);
@@ -177,7 +177,7 @@ describe('device authority', () => {
     expect((await conflicts()).conflicts.map((c) => c.device_id)).not.toContain('FUTURE-DEV');
 
     // From now on the device's frames are stored, and its history holds only them.
-    expect((await postFrames(frame('FUTURE-DEV', modelSecret, 102))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await postFrames(frame('FUTURE-DEV', modelSecret, 102))).json()).toMatchObject({ accepted: 1, rejected: [] });
     expect(await storedFor('FUTURE-DEV')).toBe(1);
     expect((await get(alice, '/analytics/sensor/FUTURE-DEV/stats')).json()).toMatchObject({ count: 1, min_value: 102, max_value: 102 });
     expect((await get(mallory, '/analytics/sensor/FUTURE-DEV/stats')).statusCode).toBe(403);
@@ -187,7 +187,7 @@ describe('device authority', () => {
     expect((await ingestJson(mallory, 'MALLORY-OWN')).statusCode).toBe(200);
     const confirm = await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'MALLORY-OWN', owner_id: mallory.id } });
     expect(confirm.statusCode).toBe(200);
-    expect((await postFrames(frame('MALLORY-OWN', modelSecret, 5))).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await postFrames(frame('MALLORY-OWN', modelSecret, 5))).json()).toMatchObject({ accepted: 1, rejected: [] });
     expect(await storedFor('MALLORY-OWN')).toBe(2);
   });
 
@@ -217,7 +217,7 @@ describe('device authority', () => {
   it('refuses the same ids as a frame payload device_id (bad_payload) and as a stream reading (dead letter)', async () => {
     for (const id of BAD) {
       const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame(id, modelSecret, 1) });
-      expect(res.json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'bad_payload' }] });
+      expect(res.json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'bad_payload' }] });
     }
     const framed = (await redis.xadd(stream, '*', 'frame', frame('S\n1', modelSecret, 1)))!;
     const reading = (await redis.xadd(stream, '*', 'sensor_id', 'S\u200b1', 'data', '{"v":1}'))!;

@@ -8,7 +8,7 @@ describe('error bodies', () => {
   let t: TestApp;
   let port: number;
   beforeAll(async () => {
-    t = await createTestApp({ env: { BODY_LIMIT_BYTES: '65536' } });
+    t = await createTestApp({ env: { BODY_LIMIT_BYTES: '65536', FRAMES_BODY_GRACE_MS: '200' } });
     port = Number(new URL(await t.app.listen({ port: 0, host: '127.0.0.1' })).port);
   });
   afterAll(() => t.close());
@@ -59,5 +59,48 @@ describe('error bodies', () => {
     expect(answers).toMatch(/^HTTP\/1\.1 413 /);
     expect(answers).toContain('"error":"body_too_large"');
     expect(answers).toMatch(/HTTP\/1\.1 200 OK[\s\S]*"status"/);
+  });
+
+  /**
+   * A client as simple ones are: the whole body written first, the answer read only then (and a
+   * second request on the connection). Over-limit bodies below the 16 MiB drain bound.
+   */
+  const wholeBodyThenRead = (request: string, size: number) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.pause();
+      let text = '';
+      socket.on('error', reject);
+      socket.write(`${request}content-length: ${size}\r\n\r\n`);
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      let sent = 0;
+      const pump = () => {
+        while (sent < size) {
+          sent += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+        // Past the frames route's minimum-rate grace (200 ms here) before anything is read.
+        setTimeout(() => {
+          socket.on('data', (d) => (text += d.toString('latin1')));
+          socket.on('close', () => resolve(text));
+          socket.write('GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+          socket.resume();
+        }, 600);
+      };
+      pump();
+    });
+
+  it('lets a client that writes its whole over-limit body before reading get its 413, on any route that takes a body', async () => {
+    const size = 4 * 1024 * 1024;
+    for (const request of [
+      `POST /api/ocean/sessions/revoke HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${t.adminToken}\r\ncontent-type: application/json\r\n`,
+      'POST /api/ocean/telemetry/frames HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n',
+    ]) {
+      const answers = await wholeBodyThenRead(request, size);
+      expect(answers).toMatch(/^HTTP\/1\.1 413 /);
+      expect(answers).toContain('"error":"body_too_large"');
+      // The connection stayed usable, and the service is still there.
+      expect(answers).toMatch(/HTTP\/1\.1 200 OK[\s\S]*"status"/);
+    }
   });
 });

@@ -167,20 +167,20 @@ describe('ingest that holds', () => {
       t.service.store.db.pragma('query_only = OFF');
     }
     expect(t.service.store.buffer.counts().rows).toBe(0);
-    expect((await post()).json()).toEqual({ accepted: 2, rejected: [] });
-    expect((await post()).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }, { index: 1, reason: 'replay' }] });
+    expect((await post()).json()).toMatchObject({ accepted: 2, rejected: [] });
+    expect((await post()).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }, { index: 1, reason: 'replay' }] });
   });
 
   it('remembers accepted frames across a restart without Redis', async () => {
     const t = await start({ env: secretEnv });
     const body = frame('RESTART-1', 1);
     const post = (app: TestApp) => app.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: body });
-    expect((await post(t)).json()).toEqual({ accepted: 1, rejected: [] });
+    expect((await post(t)).json()).toMatchObject({ accepted: 1, rejected: [] });
     const dataDir = t.dataDir;
     await t.close({ keepDir: true });
     apps.splice(apps.indexOf(t), 1);
     const again = await start({ env: secretEnv, dataDir });
-    expect((await post(again)).json()).toEqual({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }] });
+    expect((await post(again)).json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }] });
   });
 
   it('continues above DuckDB when ocean.db is lost beside a kept analytics.duckdb, and loses no new reading', async () => {

@@ -35,6 +35,9 @@ describe.each(['info', 'debug'] as const)('logs at %s level', (level) => {
       { url: '/api/ocean/sessions/validate', headers: { authorization: `Bearer ${token}` } },
       { url: '/api/ocean/sessions/validate', payload: { token } },
       { url: `/api/ocean/sessions/validate?token=${token}` },
+      // The router decodes parameter names: these are ?token= to the route, so they must be to the scrubber.
+      { url: `/api/ocean/sessions/validate?%74oken=${token}` },
+      { url: `/api/ocean/sessions/validate?x=1&%74%6F%6B%65%6E=${token}` },
     ]) {
       expect((await app.inject({ method: 'POST', ...request })).statusCode).toBe(200);
     }
@@ -43,10 +46,15 @@ describe.each(['info', 'debug'] as const)('logs at %s level', (level) => {
     // A failure is logged at info: a wrong token in the query string, and the right one revoked.
     const wrong = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`;
     expect((await app.inject({ method: 'POST', url: `/api/ocean/sessions/validate?token=${wrong}` })).statusCode).toBe(401);
+    const wrongEncoded = `${token.slice(0, -2)}${token.endsWith('AA') ? 'BB' : 'AA'}`;
+    expect((await app.inject({ method: 'POST', url: `/api/ocean/sessions/validate?%74oken=${wrongEncoded}` })).statusCode).toBe(401);
 
     const log = lines.join('');
     expect(log).toContain('/api/ocean/sessions/validate?token=[redacted]');
     expect(log).not.toContain(wrong);
+    expect(log).toContain('/api/ocean/sessions/validate?%74oken=[redacted]');
+    expect(log).not.toContain(wrongEncoded);
+    expect(log).not.toContain(token.slice(0, -2));
     expect(log).not.toContain(token);
     expect(log).not.toContain(ADMIN);
     expect(log).not.toContain(DEVICE_SECRET);
@@ -54,6 +62,27 @@ describe.each(['info', 'debug'] as const)('logs at %s level', (level) => {
 });
 
 describe('request log lines', () => {
+  it("keeps a client's X-Request-Id only when it is a short id, and logs its own otherwise", async () => {
+    const lines: string[] = [];
+    const dir = await makeTempDir('ocean-log-');
+    const config = loadConfig({ DATA_DIR: dir.path, ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'info' });
+    const service = await openService(config, { logger: createLogger('info', { write: (line: string) => void lines.push(line) }) });
+    try {
+      const sent = ['trace-0123456789abcdef', 'x'.repeat(8192), 'x'.repeat(65), 'two words', '"},"msg":"forged'];
+      for (const id of sent) {
+        expect((await service.app.inject({ method: 'GET', url: '/api/ocean/users/nobody', headers: { 'x-request-id': id } })).statusCode).toBe(401);
+      }
+      const ids = lines.map((l) => JSON.parse(l) as { msg: string; reqId?: string }).filter((r) => r.msg === 'request completed').map((r) => r.reqId);
+      expect(ids).toHaveLength(sent.length);
+      expect(ids[0]).toBe('trace-0123456789abcdef');
+      for (const id of ids.slice(1)) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      expect(lines.join('')).not.toContain('x'.repeat(65));
+    } finally {
+      await service.close();
+      await dir.cleanup();
+    }
+  });
+
   it('writes one line per request: failures at info, fast successes only at debug', async () => {
     for (const level of ['info', 'debug'] as const) {
       const lines: string[] = [];
