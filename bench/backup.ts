@@ -188,6 +188,7 @@ try {
   const bounds = [...steps.map((s) => s.atMs), m.duration_ms];
   const bySteps = steps.map((s, i) => {
     const ms = during!.at.filter(([at]) => at - backupStart >= bounds[i]! && at - backupStart < bounds[i + 1]!).map(([, v]) => v);
+    if (ms.length === 0) return `${s.step} from ${s.atMs} ms: no sample`;
     return `${s.step} from ${s.atMs} ms: p99 ${pct(ms, 0.99).toFixed(1)}, max ${Math.max(...ms).toFixed(1)} (${ms.length})`;
   });
   console.log(`during the backup's steps: ${bySteps.join('; ')}`);

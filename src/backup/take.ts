@@ -32,8 +32,18 @@ export class BackupDirError extends ConflictError {
 /** Creates the backup directory; refuses one that holds anything (a backup never overwrites). */
 async function prepareDir(dir: string): Promise<void> {
   if (!isAbsolute(dir)) throw new BadRequestError(`the backup directory must be an absolute path, got ${JSON.stringify(dir)}`, 'bad_backup_dir');
-  await mkdir(dir, { recursive: true });
-  const entries = await readdir(dir);
+  let entries: string[];
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    entries = await readdir(dir);
+  } catch (err) {
+    // A path under a file, or one the service user may not create: the caller's to fix, not a 500.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR' || code === 'EEXIST' || code === 'EROFS' || code === 'ENOENT') {
+      throw new BackupDirError(`cannot create or read the backup directory ${dir} (${code}) as the service's user`);
+    }
+    throw err;
+  }
   if (entries.length > 0) throw new BackupDirError(`${dir} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}); a backup goes into a new or empty directory`);
 }
 

@@ -28,6 +28,9 @@ export interface CommandIo {
  */
 export function runAsMain(moduleUrl: string, name: string, command: (argv: string[], env: NodeJS.ProcessEnv, io: CommandIo) => Promise<number>): void {
   if (!isMainModule(moduleUrl)) return;
+  // The commands run through here (backup, restore) write copies of ocean.db, which holds device
+  // secrets: what they create is the user's alone, as the service's own files are (main.ts).
+  process.umask(0o077);
   command(process.argv.slice(2), process.env, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }).then(
     (code) => {
       process.exitCode = code;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, openSync, readdirSync, readSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readSync, statSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/backup/manifest.js';
@@ -64,6 +64,9 @@ describe('npm run backup / npm run restore', () => {
     expect(made.stderr).toContain('no service answers');
     const manifest = JSON.parse(made.stdout) as Manifest;
     expect(manifest).toMatchObject({ mode: 'offline', counts: { users: 1, sessions: 1, measurements: 10, buffer_messages: 10 }, ingest: { buffer_last_id: 10, duckdb_high_water: 10 } });
+    // A backup holds device secrets: the user's alone, as the data dir is.
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    expect([dir, ...['ocean.db', 'analytics.duckdb', 'manifest.json'].map((f) => join(dir, f))].map(mode)).toEqual([0o700, 0o600, 0o600, 0o600]);
 
     // The data dir changes after the backup; the restore brings back the backup's state.
     const later = await open();
@@ -81,6 +84,7 @@ describe('npm run backup / npm run restore', () => {
     expect(aside.startsWith(`${dataDir}.before-restore-`), aside).toBe(true);
     expect(readdirSync(aside)).toEqual(expect.arrayContaining(['ocean.db', 'analytics.duckdb']));
     expect(readdirSync(temp.path).filter((n) => n.includes('.restoring-'))).toEqual([]);
+    expect([dataDir, join(dataDir, 'ocean.db')].map(mode)).toEqual([0o700, 0o600]);
 
     // The restored service: eve (made after the backup) is gone, dora's session and readings are there.
     const t = await open();

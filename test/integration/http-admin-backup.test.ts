@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -37,6 +37,17 @@ describe('POST /api/ocean/admin/backup', () => {
     const res = await post(used);
     expect(res.statusCode).toBe(409);
     expect(res.json<{ message: string }>().message).toContain('is not empty');
+  });
+
+  it('answers 409 naming the directory when it cannot be created (a path under a file), and makes new ones 0700', async () => {
+    const file = join(temp.path, 'a-file');
+    writeFileSync(file, 'not a directory');
+    const res = await post(join(file, 'backup'));
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ error: 'backup_dir_not_usable', message: expect.stringContaining('ENOTDIR') });
+    const made = join(temp.path, 'new', 'backup');
+    expect((await post(made)).statusCode).toBe(200);
+    expect(statSync(made).mode & 0o777).toBe(0o700);
   });
 
   it('runs one backup at a time', async () => {

@@ -12,7 +12,7 @@ export const adminRoutes: RoutePlugin = async (app, { deps, auth }) => {
         summary: 'Back up SQLite and DuckDB into a new directory on the service host, while the service runs; answers the manifest',
         tags: ['admin'],
         body: backupBody,
-        response: { 200: backupResponse, ...errors(401, 403, 409, 422) },
+        response: { 200: backupResponse, ...errors(400, 401, 403, 409, 422) },
       },
     },
     async (request) => {

@@ -34,5 +34,5 @@ export const ledgerQuery = z.object({
 export const ledgerSchema = z.object({
   user_id: z.string(),
   entries: z.array(ledgerEntrySchema),
-  next_before: z.number().int().nullable().describe('Pass as `before` for the next page; null at the end'),
+  next_before: z.number().int().nullable().describe('Pass as `before` for the next page; null once a page comes back short (a full last page is followed by an empty one)'),
 });
