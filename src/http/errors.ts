@@ -26,21 +26,34 @@ const body = (statusCode: number, error: string, message: string, detail: ErrorB
   statusCode,
 });
 
-/**
- * What an over-limit body may still send after its 413 is read off and discarded. Closing at once
- * (Fastify's way) can reset the connection while the client is still sending, and the client
- * then never reads the 413; past this bound the connection is dropped anyway.
- */
+/** What a body may still send after an answer that did not wait for it; past this the connection is dropped. */
 const DRAIN_LIMIT_BYTES = 16 * 1024 * 1024;
 
-function drainAfterAnswer(request: FastifyRequest, reply: FastifyReply): void {
+const draining = new WeakSet<FastifyRequest['raw']>();
+
+const hasBody = (raw: FastifyRequest['raw']) =>
+  raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] !== undefined && raw.headers['content-length'] !== '0');
+
+/**
+ * Reads and drops the rest of a body that the answer did not wait for (a 401 from an onRequest hook,
+ * a 413 on Content-Length), on a connection kept open until the client has sent it: closing with
+ * the body unread resets the connection while the client is still sending, and a client that writes
+ * its whole body before reading never sees its answer, also when it asked for `Connection: close`
+ * (it closes the connection itself once it has read). Answers that close on purpose (a 408 for a
+ * trickling body, a 429 before the body is read: `connection: close` set by the route) are left so.
+ */
+function readRestOfBody(request: FastifyRequest, reply: FastifyReply): void {
+  const raw = request.raw;
+  if (raw.complete || draining.has(raw) || !hasBody(raw)) return;
+  draining.add(raw);
   reply.removeHeader('connection');
+  reply.raw.shouldKeepAlive = true;
   let drained = 0;
-  request.raw.on('data', (chunk: Buffer) => {
+  raw.on('data', (chunk: Buffer) => {
     drained += chunk.length;
-    if (drained > DRAIN_LIMIT_BYTES) request.raw.socket.destroy();
+    if (drained > DRAIN_LIMIT_BYTES) raw.socket.destroy();
   });
-  request.raw.resume();
+  raw.resume();
 }
 
 /** AppError → its answer. The only place that knows how an error looks on the wire. */
@@ -69,6 +82,10 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
 }
 
 export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, methods: MethodIndex): void {
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode !== 408 && reply.getHeader('connection') !== 'close') readRestOfBody(request, reply);
+    return payload;
+  });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof BusyError) reply.header('retry-after', String(err.retryAfterS));
     if (err instanceof AppError) return reply.code(err.statusCode).send(appErrorBody(err));
@@ -77,7 +94,7 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, me
       return reply.code(422).send(appErrorBody(new ValidationError([INVALID_JSON])));
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      drainAfterAnswer(request, reply);
+      readRestOfBody(request, reply);
       const limit = request.routeOptions.bodyLimit;
       return reply.code(413).send(body(413, 'body_too_large', `the body is larger than the limit of ${limit} bytes`));
     }

@@ -1,7 +1,11 @@
+import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { expectErrorShape } from '../helpers/error-shape.js';
+
+const execFileAsync = promisify(execFile);
 
 /** Answers an anonymous caller can provoke: one JSON shape, nothing about the server's insides. */
 describe('error bodies', () => {
@@ -101,6 +105,43 @@ describe('error bodies', () => {
       expect(answers).toContain('"error":"body_too_large"');
       // The connection stayed usable, and the service is still there.
       expect(answers).toMatch(/HTTP\/1\.1 200 OK[\s\S]*"status"/);
+    }
+  });
+  /**
+   * A client that asks for `Connection: close`, writes its whole body, and reads what comes: the
+   * answer came before the body was read (a 401 from the auth hook) and must still reach it. Closing
+   * with the body unread reset the connection, and the client lost the answer about every other time.
+   * The client runs in a process of its own: in this one, client and server would take turns on one
+   * event loop and the race would never show.
+   */
+  const CLIENT = `
+    const net = require('node:net');
+    const [port, size, request] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3]];
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    const done = () => { process.stdout.write(JSON.stringify(got)); process.exit(0); };
+    s.on('data', (d) => { got += d.toString('latin1'); if (/\\r\\n\\r\\n\\{[\\s\\S]*\\}$/.test(got)) s.end(); });
+    s.on('error', done);
+    s.on('close', done);
+    s.write(request + 'connection: close\\r\\ncontent-length: ' + size + '\\r\\n\\r\\n');
+    s.write(Buffer.alloc(size, 0x20));
+  `;
+  const closeAfterWholeBody = async (request: string, size: number) => {
+    const { stdout } = await execFileAsync(process.execPath, ['-e', CLIENT, String(port), String(size), request], { timeout: 20_000 });
+    return JSON.parse(stdout) as string;
+  };
+
+  it('lets a client that writes its whole body before reading get an answer given before the body was read, with Connection: close', async () => {
+    const size = 2 * 1024 * 1024;
+    for (let i = 0; i < 8; i++) {
+      for (const request of [
+        'POST /api/ocean/users HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n',
+        'GET /api/ocean/telemetry/quarantine HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n',
+      ]) {
+        const answer = await closeAfterWholeBody(request, size);
+        expect(answer, request).toMatch(/^HTTP\/1\.1 401 /);
+        expect(answer).toContain('"statusCode":401}');
+      }
     }
   });
 });
