@@ -39,15 +39,24 @@ const hasBody = (raw: FastifyRequest['raw']) =>
  * a 413 on Content-Length), on a connection kept open until the client has sent it: closing with
  * the body unread resets the connection while the client is still sending, and a client that writes
  * its whole body before reading never sees its answer, also when it asked for `Connection: close`
- * (it closes the connection itself once it has read). Answers that close on purpose (a 408 for a
+ * (the connection is closed once the body is read). Answers that close on purpose (a 408 for a
  * trickling body, a 429 before the body is read: `connection: close` set by the route) are left so.
  */
 function readRestOfBody(request: FastifyRequest, reply: FastifyReply): void {
   const raw = request.raw;
   if (raw.complete || draining.has(raw) || !hasBody(raw)) return;
   draining.add(raw);
+  // Node closes at once after the answer when the client asked for it: keep the connection, and
+  // close it (after the answer) once the body is read.
+  const wantsClose = !reply.raw.shouldKeepAlive;
   reply.removeHeader('connection');
   reply.raw.shouldKeepAlive = true;
+  let pending = 2;
+  const closeWhenDone = () => {
+    if (--pending === 0 && wantsClose) raw.socket.end();
+  };
+  reply.raw.once('finish', closeWhenDone);
+  raw.once('end', closeWhenDone);
   let drained = 0;
   raw.on('data', (chunk: Buffer) => {
     drained += chunk.length;

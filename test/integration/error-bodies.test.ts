@@ -109,8 +109,9 @@ describe('error bodies', () => {
   });
   /**
    * A client that asks for `Connection: close`, writes its whole body, and reads what comes: the
-   * answer came before the body was read (a 401 from the auth hook) and must still reach it. Closing
-   * with the body unread reset the connection, and the client lost the answer about every other time.
+   * answer came before the body was read (a 401 from the auth hook) and must still reach it, and the
+   * connection must then close as asked (the client waits for that). Closing with the body unread
+   * reset the connection, and the client lost the answer about every other time.
    * The client runs in a process of its own: in this one, client and server would take turns on one
    * event loop and the race would never show.
    */
@@ -120,7 +121,7 @@ describe('error bodies', () => {
     const s = net.connect(port, '127.0.0.1');
     let got = '';
     const done = () => { process.stdout.write(JSON.stringify(got)); process.exit(0); };
-    s.on('data', (d) => { got += d.toString('latin1'); if (/\\r\\n\\r\\n\\{[\\s\\S]*\\}$/.test(got)) s.end(); });
+    s.on('data', (d) => { got += d.toString('latin1'); });
     s.on('error', done);
     s.on('close', done);
     s.write(request + 'connection: close\\r\\ncontent-length: ' + size + '\\r\\n\\r\\n');
