@@ -111,7 +111,11 @@ export class Flusher {
     this.schedule(0);
   }
 
-  /** Flushes until the buffer is drained (or fails), then returns how many records were appended. */
+  /**
+   * Flushes every row committed before the call (or fails), then returns how many records were
+   * appended. Rows that arrive meanwhile wait for the next flush: under a steady stream the buffer
+   * is never empty, and chasing it would append a few rows per DuckDB transaction.
+   */
   async flush(): Promise<number> {
     // One flush at a time: the interval and an explicit call must not append the same rows twice.
     while (this.running) await this.running.catch(() => undefined);
@@ -176,7 +180,8 @@ export class Flusher {
   private async drain(): Promise<number> {
     let total = 0;
     try {
-      for (;;) {
+      const through = this.options.store.buffer.lastId();
+      while (this.highWater < through) {
         const appended = await this.flushBatch();
         if (appended < 0) break;
         total += appended;
