@@ -19,7 +19,7 @@
  * route inside the service is reported beside it). Each case runs `--rounds` times (default 2),
  * alternating with the baseline, because the load generator shares the machine's cores.
  *
- * Options: --duration S (default 10), --connections N (default 50), --rounds N (default 2),
+ * Options: --duration S (default 5), --connections N (default 50), --rounds N (default 2),
  * --rate N (default 1000), --steady-duration S (default 15), --steady-rounds N (default 3),
  * --cases a,b (only these: steady-idle, steady-lookup, steady-readings, steady-mix, constant,
  * lookup, validate, ingest, health, or the groups `steady` and `flat`), --no-redis,
@@ -152,7 +152,7 @@ const STEADY_CASES = ['steady-idle', 'steady-lookup', 'steady-readings', 'steady
 async function drive(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      duration: { type: 'string', default: '10' },
+      duration: { type: 'string', default: '5' },
       connections: { type: 'string', default: '50' },
       rounds: { type: 'string', default: '2' },
       rate: { type: 'string', default: '1000' },
