@@ -28,14 +28,15 @@ export function bearerToken(request: FastifyRequest): string | undefined {
  */
 export function createAuth(adminToken: string, store: Pick<OperationalStore, 'sessions' | 'devices'>) {
   const adminDigest = sha256(adminToken);
-  // Comparing digests keeps the comparison constant-time whatever the candidate's length.
-  const isAdminToken = (token: string) => timingSafeEqual(sha256(token), adminDigest);
 
   function identify(request: FastifyRequest): Principal | null {
     const token = bearerToken(request);
     if (!token) return null;
-    if (isAdminToken(token)) return { kind: 'admin' };
-    const session = store.sessions.verify(token);
+    // Comparing digests keeps the comparison constant-time whatever the candidate's length; the
+    // session store looks the token up by the same digest.
+    const digest = sha256(token);
+    if (timingSafeEqual(digest, adminDigest)) return { kind: 'admin' };
+    const session = store.sessions.verify(token, digest);
     return session ? { kind: 'user', userId: session.user_id, sessionId: session.session_id } : null;
   }
 

@@ -26,6 +26,11 @@ const BATCH_BYTES = 16 * 1024 * 1024;
 const ATTEMPTS_BEFORE_NARROWING = 3;
 const MAX_BACKOFF_MS = 30_000;
 /**
+ * With nothing to flush the flusher sleeps this long (retention is applied at most once a minute
+ * anyway): a buffer insert or a queued purge wakes it to flush within the interval.
+ */
+const IDLE_MS = 60_000;
+/**
  * A refusal caused by the data itself (DuckDB's conversion, range and constraint errors, or a value
  * the driver cannot convert), as opposed to the store's condition.
  */
@@ -75,6 +80,10 @@ export interface FlusherStatus {
 export class Flusher {
   private highWater = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The timer armed is the idle one (IDLE_MS), which a wake-up brings forward. */
+  private idle = false;
+  /** Work arrived since the current flush began (or the last timer fired). */
+  private woken = false;
   private running: Promise<number> | undefined;
   private stopped = true;
   /** Holds of pausedWhile() in progress: no flush (nor prune) starts while one runs. */
@@ -87,9 +96,14 @@ export class Flusher {
 
   constructor(private readonly options: FlusherOptions) {
     this.log = options.logger.child({ component: 'flusher' });
+    options.store.buffer.onInsert(() => this.wake());
+    options.store.devices.onPurgeQueued(() => this.wake());
   }
 
-  /** Resumes from DuckDB's high-water mark (re-anchoring a buffer that is behind it) and flushes on an interval. */
+  /**
+   * Resumes from DuckDB's high-water mark (re-anchoring a buffer that is behind it) and flushes
+   * within `intervalMs` of each insert (or queued purge); with nothing to flush it sleeps.
+   */
   async start(): Promise<void> {
     const { store } = this.options;
     this.highWater = await this.options.analytics.highWaterMark();
@@ -111,7 +125,11 @@ export class Flusher {
     this.schedule(0);
   }
 
-  /** Flushes until the buffer is drained (or fails), then returns how many records were appended. */
+  /**
+   * Flushes every row committed before the call (or fails), then returns how many records were
+   * appended. Rows that arrive meanwhile wait for the next flush: under a steady stream the buffer
+   * is never empty, and chasing it would append a few rows per DuckDB transaction.
+   */
   async flush(): Promise<number> {
     // One flush at a time: the interval and an explicit call must not append the same rows twice.
     while (this.running) await this.running.catch(() => undefined);
@@ -163,20 +181,37 @@ export class Flusher {
     };
   }
 
-  private schedule(delayMs: number): void {
+  /** Rows were inserted (or a purge queued): a sleeping flusher flushes within the interval. */
+  private wake(): void {
+    this.woken = true;
+    if (this.idle) this.schedule(this.options.intervalMs);
+  }
+
+  private schedule(delayMs: number, idle = false): void {
     if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.idle = idle;
     this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.idle = false;
       if (this.holds > 0) return this.schedule(this.options.intervalMs);
+      this.woken = false;
       this.flush()
         .catch(() => undefined) // counted and logged in drain()
-        .finally(() => this.schedule(this.failures === 0 ? this.options.intervalMs : Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.failures)));
+        .finally(() => {
+          if (this.failures > 0) this.schedule(Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.failures));
+          // Every insert wakes the flusher: when none came during this flush, the buffer is drained.
+          else if (this.woken) this.schedule(this.options.intervalMs);
+          else this.schedule(IDLE_MS, true);
+        });
     }, delayMs);
   }
 
   private async drain(): Promise<number> {
     let total = 0;
     try {
-      for (;;) {
+      const through = this.options.store.buffer.lastId();
+      while (this.highWater < through) {
         const appended = await this.flushBatch();
         if (appended < 0) break;
         total += appended;

@@ -107,6 +107,7 @@ export function createBuffer(db: Db) {
     if (by !== 0) addCounter.run(by, name);
   };
   const read = (name: string) => counter.get(name)?.value ?? 0;
+  const insertListeners: Array<() => void> = [];
 
   return {
     /** Inserts one row; returns its id. Call inside the batch transaction. */
@@ -129,7 +130,12 @@ export function createBuffer(db: Db) {
       bump('buffer_rows', row.messages);
       bump('buffer_unprocessed', row.messages);
       if (r) bump('work_queue', 1);
+      for (const listener of insertListeners) listener();
       return id;
+    },
+    /** Calls `listener` after every insert (inside its transaction: it must only schedule work). */
+    onInsert(listener: () => void): void {
+      insertListeners.push(listener);
     },
     /**
      * Rows after the flusher's high-water mark, oldest first: at least one, then as many as fit

@@ -109,6 +109,7 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
   /** Devices known to be neither new nor claimed by JSON ingest: a batch of frames need not look them up. */
   const settled = new Set<string>();
   const secretListeners: Array<() => void> = [];
+  const purgeListeners: Array<() => void> = [];
 
   return {
     get(deviceId: string): Device | undefined {
@@ -133,9 +134,11 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
      * queued (the flusher runs it in DuckDB), and the profiles are deleted.
      */
     register(input: { deviceId: string; ownerId: string | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
+      let purge = false;
       db.transaction(() => {
         const claimant = claimantOf.get(input.deviceId)?.owner_id;
-        if (claimant !== undefined && claimant !== input.ownerId) {
+        purge = claimant !== undefined && claimant !== input.ownerId;
+        if (purge) {
           addPurge.run(input.deviceId, nowS());
           dropProfiles.run(input.deviceId);
         }
@@ -144,6 +147,7 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
       })();
       settled.add(input.deviceId);
       if (input.secret) for (const listener of secretListeners) listener();
+      if (purge) for (const listener of purgeListeners) listener();
       return toDevice(byId.get(input.deviceId)!);
     },
     /**
@@ -215,6 +219,10 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
     /** Calls `listener` whenever a device's own secret is set. */
     onSecretsChanged(listener: () => void): void {
       secretListeners.push(listener);
+    },
+    /** Calls `listener` whenever a purge is queued (pendingPurges). */
+    onPurgeQueued(listener: () => void): void {
+      purgeListeners.push(listener);
     },
     /** Ingest bookkeeping: last seen, frame and record counts. Run inside the batch transaction. */
     recordActivity(a: DeviceActivity): void {

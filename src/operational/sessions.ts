@@ -88,11 +88,12 @@ export function createSessions(db: Db, options: SessionsOptions) {
     /**
      * The session a token stands for, or null when unknown, expired or revoked. Moves
      * last_activity forward, writing at most once per ACTIVITY_RESOLUTION_S per session.
+     * `hash`: the token's SHA-256, when the caller has it already (auth compares it with the admin's).
      */
-    verify(token: string): SessionInfo | null {
+    verify(token: string, hash?: Buffer): SessionInfo | null {
       if (token.length !== TOKEN_LENGTH) return null;
       const t = now();
-      const hash = hashToken(token);
+      hash ??= hashToken(token);
       const key = hash.toString('base64');
       let session = cache.get(key);
       if (session && session.expires_at <= t) {
