@@ -103,6 +103,7 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, me
       return reply.code(422).send(appErrorBody(new ValidationError([INVALID_JSON])));
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      // Fastify marks its 413 `connection: close`, which the onSend check leaves alone: drain it here.
       readRestOfBody(request, reply);
       const limit = request.routeOptions.bodyLimit;
       return reply.code(413).send(body(413, 'body_too_large', `the body is larger than the limit of ${limit} bytes`));
