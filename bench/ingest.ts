@@ -4,12 +4,16 @@
  * service, `node dist/main.js`, as production runs it) until every record is queryable in DuckDB.
  * The baseline, in the same run: a bare XREADGROUP + XACK drain of an identical stream.
  *
- * Prints per run: frames/s, records/s, the ratio to the baseline, the service's peak and idle RSS,
- * CPU per frame of the service and of Redis, and the p99 of GET /api/ocean/users/:id measured
- * while the drain runs flat out. With --runs N, the medians of N runs.
+ * Prints per run: frames/s, records/s, the ratio to the baseline, the service's RSS (idle at start,
+ * peak during the drain, idle after the drain and freshness phases), CPU per frame of the service
+ * and of Redis, the p99 of GET /api/ocean/users/:id measured while the drain runs flat out, and
+ * freshness: after the drain, with the service otherwise idle, 20 frames/s for one sensor and the
+ * time from each XADD's reply until GET analytics/sensor/:id/stats counts the frame's records.
+ * With --runs N, the medians of N runs.
  *
  * Options: --frames N (default 1000000), --batch N (INGEST_BATCH_SIZE, default 1000), --runs N
- * (default 3), --env K=V,K=V (extra service environment, for experiments).
+ * (default 3), --fresh-seconds N (length of the freshness phase, default 15; 0 skips it),
+ * --env K=V,K=V (extra service environment, for experiments).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -25,12 +29,18 @@ const { values } = parseArgs({
     frames: { type: 'string', default: '1000000' },
     batch: { type: 'string', default: '1000' },
     runs: { type: 'string', default: '3' },
+    'fresh-seconds': { type: 'string', default: '15' },
     env: { type: 'string', default: '' },
   },
 });
 const FRAMES = Number(values.frames);
 const BATCH = Number(values.batch);
 const RUNS = Number(values.runs);
+const FRESH_SECONDS = Number(values['fresh-seconds']);
+const FRESH_RATE = 20; // frames/s in the freshness phase
+const FRESH_TIMEOUT_MS = 5000; // a frame not visible this long after its XADD is a miss (and the bench moves on)
+const FRESH_SENSOR = 'FRESH-1'; // not one of the drain's P-0…P-999, so its count starts at 0
+const IDLE_AFTER_MS = 5000; // quiet time before the idle RSS after the work
 const EXTRA_ENV = Object.fromEntries(values.env.split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const ROOT = new URL('../', import.meta.url).pathname;
 const ADMIN = 'bench-admin-token-0123456789';
@@ -89,6 +99,7 @@ const redisCpu = async (redis: Redis) => {
 interface RunResult {
   bare: number;
   seconds: number;
+  rssStart: number;
   rssPeak: number;
   rssIdle: number;
   serviceCpuUsPerFrame: number;
@@ -96,6 +107,7 @@ interface RunResult {
   p99: number;
   p50: number;
   probes: number;
+  fresh: Freshness;
 }
 
 /** GET users/:id again and again, as a user of the API would, while the drain runs: latencies in ms. */
@@ -112,12 +124,107 @@ async function probeHttp(port: number, userId: string, token: string, until: () 
   return latencies;
 }
 
+interface Freshness {
+  /** ms from each frame's XADD reply until a stats answer counted it; misses excluded. */
+  latencies: number[];
+  frames: number;
+  misses: number;
+  /** Stats requests made, and those that failed (non-200, network error or over 10 s). */
+  polls: number;
+  pollErrors: number;
+}
+
+/**
+ * Freshness: FRESH_RATE frames/s for FRESH_SECONDS, each one signed frame of 1–3 records for
+ * FRESH_SENSOR, XADDed on a fixed schedule; a single poller asks GET analytics/sensor/:id/stats
+ * back-to-back (the next request as soon as the previous answers, no sleep) while any frame is
+ * unseen. A frame is seen by the first answer whose count reaches the records XADDed up to and
+ * including it; its latency runs from its XADD's reply to that answer's arrival, so it includes up
+ * to one poll's round trip. The poller is itself load on the service (a DuckDB query per request,
+ * one after another), so these figures are for a service that also answers those queries; it
+ * pauses when every frame is seen. One sensor's count cannot tell frames apart, so this assumes
+ * they become visible in stream order (the consumer reads, and the store commits, in that order).
+ */
+async function freshness(redis: Redis, stream: string, base: string, secret: Buffer): Promise<Freshness> {
+  const statsUrl = `${base}/api/ocean/analytics/sensor/${FRESH_SENSOR}/stats`;
+  const headers = { authorization: `Bearer ${ADMIN}` };
+  let polls = 0;
+  let pollErrors = 0;
+  const count = async (): Promise<number | undefined> => {
+    polls++;
+    try {
+      const res = await fetch(statsUrl, { headers, signal: AbortSignal.timeout(10_000) });
+      const body = await res.text();
+      if (res.status === 200) return (JSON.parse(body) as { count: number }).count;
+    } catch {
+      // counted below; the frames' own timeouts keep the phase bounded
+    }
+    pollErrors++;
+    return undefined;
+  };
+  const start = await count();
+  if (start === undefined) throw new Error('freshness: the stats route did not answer');
+  const total = Math.round(FRESH_SECONDS * FRESH_RATE);
+  /** Frames XADDed and not yet seen or missed: the count that shows each, and its XADD reply time. */
+  const pending: Array<{ expected: number; at: number }> = [];
+  const latencies: number[] = [];
+  let misses = 0;
+  let produced = false;
+  let wake: (() => void) | undefined;
+
+  const produce = async () => {
+    let expected = start;
+    const t0 = performance.now();
+    for (let i = 0; i < total; i++) {
+      const delay = t0 + (i * 1000) / FRESH_RATE - performance.now();
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      // Encoded now: the header's timestamp must be within the drift window of the service's clock.
+      const now = Date.now() / 1000;
+      const n = 1 + (i % 3);
+      const entries = Array.from({ length: n }, (_, k) => ({ ts: now + k / 1000, value: 200_000 + i * 3 + k }));
+      const frame = encodeFrame({ modelId: 0x10, level: 1, timestamp: Math.floor(now), secret, payload: pressurePayload({ deviceId: FRESH_SENSOR, labId: 'LAB-1', entries }) });
+      await redis.xadd(stream, '*', 'frame', frame);
+      expected += n;
+      pending.push({ expected, at: performance.now() });
+      wake?.();
+    }
+    produced = true;
+    wake?.();
+  };
+
+  const poll = async () => {
+    while (!produced || pending.length > 0) {
+      if (pending.length === 0) {
+        // Nothing unseen: wait for the next XADD rather than query for nothing.
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        continue;
+      }
+      const c = await count();
+      const now = performance.now();
+      while (pending.length > 0) {
+        const p = pending[0]!;
+        if (c !== undefined && c >= p.expected) latencies.push(now - p.at);
+        else if (now - p.at > FRESH_TIMEOUT_MS) misses++;
+        else break;
+        pending.shift();
+      }
+    }
+  };
+
+  await Promise.all([produce(), poll()]);
+  return { latencies, frames: total, misses, polls, pollErrors };
+}
+
+/** Milliseconds (a tenth below 100); a dash when there is no figure (no frame seen). */
+const ms = (x: number) => (!Number.isFinite(x) ? '–' : x < 100 ? x.toFixed(1) : x.toFixed(0));
+
 const percentile = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 };
 
-async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise<RunResult> {
+async function run(frames: Buffer[], secret: Buffer, secretEnv: Record<string, string>): Promise<RunResult> {
   const server = await startRedis();
   const redis = new Redis(server.url);
   const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-ingest-');
@@ -127,7 +234,7 @@ async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise
     await redis.del('bench:bare');
     const port = await freePort();
     const env = { ...process.env, ...secretEnv, PORT: String(port), DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn', ...EXTRA_ENV };
-    // First without Redis: the idle service (RSS), a user to probe, then the same data dir with the stream.
+    // First without Redis: the idle service at start (RSS), a user to probe, then the same data dir with the stream.
     const idle = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env, stdio: 'inherit' });
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await fetch(`${base}/health`).catch(() => undefined))?.ok, { timeoutMs: 60_000, intervalMs: 50 });
@@ -135,7 +242,7 @@ async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise
     const user = (await (await fetch(`${base}/api/ocean/users`, { method: 'POST', headers: admin, body: JSON.stringify({ username: 'bench', email: 'bench@example.com' }) })).json()) as { id: string };
     const session = (await (await fetch(`${base}/api/ocean/sessions/create`, { method: 'POST', headers: admin, body: JSON.stringify({ user_id: user.id, username: 'bench' }) })).json()) as { token: string };
     await new Promise((r) => setTimeout(r, 3000));
-    const rssIdle = procStatus(idle.pid!, 'VmRSS');
+    const rssStart = procStatus(idle.pid!, 'VmRSS');
     idle.kill('SIGTERM');
     await new Promise((r) => idle.once('exit', r));
 
@@ -161,6 +268,9 @@ async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise
       done = true;
       const latencies = await probing;
       const serviceCpu = cpuSeconds(child.pid!) - cpu0;
+      const redisCpuUsPerFrame = (((await redisCpu(redis)) - redisCpu0) / frames.length) * 1e6;
+      // The drain's peak: read before the freshness phase, though that phase is far lighter.
+      const rssPeak = procStatus(child.pid!, 'VmHWM');
       const stats = (await redis.info('commandstats'))
         .split('\n')
         .map((l) => /cmdstat_(\w+):calls=(\d+),usec=(\d+)/.exec(l))
@@ -169,16 +279,25 @@ async function run(frames: Buffer[], secretEnv: Record<string, string>): Promise
         .sort((a, b) => b.usec - a.usec)
         .slice(0, 6);
       console.log(`      Redis time by command: ${stats.map((c) => `${c.command} ${((c.usec / frames.length)).toFixed(1)} µs/frame (${c.calls} calls)`).join(', ')}`);
+      const fresh = FRESH_SECONDS > 0 ? await freshness(redis, 'bench:frames', base, secret) : { latencies: [], frames: 0, misses: 0, polls: 0, pollErrors: 0 };
+      // What the service keeps once the work is done: RSS after a quiet spell (no requests, no frames).
+      await new Promise((r) => setTimeout(r, IDLE_AFTER_MS));
+      const rssIdle = procStatus(child.pid!, 'VmRSS');
+      if (FRESH_SECONDS > 0) {
+        console.log(`      freshness: ${fresh.frames} frames for ${FRESH_SENSOR}, ${fresh.misses} not visible within ${FRESH_TIMEOUT_MS / 1000} s; ${fresh.polls} stats requests (${fresh.pollErrors} failed)`);
+      }
       return {
         bare,
         seconds,
-        rssPeak: procStatus(child.pid!, 'VmHWM'),
+        rssStart,
+        rssPeak,
         rssIdle,
         serviceCpuUsPerFrame: (serviceCpu / frames.length) * 1e6,
-        redisCpuUsPerFrame: (((await redisCpu(redis)) - redisCpu0) / frames.length) * 1e6,
+        redisCpuUsPerFrame,
         p99: percentile(latencies, 0.99),
         p50: percentile(latencies, 0.5),
         probes: latencies.length,
+        fresh,
       };
     } finally {
       child.kill('SIGTERM');
@@ -203,23 +322,39 @@ const { secret, env: secretEnv } = pressureSecret();
 console.log(`generating ${FRAMES} frames (levels 1 and 2, 1–5 entries, 1,000 devices)…`);
 const { frames, records } = makeFrames(FRAMES, secret);
 console.log(`bench:ingest — ${FRAMES} frames, ${records} records, batch ${BATCH}, ${RUNS} run(s)${Object.keys(EXTRA_ENV).length ? `, env ${values.env}` : ''}`);
-console.log('  run  bare fr/s   service fr/s   records/s  ratio  RSS peak/idle MB  CPU µs/frame svc+redis  users/:id p50/p99 ms');
+/** Columns, each right-aligned under its header (values wider than their header push the line). */
+const columns: Array<[header: string, value: (r: RunResult, run: number) => string]> = [
+  ['run', (_, run) => String(run)],
+  ['bare fr/s', (r) => String(Math.round(FRAMES / r.bare))],
+  ['service fr/s', (r) => String(Math.round(FRAMES / r.seconds))],
+  ['records/s', (r) => String(Math.round(records / r.seconds))],
+  ['ratio', (r) => (r.bare / r.seconds).toFixed(2)],
+  ['RSS MB start/peak/idle', (r) => `${r.rssStart.toFixed(0)}/${r.rssPeak.toFixed(0)}/${r.rssIdle.toFixed(0)}`],
+  ['CPU µs/fr svc+redis', (r) => `${r.serviceCpuUsPerFrame.toFixed(1)}+${r.redisCpuUsPerFrame.toFixed(1)}`],
+  ['users/:id ms p50/p99 (probes)', (r) => `${r.p50.toFixed(1)}/${r.p99.toFixed(1)} (${r.probes})`],
+  ['fresh ms p50/p99/max (misses)', (r) => `${ms(percentile(r.fresh.latencies, 0.5))}/${ms(percentile(r.fresh.latencies, 0.99))}/${ms(Math.max(...r.fresh.latencies))} (${r.fresh.misses}/${r.fresh.frames})`],
+];
+const row = (cells: string[]) => '  ' + cells.map((c, i) => c.padStart(columns[i]![0].length)).join('  ');
+console.log(row(columns.map(([h]) => h)));
 const results: RunResult[] = [];
 for (let i = 0; i < RUNS; i++) {
-  const r = await run(frames, secretEnv);
+  const r = await run(frames, secret, secretEnv);
   results.push(r);
-  const fps = FRAMES / r.seconds;
-  console.log(
-    `  ${String(i + 1).padStart(3)} ${Math.round(FRAMES / r.bare).toString().padStart(10)} ${Math.round(fps).toString().padStart(14)} ${Math.round(records / r.seconds).toString().padStart(11)} ` +
-      `${(fps / (FRAMES / r.bare)).toFixed(2).padStart(6)} ${r.rssPeak.toFixed(0).padStart(9)}/${r.rssIdle.toFixed(0).padEnd(6)} ` +
-      `${r.serviceCpuUsPerFrame.toFixed(1).padStart(12)}+${r.redisCpuUsPerFrame.toFixed(1).padEnd(8)} ${r.p50.toFixed(1).padStart(8)}/${r.p99.toFixed(1)} (${r.probes} probes)`,
-  );
+  console.log(row(columns.map(([, value]) => value(r, i + 1))));
 }
 const fps = median(results.map((r) => FRAMES / r.seconds));
 const bare = median(results.map((r) => FRAMES / r.bare));
 const rss = Math.max(...results.map((r) => r.rssPeak));
 const p99 = median(results.map((r) => r.p99));
+const fresh = (f: (r: RunResult) => number) => ms(median(results.map(f)));
 console.log(
-  `\nmedians: ${Math.round(fps)} frames/s (target ≥ 50,000), ${(median(results.map((r) => FRAMES / r.seconds / (FRAMES / r.bare)))).toFixed(2)}× the bare drain of ${Math.round(bare)} (target ≥ 0.30); ` +
-    `peak RSS ${rss.toFixed(0)} MB at most (target ≤ 200), idle ${median(results.map((r) => r.rssIdle)).toFixed(0)} MB; users/:id p99 ${p99.toFixed(1)} ms during the drain (target ≤ 20)`,
+  `\nmedians: ${Math.round(fps)} frames/s (target ≥ 50,000), ${(median(results.map((r) => r.bare / r.seconds))).toFixed(2)}× the bare drain of ${Math.round(bare)} (target ≥ 0.30); ` +
+    `users/:id p99 ${p99.toFixed(1)} ms during the drain (target ≤ 20)\n` +
+    `         RSS: ${median(results.map((r) => r.rssStart)).toFixed(0)} MB idle at start, peak ${rss.toFixed(0)} MB at most (target ≤ 200), ` +
+    `${median(results.map((r) => r.rssIdle)).toFixed(0)} MB idle after the work\n` +
+    (FRESH_SECONDS > 0
+      ? `         freshness (${FRESH_RATE} frames/s for ${FRESH_SECONDS} s after the drain): p50 ${fresh((r) => percentile(r.fresh.latencies, 0.5))} ms, ` +
+        `p99 ${fresh((r) => percentile(r.fresh.latencies, 0.99))} ms, max ${fresh((r) => Math.max(...r.fresh.latencies))} ms; ` +
+        `${results.reduce((n, r) => n + r.fresh.misses, 0)} of ${results.reduce((n, r) => n + r.fresh.frames, 0)} frames not visible within ${FRESH_TIMEOUT_MS / 1000} s`
+      : '         freshness: skipped (--fresh-seconds 0)'),
 );
