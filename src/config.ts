@@ -27,17 +27,12 @@ export interface IngestConfig {
   batchSize: number;
   /** BLOCK of XREADGROUP in ms. */
   blockMs: number;
-  /** Idle time after which another consumer's pending entry is reclaimed. */
-  claimIdleMs: number;
   /** Consumer name in the group; stable across restarts so a restarted process reads its own pending entries first. */
   consumerName: string;
   /** Dead-letter stream length bound (approximate, MAXLEN ~). */
   deadLetterMaxLen: number;
   /** Per-sensor stream telemetry:stream:<sensor_id> length bound for HTTP-ingested readings. */
   readingStreamMaxLen: number;
-  flushIntervalMs: number;
-  /** Most records per DuckDB transaction. */
-  flushBatchRecords: number;
   /** Processed buffer rows older than this are pruned. */
   bufferRetentionS: number;
 }
@@ -115,10 +110,7 @@ const scalars = {
   READING_STREAM_MAXLEN: int(1, 10_000_000).default(1000),
   INGEST_BATCH_SIZE: int(1, 10_000).default(1000),
   INGEST_BLOCK_MS: int(1, 60_000).default(1000),
-  INGEST_CLAIM_IDLE_MS: int(1000, 3_600_000).default(30_000),
   INGEST_CONSUMER: z.string().regex(/^[\w.:-]{1,64}$/, 'letters, digits, _ . : - only').optional(),
-  FLUSH_INTERVAL_MS: int(10, 600_000).default(500),
-  FLUSH_BATCH_RECORDS: int(1, 1_000_000).default(50_000),
   BUFFER_RETENTION_S: int(0, 365 * 86400).default(86400),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   NANOGRIDATA_ACCEPT_UNSIGNED: bool.default(false),
@@ -258,12 +250,9 @@ export function loadConfig(env: Env): Config {
       deadLetterStream: v('DEAD_LETTER_STREAM'),
       batchSize: v('INGEST_BATCH_SIZE'),
       blockMs: v('INGEST_BLOCK_MS'),
-      claimIdleMs: v('INGEST_CLAIM_IDLE_MS'),
       consumerName: v('INGEST_CONSUMER') ?? hostname(),
       deadLetterMaxLen: v('DEAD_LETTER_MAXLEN'),
       readingStreamMaxLen: v('READING_STREAM_MAXLEN'),
-      flushIntervalMs: v('FLUSH_INTERVAL_MS'),
-      flushBatchRecords: v('FLUSH_BATCH_RECORDS'),
       bufferRetentionS: v('BUFFER_RETENTION_S'),
     },
     nanogridata: loadNanogridataConfig(env),

@@ -11,10 +11,9 @@ export const DEGRADED_REASONS = [
   'consumer_stalled',
   'redis_refusing_writes',
   'redis_near_maxmemory',
-  'replay_memory_behind',
+  'consumer_refused',
   'dead_letters_pending',
-  'flusher_failing',
-  'quarantined_records',
+  'ingest_commit_failing',
   'disk_full',
 ] as const;
 export type DegradedReason = (typeof DEGRADED_REASONS)[number];
@@ -31,8 +30,6 @@ export interface Health {
 /** Free space below this (bytes, or share of the file system) counts as a full disk. */
 const MIN_FREE_BYTES = 64 * 1024 * 1024;
 const MIN_FREE_SHARE = 0.01;
-/** Frames accepted but not yet in the shared replay memory, beyond which it is behind. */
-const REPLAY_BACKLOG = 50_000;
 const INTERVAL_MS = 2000;
 /** A store probe that has not answered in this long counts as failed. */
 const PROBE_TIMEOUT_MS = 5000;
@@ -41,14 +38,13 @@ const PROBE_TIMEOUT_MS = 5000;
 export function degradedReasons(ingest: IngestStatus, disk: { free: number; total: number } | null): DegradedReason[] {
   const reasons: DegradedReason[] = [];
   const c = ingest.consumer;
-  if (c.enabled && !c.connected && !c.connecting) reasons.push('consumer_disconnected');
+  if (c.refused) reasons.push('consumer_refused');
+  else if (c.enabled && !c.connected && !c.connecting) reasons.push('consumer_disconnected');
   if (c.stalled) reasons.push('consumer_stalled');
   if (c.redis_refusing_writes) reasons.push('redis_refusing_writes');
   if (c.redis_near_full) reasons.push('redis_near_maxmemory');
-  if (ingest.replay.backlog > REPLAY_BACKLOG || (ingest.replay.backlog > 0 && ingest.replay.last_error !== null)) reasons.push('replay_memory_behind');
   if ((c.owed_dead_letters ?? 0) > 0) reasons.push('dead_letters_pending');
-  if (ingest.flusher.failures > 0) reasons.push('flusher_failing');
-  if (ingest.flusher.quarantined > 0) reasons.push('quarantined_records');
+  if (ingest.committer.failures > 0) reasons.push('ingest_commit_failing');
   if (disk && (disk.free < MIN_FREE_BYTES || disk.free < MIN_FREE_SHARE * disk.total)) reasons.push('disk_full');
   return reasons;
 }

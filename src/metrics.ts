@@ -87,24 +87,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     bufferRows: new Gauge({
       name: 'ocean_telemetry_buffer_rows',
-      help: 'Rows in the SQLite telemetry buffer, by state',
+      help: 'JSON readings kept in SQLite: total (within retention) and queued (the work queue)',
       labelNames: ['state'] as const,
       registers,
     }),
-    flushDuration: new Histogram({
-      name: 'ocean_flush_duration_seconds',
-      help: 'Duration of one buffer-to-DuckDB flush in seconds',
+    commitDuration: new Histogram({
+      name: 'ocean_ingest_commit_duration_seconds',
+      help: 'Duration of one ingest commit into DuckDB (readings, fingerprints, position) in seconds',
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    flushedRecords: new Counter({
-      name: 'ocean_flushed_records_total',
-      help: 'Measurement records appended to DuckDB',
-      registers,
-    }),
-    quarantinedRecords: new Counter({
-      name: 'ocean_quarantined_records_total',
-      help: 'Records DuckDB refused, kept in the quarantine with the error',
+    committedRecords: new Counter({
+      name: 'ocean_committed_records_total',
+      help: 'Measurement records committed to DuckDB',
       registers,
     }),
     healthDegraded: new Gauge({
@@ -155,7 +150,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   };
   // Known label values start at 0, so that rate() sees their first increment and dashboards show 0
   // rather than "no data" before anything happened (the ingest sources are IngestSource's values).
-  for (const component of ['http', 'consumer', 'flusher']) metrics.errorsTotal.inc({ component }, 0);
+  for (const component of ['http', 'consumer', 'committer']) metrics.errorsTotal.inc({ component }, 0);
   for (const source of ['http', 'http_frames', 'stream']) {
     metrics.telemetryIngested.inc({ source }, 0);
     metrics.recordsIngested.inc({ source }, 0);

@@ -8,14 +8,15 @@ import { buildApp } from './app.js';
 import { singleBackup } from './backup/take.js';
 import type { Config } from './config.js';
 import { HealthMonitor } from './health.js';
+import { Committer } from './ingest/committer.js';
 import { StreamConsumer } from './ingest/consumer.js';
-import { DecodeWorker } from './ingest/decode-pool.js';
-import { Flusher } from './ingest/flusher.js';
+import { consumerNameOf } from './ingest/consumer-name.js';
+import { DecodePool } from './ingest/decode-pool.js';
+import { applyEarlierActivity } from './ingest/device-activity.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { readingStreamPublisher } from './ingest/reading-streams.js';
-import { ReplayMemory } from './ingest/replay-memory.js';
-import { RedisReplayStore } from './ingest/replay-store-redis.js';
-import { SqliteReplayStore } from './ingest/replay-store-sqlite.js';
+import { ReplayIndex } from './ingest/replay-index.js';
+import { SideEffects } from './ingest/side-effects.js';
 import type { IngestStatus } from './ingest/status.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { copyOperationalDbOffThread } from './operational/backup.js';
@@ -26,29 +27,33 @@ export interface Service {
   store: OperationalStore;
   analytics: AnalyticsClient;
   pipeline: IngestPipeline;
-  flusher: Flusher;
+  committer: Committer;
   consumer: StreamConsumer | undefined;
-  replay: ReplayMemory;
+  replay: ReplayIndex;
   health: HealthMonitor;
   metrics: Metrics;
   adminToken: string;
-  /** Starts the flusher, health checks, the purge of expired sessions and idempotency keys and, when REDIS_URL is set, the stream consumer. */
+  /**
+   * Takes up the ingest state from DuckDB (replay index, side effects, readings not yet committed),
+   * starts health checks, periodic purges and, when REDIS_URL is set, the stream consumer (which
+   * throws ConsumerRefusedError when another data dir serves the group).
+   */
   start(): Promise<void>;
-  /** Stops HTTP, the consumer (after its batch), flushes, closes the stores. Safe to call twice. */
+  /** Stops HTTP, the consumer (after its batch), the committer, closes the stores. Safe to call twice. */
   close(): Promise<void>;
 }
 
 export interface ServiceOptions {
   logger: Logger;
   metrics?: Metrics;
-  /** Unix seconds, for frame time checks and replay windows; a benchmark may run a faster clock. */
+  /** Unix seconds, for frame time checks, the replay window and retention; a benchmark may run a faster clock. */
   now?: () => number;
-  /** Milliseconds of real time per second of `now` (for Redis TTLs under a faster clock). */
-  msPerSecond?: number;
 }
 
-/** Expired sessions and idempotency keys are deleted this often. */
-const PURGE_MS = 10 * 60 * 1000;
+/** Expired sessions and idempotency keys, and work-queue rows past retention, are deleted this often. */
+const PURGE_MS = 60 * 1000;
+/** The replay index forgets frames that left the window this often. */
+const FORGET_MS = 5000;
 
 /**
  * Opens every resource once and hands it to what needs it. main.ts listens on `app`; tests use
@@ -90,85 +95,92 @@ export async function openService(config: Config, options: ServiceOptions): Prom
       new Redis(config.redisUrl, { maxRetriesPerRequest: 3, commandTimeout: 2000 })
     : undefined;
   redis?.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
-  const { maxDriftS } = config.nanogridata;
-  const replayStore = redis
-    ? new RedisReplayStore(redis, { prefix: `${config.ingest.stream}:replay:`, maxDriftS, now, ...(options.msPerSecond ? { msPerSecond: options.msPerSecond } : {}) })
-    : new SqliteReplayStore(store.db, { maxDriftS, now });
-  const replay = new ReplayMemory(replayStore, store.db, logger);
+  // A copy of a frame has its header time, accepted within ±maxDriftS of the clock: remembering each
+  // frame until its header time is maxDriftS behind the clock catches every copy that could pass.
+  const replayWindowS = config.nanogridata.maxDriftS;
+  const replay = new ReplayIndex({ windowS: replayWindowS });
+  const effects = new SideEffects(store, logger);
+  const committer = new Committer({ analytics, store, effects, metrics, logger, now, replayWindowS });
   const pipeline = new IngestPipeline({
     store,
-    decoder: new DecodeWorker(config.nanogridata, logger),
+    decoder: new DecodePool(config.nanogridata, logger),
     replay,
+    committer,
     metrics,
     logger,
     now,
     ...(redis ? { onReadingsStored: readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics) } : {}),
   });
-  const flusher = new Flusher({
-    store,
-    analytics,
-    metrics,
-    logger,
-    batchRecords: config.ingest.flushBatchRecords,
-    intervalMs: config.ingest.flushIntervalMs,
-    retentionS: config.ingest.bufferRetentionS,
-    now,
-  });
   const consumer = redis
-    ? new StreamConsumer({ redis, config: config.ingest, pipeline, outbox: store.streamOutbox, metrics, logger })
+    ? new StreamConsumer({ redis, config: config.ingest, consumerName: consumerNameOf(config.dataDir, config.ingest.consumerName), pipeline, metrics, logger })
     : undefined;
-  if (!redis) logger.info('REDIS_URL unset: no stream consumer; HTTP ingest only, replay memory in ocean.db');
+  if (!redis) logger.info('REDIS_URL unset: no stream consumer; HTTP ingest only');
 
   const ingestStatus = (): IngestStatus => ({
     consumer: consumer?.status() ?? { enabled: false, connected: false },
-    flusher: flusher.status(),
-    replay: replay.status(),
+    committer: { ...committer.status(), backlog: committer.backlog() },
+    replay: { frames: replay.size, bytes: replay.bytes },
   });
   const health = new HealthMonitor({ store, analytics, ingestStatus, dataDir: config.dataDir, metrics, logger });
   const backup = singleBackup({
     mode: 'online',
     analytics: (path) => analytics.backupTo(path),
     operational: (path) => copyOperationalDbOffThread(sqlitePath, path),
-    hold: (fn) => flusher.pausedWhile(fn),
+    hold: (fn) => fn(),
   }, logger);
   const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, backup, logger });
 
   let purgeTimer: NodeJS.Timeout | undefined;
+  let forgetTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | undefined;
   return {
     app,
     store,
     analytics,
     pipeline,
-    flusher,
+    committer,
     consumer,
     replay,
     health,
     metrics,
     adminToken,
     async start() {
-      // Both worker threads first: a DuckDB file that cannot be opened stops the start here.
+      // Both worker pools first: a DuckDB file that cannot be opened stops the start here.
       await Promise.all([analytics.open(), pipeline.ready()]);
-      await flusher.start();
-      consumer?.start();
+      const state = await analytics.ingestState();
+      applyEarlierActivity(store, logger);
+      effects.recover(state);
+      const window = await analytics.fingerprints(Math.floor(now() - replayWindowS));
+      for (let i = 0; i < window.ts.length; i++) replay.add(window.fp, i * 8, window.ts[i]!, window.tag[i]!);
+      logger.info({ frames: replay.size, bytes: replay.bytes }, 'replay index rebuilt from analytics');
+      await committer.start(state);
+      await consumer?.start();
       await health.start();
-      void replay.flush();
-      purgeTimer = setInterval(() => {
+      const purge = () => {
         try {
           const purged = store.sessions.purgeExpired();
           if (purged > 0) logger.info({ purged }, 'deleted expired sessions');
           const keys = store.billing.purgeIdempotencyKeys();
           if (keys > 0) logger.info({ purged: keys }, 'deleted expired idempotency keys');
+          // Readings past retention go once in analytics and marked processed (never while queued).
+          const removed = store.buffer.prune(committer.status().queue_through, Math.floor(now()) - config.ingest.bufferRetentionS);
+          if (removed > 0) logger.info({ removed }, 'deleted work-queue rows past retention');
         } catch (err) {
-          logger.warn({ err }, 'could not delete expired sessions or idempotency keys');
+          logger.warn({ err }, 'a periodic purge failed');
         }
-      }, PURGE_MS);
+      };
+      purge();
+      purgeTimer = setInterval(purge, PURGE_MS);
       purgeTimer.unref();
+      // The index drops whole time slices as the window moves past them: often, so it stays small.
+      forgetTimer = setInterval(() => replay.forgetBefore(Math.floor(now() - replayWindowS)), FORGET_MS);
+      forgetTimer.unref();
     },
     close() {
       // Every step runs even when one before it fails; each failure is logged, and the first is thrown.
       closing ??= (async () => {
         clearInterval(purgeTimer);
+        clearInterval(forgetTimer);
         const failures: unknown[] = [];
         const step = async (name: string, fn: () => unknown) => {
           try {
@@ -180,9 +192,9 @@ export async function openService(config: Config, options: ServiceOptions): Prom
         };
         await step('http', () => app.close());
         await step('consumer', () => consumer?.stop());
-        await step('flusher', () => flusher.stop());
+        await step('committer', () => committer.stop());
+        await step('side effects', () => effects.stop());
         await step('health', () => health.stop());
-        await step('replay memory', () => replay.flush());
         await step('pipeline', () => pipeline.close());
         await step('analytics', () => analytics.close());
         await step('store', () => store.close());

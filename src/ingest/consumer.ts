@@ -2,33 +2,44 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { IngestConfig } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import type { OutboxRow, StreamOutbox } from '../operational/stream-outbox.js';
-import type { IngestPipeline, IngestUnit, PreparedBatch } from './pipeline.js';
-import { settleBatch, type StreamEntry } from './settle-batch.js';
+import type { IngestPipeline, IngestUnit, PreparedBatch, UnitOutcome } from './pipeline.js';
 import type { IngestStatus } from './status.js';
 import { parseStreamEntry, type EntryFields } from './stream-entry.js';
 
 type RawEntry = [id: Buffer, fields: Buffer[] | null];
-
-/** A batch of entries read and prepared, waiting for its commit. */
-interface ConsumerBatch {
-  entries: StreamEntry[];
-  /** Messages of each entry. */
-  unitsOf: number[];
-  /** null when every entry was already stored (a redelivery). */
-  prepared: PreparedBatch | null;
-}
 type ReadReply = Array<[stream: Buffer, entries: RawEntry[]]> | null;
+/** A dead letter's fields, in order. */
+type DeadLetter = Array<[name: string, value: Buffer]>;
+
+/** One stream entry: its id, its fields (null: deleted while pending) and the units it holds. */
+interface Entry {
+  id: string;
+  fields: EntryFields | null;
+  units: number;
+}
+
+/** A batch read and decoded, waiting for its commit. */
+interface Batch {
+  entries: Entry[];
+  units: IngestUnit[];
+  tags: Int32Array;
+  entryIds: string[];
+  prepared: PreparedBatch;
+}
 
 interface ConsumerOptions {
   /** Connection for ordinary commands; the consumer duplicates it for its blocking reads. */
   redis: Redis;
   config: IngestConfig;
+  /** This data dir's name in the group (ingest/consumer-name.ts). */
+  consumerName: string;
   pipeline: IngestPipeline;
-  outbox: StreamOutbox;
   metrics: Metrics;
   logger: Logger;
 }
+
+/** Another consumer serves the group: its readings would be invisible here (embedded mode). */
+export class ConsumerRefusedError extends Error {}
 
 const MAX_BACKOFF_MS = 5000;
 const STATS_INTERVAL_MS = 2000;
@@ -36,12 +47,16 @@ const STATS_INTERVAL_MS = 2000;
 const WATCHDOG_GRACE_MS = 10_000;
 /** Entries waiting while no batch completes for this long: the consumer is stalled. */
 const STALL_MS = 30_000;
-/** Batches read and prepared ahead of the one being committed. */
-const PIPELINE_DEPTH = 3;
+/** Batches read and decoded ahead of the one being committed. */
+const READ_AHEAD = 2;
 /** Not yet connected this long after start, without an error: still connecting, not disconnected. */
 const CONNECT_GRACE_MS = 10_000;
+/** How long start() waits for Redis to say who else is in the group before it lets the loop find out. */
+const START_CHECK_MS = 2000;
 /** Used memory above this share of maxmemory: Redis is near full. */
 const NEAR_FULL = 0.9;
+/** A dead letter keeps at most this much of each original field (the entry itself may be up to 1 MiB). */
+export const DEAD_LETTER_FIELD_BYTES = 64 * 1024;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -49,31 +64,39 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
   });
 
-/** XACK of ids packed as 'id,id,…' (ARGV: stream, group, ids). Allowed under maxmemory: acknowledging frees memory. */
-const ACK = `#!lua flags=allow-oom
-local ids = {}
-for id in string.gmatch(ARGV[3], '[^,]+') do ids[#ids + 1] = id end
-local acked = 0
-for i = 1, #ids, 1000 do acked = acked + redis.call('XACK', ARGV[1], ARGV[2], unpack(ids, i, math.min(i + 999, #ids))) end
-return acked
-`;
-type WithAck = { oceanAck(stream: string, group: string, ids: string): unknown };
-
 const isOom = (err: unknown) => err instanceof Error && err.message.startsWith('OOM');
 
+/** FNV-1a of an entry id, then mixed with the unit's position: the unit's tag in the replay index (never 0). */
+function tagOf(entryId: string, unit: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < entryId.length; i++) h = Math.imul(h ^ entryId.charCodeAt(i), 0x01000193);
+  return (h ^ Math.imul(unit + 1, 0x9e3779b1)) | 0 || 1;
+}
+
 /**
- * Reads the ingest stream as one consumer of a consumer group. Every batch is stored (one SQLite
- * transaction, with what the batch owes the stream: its acknowledgements and dead letters) before
- * it is acknowledged. After a crash the consumer first settles what it still owed, then re-reads
- * its own pending entries (those already stored are only acknowledged); entries left pending by a
- * dead consumer are reclaimed with XAUTOCLAIM.
+ * The stream consumer: the one loop from Redis to DuckDB, in the embedded mode the group's only
+ * consumer.
  *
- * A full Redis (maxmemory, noeviction) refuses writes but not reads, acknowledgements or trims:
- * the consumer keeps draining, keeps the dead letters Redis refuses in SQLite until it accepts
- * them, and trims at once so that memory frees.
+ *   1. XREADGROUP a batch of new entries ('>'); the next read is already on its way while this
+ *      batch is decoded and committed (READ_AHEAD), so Redis, the decode workers and DuckDB work
+ *      at the same time.
+ *   2. Each entry becomes units (frames, or one JSON reading); the frames are decoded in the
+ *      decode pool, off this thread (pipeline.prepare).
+ *   3. pipeline.commit checks replay, claims and authority and hands the accepted records, their
+ *      fingerprints and the stream position to the committer: ONE DuckDB transaction.
+ *   4. Only then the batch is settled: a dead letter (XADD, with the reason) per rejected unit,
+ *      and XACK of every entry — but an entry whose dead letter Redis refused (memory full) stays
+ *      pending until the letter is written.
+ *
+ * Nothing else is kept: a crash anywhere leaves the unacknowledged entries pending under this
+ * consumer's name, and the next start reads them first (history, from '0'). A frame whose
+ * fingerprint DuckDB stored under this same entry is a redelivery, only acknowledged; a JSON
+ * reading finds its work-queue row by entry id. Entries of other consumers are never claimed
+ * here: a second consumer in the group is refused (only the shared mode may share a group).
  */
 export class StreamConsumer {
   private readonly cfg: IngestConfig;
+  private readonly name: string;
   private readonly log: Logger;
   private reader: Redis | undefined;
   private abort = new AbortController();
@@ -83,7 +106,7 @@ export class StreamConsumer {
   private everConnected = false;
   private startedAt = 0;
   private groupReady = false;
-  private lastClaimAt = 0;
+  private refused: string | null = null;
   private pending = 0;
   private lag = 0;
   private lastBatch: IngestStatus['consumer']['last_batch'] = null;
@@ -91,22 +114,27 @@ export class StreamConsumer {
   private lastError: string | null = null;
   private redisFullAt = 0;
   private memory: { used: number; max: number } | null = null;
-  /** What is owed to the stream, oldest first (mirrors the outbox table). */
-  private owed: OutboxRow[];
-  /** Entries stored and not yet acknowledged: a redelivery of one is only acknowledged. */
-  private readonly stored = new Set<string>();
-  private settling: Promise<void> | undefined;
+  /** Rejected entries whose dead letters Redis refused: entry id → letters. Acknowledged once written. */
+  private readonly owed = new Map<string, DeadLetter[]>();
+  private settling: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: ConsumerOptions) {
-    if (!('oceanAck' in options.redis)) options.redis.defineCommand('oceanAck', { lua: ACK, numberOfKeys: 0 });
     this.cfg = options.config;
-    this.log = options.logger.child({ component: 'consumer', stream: this.cfg.stream, group: this.cfg.group, consumer: this.cfg.consumerName });
-    this.owed = options.outbox.rows(this.cfg.stream);
-    for (const row of this.owed) for (const id of row.entryIds) this.stored.add(id);
+    this.name = options.consumerName;
+    this.log = options.logger.child({ component: 'consumer', stream: this.cfg.stream, group: this.cfg.group, consumer: this.name });
   }
 
-  start(): void {
+  /**
+   * Starts the loop. When Redis answers at once, first makes sure no other consumer serves the
+   * group (ConsumerRefusedError); a Redis that is away is waited for by the loop.
+   */
+  async start(): Promise<void> {
     if (this.loop) return;
+    try {
+      await Promise.race([this.ensureGroup(), new Promise((resolve) => setTimeout(resolve, START_CHECK_MS).unref())]);
+    } catch (err) {
+      if (err instanceof ConsumerRefusedError) throw err;
+    }
     // Blocking reads get their own connection; commands queue until it is back (BullMQ's habit).
     // No command timeout here: a blocking read legitimately waits up to blockMs (the watchdog covers hangs).
     this.reader = this.options.redis.duplicate({ maxRetriesPerRequest: null, commandTimeout: undefined, lazyConnect: false });
@@ -118,13 +146,13 @@ export class StreamConsumer {
     this.log.info('stream consumer started');
   }
 
-  /** Finishes the batch in progress (stored and, when Redis answers, acknowledged), then stops. Safe to call twice. */
+  /** Finishes the batch in progress (committed and, when Redis answers, acknowledged), then stops. Safe to call twice. */
   async stop(): Promise<void> {
     this.abort.abort();
     clearInterval(this.statsTimer);
     this.statsTimer = undefined;
-    // Ends a blocking read at once (it would otherwise wait out BLOCK, or a Redis outage). Entries it
-    // may have been given stay pending and are read again from the history on the next start.
+    // Ends a blocking read at once. Entries it may have been given stay pending and come back
+    // through the history read on the next start.
     this.reader?.disconnect();
     await this.loop;
     this.loop = undefined;
@@ -141,68 +169,72 @@ export class StreamConsumer {
       connecting: !this.everConnected && this.lastError === null && now - this.startedAt < CONNECT_GRACE_MS,
       stream: this.cfg.stream,
       group: this.cfg.group,
-      consumer: this.cfg.consumerName,
+      consumer: this.name,
       pending: this.pending,
       lag: this.lag,
       last_batch: this.lastBatch,
-      last_error: this.lastError,
+      last_error: this.refused ?? this.lastError,
+      refused: this.refused !== null,
       stalled: this.connected && this.pending + this.lag > 0 && now - this.lastProgressAt > STALL_MS,
       redis_refusing_writes: now - this.redisFullAt < 2 * STATS_INTERVAL_MS + 1000,
       redis_memory: this.memory,
       redis_near_full: this.memory !== null && this.memory.max > 0 && this.memory.used > NEAR_FULL * this.memory.max,
-      owed_dead_letters: this.owed.reduce((n, row) => n + row.deadLetters.length, 0),
+      owed_dead_letters: [...this.owed.values()].reduce((n, letters) => n + letters.length, 0),
     };
   }
 
   private async run(signal: AbortSignal): Promise<void> {
     let backoff = 100;
-    // Own pending entries first: those of a previous life of this consumer, or of a failed batch.
-    let history = true;
-    // New entries flow through a short pipeline: while one batch is committed, the next ones are
-    // being read, decoded and looked up. Entries of batches never committed (stop, error) stay
-    // pending under this consumer and come back through the history read.
-    const ahead: Array<Promise<ConsumerBatch | null>> = [];
+    // Own pending entries first (a previous life of this consumer, or a failed batch), oldest first.
+    let history: string | null = '0';
+    const ahead: Array<Promise<Batch | null>> = [];
     const readAhead = () => {
-      const next = this.read('>').then((raw) => (raw.length === 0 ? null : this.prepareBatch(raw)));
+      const next = this.read('>').then((raw) => (raw.length === 0 ? null : this.prepare(raw)));
       next.catch(() => undefined);
       ahead.push(next);
     };
     while (!signal.aborted) {
       try {
-        if (this.owed.length > 0) await this.queueSettle();
         if (!this.groupReady) await this.ensureGroup();
-        if (Date.now() - this.lastClaimAt > this.cfg.claimIdleMs / 2) await this.reclaimStale();
-        if (history) {
-          const raw = await this.read('0');
+        if (history !== null) {
+          const raw = await this.read(history);
           this.setConnected(true);
-          if (raw.length === 0) history = false;
-          else await this.commitBatch(await this.prepareBatch(raw));
+          if (raw.length === 0) history = null;
+          else {
+            history = raw[raw.length - 1]![0].toString();
+            await this.commit(await this.prepare(raw));
+          }
           continue;
         }
-        while (ahead.length < PIPELINE_DEPTH && !signal.aborted) readAhead();
+        while (ahead.length < READ_AHEAD && !signal.aborted) readAhead();
         const batch = await ahead.shift()!;
         this.setConnected(true);
-        if (batch) await this.commitBatch(batch);
+        if (batch) await this.commit(batch);
         else this.lastProgressAt = Date.now();
         backoff = 100;
       } catch (err) {
         // Batches read ahead are dropped uncommitted: their entries stay pending, read again from the history.
-        await this.discard(ahead.splice(0));
-        await this.settling?.catch(() => undefined);
+        await Promise.allSettled(ahead.splice(0));
+        await this.settling.catch(() => undefined);
         if (signal.aborted) break;
+        if (err instanceof ConsumerRefusedError) {
+          this.refused = err.message;
+          this.log.error(err.message);
+          break;
+        }
         const message = err instanceof Error ? err.message : String(err);
         if (message.includes('NOGROUP')) this.groupReady = false;
         this.lastError = message;
         if (!isOom(err)) this.setConnected(false);
         this.options.metrics.errorsTotal.inc({ component: 'consumer' });
         this.log.warn({ err, retryInMs: backoff }, 'stream read failed; retrying');
-        history = true;
+        history = '0';
         await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }
     }
-    await this.discard(ahead.splice(0));
-    await this.queueSettle().catch((err: unknown) => this.log.warn({ err }, 'could not settle the last batch; it is settled on the next start'));
+    await Promise.allSettled(ahead.splice(0));
+    await this.settling.catch((err: unknown) => this.log.warn({ err }, 'could not acknowledge the last batch; it is read again on the next start'));
   }
 
   private setConnected(connected: boolean): void {
@@ -214,29 +246,41 @@ export class StreamConsumer {
   }
 
   /**
-   * Creates the group at id 0 (so entries added before the first start are read) with MKSTREAM.
-   * A full Redis refuses XGROUP CREATE even for a group that exists: then it is looked up instead.
+   * Creates the group at id 0 (so entries added before the first start are read) with MKSTREAM,
+   * and refuses to join a group another consumer serves. A full Redis refuses XGROUP CREATE even
+   * for a group that exists: then it is looked up instead.
    */
   private async ensureGroup(): Promise<void> {
+    const { redis } = this.options;
     try {
-      await this.options.redis.xgroup('CREATE', this.cfg.stream, this.cfg.group, '0', 'MKSTREAM');
+      await redis.xgroup('CREATE', this.cfg.stream, this.cfg.group, '0', 'MKSTREAM');
       this.log.info('consumer group created');
     } catch (err) {
       if (isOom(err)) {
         this.redisFullAt = Date.now();
-        const groups = (await this.options.redis.xinfo('GROUPS', this.cfg.stream).catch(() => [])) as unknown[][];
+        const groups = (await redis.xinfo('GROUPS', this.cfg.stream).catch(() => [])) as unknown[][];
         if (!groups.some((g) => g.includes(this.cfg.group))) throw err;
       } else if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) {
         throw err;
       }
     }
+    const consumers = (await redis.xinfo('CONSUMERS', this.cfg.stream, this.cfg.group)) as unknown[][];
+    const others = consumers.map((c) => String(c[c.indexOf('name') + 1])).filter((name) => name !== this.name);
+    if (others.length > 0) {
+      throw new ConsumerRefusedError(
+        `stream ${this.cfg.stream}, group ${this.cfg.group} is already served by consumer ${others.join(', ')} (another data dir); this one is ${this.name}. ` +
+          'In the embedded mode one data dir serves a group: several instances need the shared mode (DATABASE_URL). ' +
+          `If ${others[0]} is gone for good and its data dir with it, remove it from the group — XGROUP DELCONSUMER ${this.cfg.stream} ${this.cfg.group} ${others[0]} ` +
+          '(entries still pending on it are then not read again) — or give this data dir its name (INGEST_CONSUMER before its first start, or the file DATA_DIR/consumer).',
+      );
+    }
     this.groupReady = true;
   }
 
-  private async read(from: '0' | '>'): Promise<RawEntry[]> {
+  private async read(from: string): Promise<RawEntry[]> {
     const reader = this.reader!;
     // The Buffer variant keeps binary `frame` fields intact.
-    const args = ['GROUP', this.cfg.group, this.cfg.consumerName, 'COUNT', this.cfg.batchSize];
+    const args = ['GROUP', this.cfg.group, this.name, 'COUNT', this.cfg.batchSize];
     if (from === '>') args.push('BLOCK', this.cfg.blockMs);
     args.push('STREAMS', this.cfg.stream, from);
     const call = reader.callBuffer('XREADGROUP', ...args) as Promise<ReadReply>;
@@ -263,141 +307,92 @@ export class StreamConsumer {
     }
   }
 
-  /** Takes over entries another consumer left pending for longer than claimIdleMs. */
-  private async reclaimStale(): Promise<void> {
-    this.lastClaimAt = Date.now();
-    let cursor = '0-0';
-    do {
-      const reply = (await this.options.redis.callBuffer(
-        'XAUTOCLAIM',
-        this.cfg.stream,
-        this.cfg.group,
-        this.cfg.consumerName,
-        this.cfg.claimIdleMs,
-        cursor,
-        'COUNT',
-        this.cfg.batchSize,
-      )) as [Buffer, RawEntry[], Buffer[]?];
-      cursor = reply[0].toString();
-      const entries = reply[1];
-      if (entries.length > 0) {
-        this.log.info({ entries: entries.length }, 'reclaimed entries left pending by another consumer');
-        await this.commitBatch(await this.prepareBatch(entries));
-      }
-    } while (cursor !== '0-0');
-  }
-
-  private async discard(batches: Array<Promise<ConsumerBatch | null>>): Promise<void> {
-    for (const result of await Promise.allSettled(batches)) {
-      if (result.status === 'fulfilled' && result.value?.prepared) this.options.pipeline.discard(result.value.prepared);
-    }
-  }
-
-  /** Reads entries into units and prepares them (decode, replay lookup): everything but storing. */
-  private async prepareBatch(raw: RawEntry[]): Promise<ConsumerBatch> {
-    const entries: StreamEntry[] = [];
+  /** Reads entries into units and decodes their frames: everything but the checks and the commit. */
+  private async prepare(raw: RawEntry[]): Promise<Batch> {
+    const entries: Entry[] = [];
     const units: IngestUnit[] = [];
-    const unitsOf: number[] = [];
+    const tags: number[] = [];
+    const entryIds: string[] = [];
     for (const [rawId, rawFields] of raw) {
       const id = rawId.toString();
-      // Stored before (a redelivery after a crash or a failed ack): only its acknowledgement is owed.
-      if (this.stored.has(id)) continue;
-      const fields: EntryFields | null = rawFields ? new Map() : null;
-      if (rawFields) for (let i = 0; i + 1 < rawFields.length; i += 2) fields!.set(rawFields[i]!.toString(), rawFields[i + 1]!);
-      const entryUnits = fields ? parseStreamEntry(fields) : [];
-      entries.push({ id, fields, outcomes: [] });
-      units.push(...entryUnits);
-      unitsOf.push(entryUnits.length);
-    }
-    return { entries, unitsOf, prepared: entries.length > 0 ? await this.options.pipeline.prepare(units) : null };
-  }
-
-  /** Stores a batch with what it owes the stream, then settles that (overlapping the next batch). */
-  private async commitBatch({ entries, unitsOf, prepared }: ConsumerBatch): Promise<void> {
-    if (prepared) {
-      let row: OutboxRow | undefined;
-      this.options.pipeline.commit(prepared, {
-        source: 'stream',
-        anonymous: true,
-        inTransaction: (outcomes) => {
-          let at = 0;
-          entries.forEach((entry, k) => {
-            entry.outcomes = outcomes.slice(at, (at += unitsOf[k]!));
-          });
-          const owed = settleBatch(entries);
-          const id = this.options.outbox.add(this.cfg.stream, owed.ack, owed.deadLetters);
-          row = { id, stream: this.cfg.stream, entryIds: owed.ack, deadLetters: owed.deadLetters };
-        },
-      });
-      this.owed.push(row!);
-      this.options.metrics.deadLetters.inc(row!.deadLetters.length);
-      for (const id of row!.entryIds) this.stored.add(id);
-      const rejected = entries.reduce((n, e) => n + e.outcomes.filter((o) => !o.ok).length, 0);
-      const messages = entries.reduce((n, e) => n + e.outcomes.length, 0);
-      this.lastBatch = { at: new Date().toISOString(), entries: entries.length, accepted: messages - rejected, rejected };
-    }
-    this.lastProgressAt = Date.now();
-    // One settle in flight: this batch's overlaps the next batch; a failed one surfaces here, and
-    // what it owed stays owed.
-    const previous = this.settling;
-    if (previous) await previous;
-    void this.queueSettle();
-  }
-
-  /** Settles after the settle in flight, if any. */
-  private queueSettle(): Promise<void> {
-    const run = (this.settling ?? Promise.resolve()).catch(() => undefined).then(() => this.settle());
-    this.settling = run;
-    run.then(
-      () => {
-        if (this.settling === run) this.settling = undefined;
-      },
-      () => undefined,
-    );
-    return run;
-  }
-
-  /**
-   * Pays what stored batches owe, oldest first: dead letters (bounded by DEAD_LETTER_MAXLEN), then
-   * acknowledgements, each on its own so a full Redis refusing the first cannot block the second.
-   */
-  private async settle(): Promise<void> {
-    const { redis, outbox } = this.options;
-    const rows = this.owed.splice(0);
-    try {
-      while (rows.length > 0) {
-        const row = rows[0]!;
-        const pipeline = redis.pipeline();
-        for (const letter of row.deadLetters) {
-          pipeline.xadd(this.cfg.deadLetterStream, 'MAXLEN', '~', this.cfg.deadLetterMaxLen, '*', ...letter.flat());
-        }
-        // One packed argument: a thousand separate ids cost the client more than the ack itself.
-        if (row.entryIds.length > 0) (pipeline as unknown as WithAck).oceanAck(this.cfg.stream, this.cfg.group, row.entryIds.join(','));
-        const results = (await pipeline.exec()) ?? [];
-        const keptLetters = row.deadLetters.filter((_, i) => results[i]?.[0]);
-        const ackError = row.entryIds.length > 0 ? results[row.deadLetters.length]?.[0] : null;
-        const refused = results.find(([err]) => err)?.[0];
-        if (refused && isOom(refused)) this.redisFullAt = Date.now();
-        const left = { entryIds: ackError ? row.entryIds : [], deadLetters: keptLetters };
-        outbox.settle(row.id, left);
-        if (!ackError) for (const id of row.entryIds) this.stored.delete(id);
-        rows.shift();
-        if (left.entryIds.length > 0 || left.deadLetters.length > 0) {
-          this.owed.push({ ...row, ...left });
-          if (ackError) throw ackError;
-        }
+      let fields: EntryFields | null = null;
+      if (rawFields) {
+        fields = new Map();
+        for (let i = 0; i + 1 < rawFields.length; i += 2) fields.set(rawFields[i]!.toString(), rawFields[i + 1]!);
       }
-      // A full Redis frees memory only when acknowledged entries are trimmed: do it now.
-      if (Date.now() - this.redisFullAt < STATS_INTERVAL_MS) await this.trim();
-    } finally {
-      // Rows not reached stay owed, ahead of any added meanwhile.
-      this.owed.unshift(...rows);
+      const entryUnits = fields ? parseStreamEntry(fields) : [];
+      entryUnits.forEach((unit, u) => {
+        units.push(unit);
+        tags.push(tagOf(id, u));
+        entryIds.push(id);
+      });
+      entries.push({ id, fields, units: entryUnits.length });
     }
+    return { entries, units, tags: Int32Array.from(tags), entryIds, prepared: await this.options.pipeline.prepare(units) };
+  }
+
+  /** Commits a batch, then settles it (overlapping the next batch's commit). */
+  private async commit(batch: Batch): Promise<void> {
+    const { entries } = batch;
+    const outcomes = await this.options.pipeline.commit(batch.prepared, {
+      source: 'stream',
+      anonymous: true,
+      tags: batch.tags,
+      entryIds: batch.entryIds,
+      position: entries[entries.length - 1]!.id,
+    });
+    const rejected = outcomes.filter((o) => !o.ok).length;
+    this.lastBatch = { at: new Date().toISOString(), entries: entries.length, accepted: outcomes.length - rejected, rejected };
+    this.lastProgressAt = Date.now();
+    // One settle in flight: a failed one surfaces at the next batch, and its entries stay pending.
+    const previous = this.settling;
+    await previous;
+    this.settling = this.settle(entries, outcomes);
+    this.settling.catch(() => undefined);
   }
 
   /**
-   * Pending and lag for the gauges, Redis memory, trimming, and a retry of what is owed.
+   * Writes the dead letters of a committed batch, then acknowledges its entries: all of them but
+   * those whose letters a full Redis refused, which stay pending (and owed) until it accepts them.
    */
+  private async settle(entries: readonly Entry[], outcomes: readonly UnitOutcome[]): Promise<void> {
+    let at = 0;
+    for (const entry of entries) {
+      const letters = deadLettersOf(entry, outcomes.slice(at, (at += entry.units)));
+      if (letters.length > 0) this.owed.set(entry.id, letters);
+    }
+    const settled = entries.filter((e) => !this.owed.has(e.id)).map((e) => e.id);
+    await this.payOwed(settled);
+  }
+
+  /** Writes owed dead letters and acknowledges their entries with `ack`. */
+  private async payOwed(ack: string[]): Promise<void> {
+    const { redis, metrics } = this.options;
+    const owed = [...this.owed];
+    if (owed.length > 0) {
+      const pipeline = redis.pipeline();
+      for (const [, letters] of owed) {
+        for (const letter of letters) pipeline.xadd(this.cfg.deadLetterStream, 'MAXLEN', '~', this.cfg.deadLetterMaxLen, '*', ...letter.flat());
+      }
+      const results = (await pipeline.exec()) ?? [];
+      let k = 0;
+      for (const [id, letters] of owed) {
+        const failed = results.slice(k, (k += letters.length)).find(([err]) => err)?.[0];
+        if (failed) {
+          if (isOom(failed)) this.redisFullAt = Date.now();
+          continue;
+        }
+        this.owed.delete(id);
+        metrics.deadLetters.inc(letters.length);
+        ack.push(id);
+      }
+    }
+    if (ack.length > 0) await redis.xack(this.cfg.stream, this.cfg.group, ...ack);
+    // A full Redis frees memory only when acknowledged entries are trimmed: do it now.
+    if (Date.now() - this.redisFullAt < STATS_INTERVAL_MS) await this.trim();
+  }
+
+  /** Pending and lag for the gauges, Redis memory, trimming, and a retry of owed dead letters. */
   private async refreshStats(): Promise<void> {
     if (!this.connected) return;
     try {
@@ -410,7 +405,11 @@ export class StreamConsumer {
         this.options.metrics.redisMemoryUsed.set(this.memory.used);
         this.options.metrics.redisMaxmemory.set(this.memory.max);
       }
-      if (this.owed.length > 0 && !this.settling) void this.queueSettle().catch(() => undefined);
+      if (this.owed.size > 0) {
+        const run = this.settling.catch(() => undefined).then(() => this.payOwed([]));
+        this.settling = run;
+        await run;
+      }
     } catch (err) {
       this.log.debug({ err }, 'stream stats failed');
     }
@@ -440,6 +439,31 @@ export class StreamConsumer {
     }
     if (minNeeded && minNeeded !== '0-0') await redis.xtrim(this.cfg.stream, 'MINID', '~', minNeeded);
   }
+}
+
+/**
+ * A dead letter per rejected unit of an entry: the reason, the entry's id, the unit's position in
+ * it and the entry's original fields (each cut at DEAD_LETTER_FIELD_BYTES).
+ */
+function deadLettersOf(entry: Entry, outcomes: readonly UnitOutcome[]): DeadLetter[] {
+  const letters: DeadLetter[] = [];
+  outcomes.forEach((outcome, unit) => {
+    if (outcome.ok) return;
+    const letter: DeadLetter = [
+      ['reason', Buffer.from(outcome.reason)],
+      ['source_id', Buffer.from(entry.id)],
+      ['unit', Buffer.from(String(unit))],
+    ];
+    if (outcome.detail !== undefined) letter.push(['detail', Buffer.from(outcome.detail.slice(0, 1000))]);
+    const cut: string[] = [];
+    for (const [name, value] of entry.fields ?? []) {
+      if (value.length > DEAD_LETTER_FIELD_BYTES) cut.push(name);
+      letter.push([name, value.length > DEAD_LETTER_FIELD_BYTES ? value.subarray(0, DEAD_LETTER_FIELD_BYTES) : value]);
+    }
+    if (cut.length > 0) letter.push(['truncated', Buffer.from(cut.join(','))]);
+    letters.push(letter);
+  });
+  return letters;
 }
 
 /** Orders stream ids `ms-seq`. */

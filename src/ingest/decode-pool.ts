@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { NanogridataConfig } from '../config.js';
@@ -88,4 +89,46 @@ export class DecodeWorker {
     this.worker = worker;
     return worker;
   }
+}
+
+/**
+ * As many decode workers as the cores allow beside the main thread: each batch goes to the one
+ * with the fewest batches in hand, so the reader, the decoders and the store overlap.
+ */
+export class DecodePool {
+  private readonly workers: DecodeWorker[];
+  private readonly load: number[];
+
+  constructor(config: NanogridataConfig, logger: Logger, size = defaultPoolSize()) {
+    this.workers = Array.from({ length: size }, () => new DecodeWorker(config, logger));
+    this.load = this.workers.map(() => 0);
+  }
+
+  async ready(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.ready()));
+  }
+
+  async decode(request: DecodeRequest): Promise<DecodedBatch> {
+    let k = 0;
+    for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[k]!) k = i;
+    this.load[k]!++;
+    try {
+      return await this.workers[k]!.decode(request);
+    } finally {
+      this.load[k]!--;
+    }
+  }
+
+  setDeviceSecrets(secrets: ReadonlyMap<string, Buffer>): void {
+    for (const w of this.workers) w.setDeviceSecrets(secrets);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+  }
+}
+
+/** One decode worker per core beyond the main thread's, at least one, at most four. */
+export function defaultPoolSize(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }

@@ -7,12 +7,12 @@ import type { OperationalStore } from '../operational/store.js';
 const ROWS_PER_PASS = 500;
 
 /**
- * Counts the device activity (last seen, frames, records) and the users' usage of buffered rows,
- * some time after they were stored, instead of in every ingest batch: one update per device per
- * pass rather than one per device per batch. A counter moved in the same transaction makes each
- * row count exactly once, across crashes.
+ * Counts the device activity (last seen, frames, records) and users' usage of the rows an earlier
+ * release buffered and had not counted yet: run once at start, before anything is ingested (new
+ * readings are counted as they are stored, frames through ingest/side-effects.ts). A counter moved
+ * in the same transaction makes each row count exactly once, across crashes.
  */
-export function applyDeviceActivity(store: OperationalStore, logger: Logger): void {
+export function applyEarlierActivity(store: OperationalStore, logger: Logger): void {
   try {
     for (;;) {
       const rows = store.buffer.activityAfter(ROWS_PER_PASS);

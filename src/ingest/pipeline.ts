@@ -1,17 +1,17 @@
-import Database from 'better-sqlite3';
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AppError, ForbiddenError } from '../errors.js';
 import { timed, type Metrics } from '../metrics.js';
-import { FINGERPRINT_BYTES, type ReplayItem } from '../nanogridata/types.js';
-import type { ActivityEntry, IngestSource } from '../operational/buffer.js';
+import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
+import type { IngestSource } from '../operational/buffer.js';
 import { RecordBatchBuilder, filterRecords, readRecordBatch, recordCountOf } from '../operational/record-batch.js';
 import type { OperationalStore } from '../operational/store.js';
+import type { CommitPart, Committer } from './committer.js';
 import { LATER, PASSED, reasonOf, type DecodedBatch } from './decode-batch.js';
-import type { DecodeWorker } from './decode-pool.js';
+import type { DecodePool } from './decode-pool.js';
 import { framesResult, type FramesResult } from './frames-result.js';
 import type { Reading } from './reading.js';
-import type { ReplayMemory } from './replay-memory.js';
+import { REDELIVERY, REPLAY, type ReplayIndex } from './replay-index.js';
+import type { Effects } from './side-effects.js';
 import { splitFrames } from './split-frames.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
@@ -29,7 +29,14 @@ export type IngestUnit =
   | { kind: 'invalid'; reason: string; detail?: string };
 
 export type UnitOutcome =
-  | { ok: true; records: number; /** A reading's buffer row (its id in the work queue). */ bufferId?: number }
+  | {
+      ok: true;
+      records: number;
+      /** A reading's row in the work queue. */
+      bufferId?: number;
+      /** Stored before: a stream entry delivered again after a crash (only acknowledged). */
+      redelivery?: true;
+    }
   | { ok: false; reason: string; detail?: string };
 
 /** Who JSON readings come from: a user (`owner`), no authenticated party (`anonymous`), or else the admin. */
@@ -44,32 +51,33 @@ interface ReadingParty {
   anonymous?: boolean;
 }
 
-export interface IngestOptions extends ReadingParty {
+export interface CommitOptions extends ReadingParty {
   source: IngestSource;
-  /** Runs inside the batch transaction with the outcomes: what the caller keeps with the batch (the stream outbox). */
-  inTransaction?: (outcomes: readonly UnitOutcome[]) => void;
-  /** See DecodeRequest.maxBadMacs. */
-  maxBadMacs?: number;
+  /**
+   * Per unit, the identity of its place in the stream (a hash of entry id and position in it, never
+   * 0): a frame remembered under the same tag was stored by an earlier delivery of that entry.
+   * Absent (HTTP): every repeat is a replay.
+   */
+  tags?: Int32Array;
+  /** Per unit, its stream entry id (a JSON reading delivered again finds its row by it). */
+  entryIds?: readonly string[];
+  /** The batch's last stream entry id. */
+  position?: string;
 }
 
-/** A batch decoded and looked up in the replay memory, ready to commit. */
+/** A batch decoded (off the main thread), waiting for its commit. */
 export interface PreparedBatch {
-  prepared: Prepared[];
-  records: Uint8Array;
-  token: number;
-}
-
-/** A unit with what decoding and the replay lookup said of it. */
-interface Prepared {
-  unit: IngestUnit;
-  /** A frame: its place in the decoded batch, where the record of its records starts, and what the replay memory said. */
-  frame?: { batch: DecodedBatch; index: number; firstRecord: number; replay?: ReplayItem; known?: boolean };
+  units: readonly IngestUnit[];
+  /** Per unit: its frame's index in `decoded`, or -1. */
+  frameOf: Int32Array;
+  decoded: DecodedBatch | null;
 }
 
 interface PipelineOptions {
   store: OperationalStore;
-  decoder: DecodeWorker;
-  replay: ReplayMemory;
+  decoder: DecodePool;
+  replay: ReplayIndex;
+  committer: Committer;
   metrics: Metrics;
   logger: Logger;
   /** Unix seconds; injectable for tests and the soak benchmark. */
@@ -79,66 +87,82 @@ interface PipelineOptions {
 }
 
 /**
- * Decode → SQLite buffer, shared by HTTP ingest, the HTTP frames endpoint and the Redis consumer.
- * A batch is stored in one transaction (buffer rows, replay memory, devices, events, the caller's
- * outbox), so it is stored whole or not at all, and its frames count as accepted exactly when it
- * commits. One message can never fail the rest: what cannot be stored alone is rejected alone.
+ * Decode → checks → one commit, shared by the stream consumer, HTTP frames and JSON ingest.
+ *
+ * `prepare` decodes a batch's frames in the decode pool. `commit` then runs, on this thread and
+ * without yielding, every check that needs shared state — the replay index, a user's claim on the
+ * sensor, who may write JSON readings — takes the accepted frames' fingerprints into the replay
+ * index and hands their records, fingerprints and side effects to the committer (one DuckDB
+ * transaction). If that commit fails, the fingerprints are forgotten again and the caller sees
+ * the error: nothing of the batch was stored. One message never fails the rest: what cannot be
+ * stored alone is rejected alone, with its reason.
  */
 export class IngestPipeline {
   private readonly store: OperationalStore;
   private readonly now: () => number;
-  private readonly log: Logger;
-  /** Source ids of device events: unique per process (start time + random) and increasing. */
-  private readonly idPrefix = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
-  private idSeq = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.store = options.store;
     this.now = options.now ?? (() => Date.now() / 1000);
-    this.log = options.logger.child({ component: 'pipeline' });
     const pushSecrets = () => options.decoder.setDeviceSecrets(this.store.devices.ownSecrets());
     pushSecrets();
     this.store.devices.onSecretsChanged(pushSecrets);
   }
 
-  /**
-   * Decodes and stores a batch. Returns one outcome per unit, in order. Throws only when the batch
-   * could not be stored at all (then nothing of it was): the caller must not acknowledge it.
-   */
-  async ingest(units: readonly IngestUnit[], options: IngestOptions): Promise<UnitOutcome[]> {
+  /** Decodes and stores a batch: one outcome per unit, in order. Throws when nothing of it could be stored. */
+  async ingest(units: readonly IngestUnit[], options: CommitOptions & { maxBadMacs?: number }): Promise<UnitOutcome[]> {
     return this.commit(await this.prepare(units, options.maxBadMacs), options);
   }
 
-  /**
-   * Step 1 of ingest, asynchronous and off the main thread where it can be: decodes the frames
-   * (decode worker) and asks the replay memory about them. Several batches may be prepared while
-   * another commits; `commit` each exactly once, in any order.
-   */
+  /** Decodes the frames of a batch in the decode pool. Several batches may be prepared while another commits. */
   async prepare(units: readonly IngestUnit[], maxBadMacs?: number): Promise<PreparedBatch> {
-    const { prepared, records } = await this.decode(units, maxBadMacs);
-    const items = prepared.flatMap((p) => (p.frame?.replay ? [p.frame.replay] : []));
-    const looked = await this.options.replay.lookup(items);
-    let k = 0;
-    for (const p of prepared) if (p.frame?.replay) p.frame.known = looked.known[k++]!;
-    return { prepared, records, token: looked.token };
+    const frameOf = new Int32Array(units.length).fill(-1);
+    let count = 0;
+    let bytes = 0;
+    units.forEach((u, i) => {
+      if (u.kind !== 'frame') return;
+      frameOf[i] = count++;
+      bytes += u.bytes.length;
+    });
+    if (count === 0) return { units, frameOf, decoded: null };
+    // One buffer of its own (not a slice of Node's pool), so that it can move to the worker.
+    const all = new Uint8Array(bytes);
+    const ends = new Uint32Array(count);
+    const deviceIds: Array<string | null> = new Array(count);
+    let named = false;
+    let at = 0;
+    units.forEach((u, i) => {
+      if (u.kind !== 'frame') return;
+      all.set(u.bytes, at);
+      at += u.bytes.length;
+      ends[frameOf[i]!] = at;
+      deviceIds[frameOf[i]!] = u.deviceId ?? null;
+      named ||= u.deviceId !== undefined;
+    });
+    const decoded = await this.options.decoder.decode({
+      bytes: all,
+      ends,
+      deviceIds: named ? deviceIds : null,
+      nowS: this.now(),
+      ...(maxBadMacs !== undefined ? { maxBadMacs } : {}),
+    });
+    return { units, frameOf, decoded };
   }
 
-  /** A prepared batch that will not be committed (its entries will be read again). */
-  discard(batch: PreparedBatch): void {
-    this.options.replay.release(batch.token);
-  }
-
-  /** Step 2, synchronous: stores a prepared batch in one transaction and returns the outcomes. */
-  commit(batch: PreparedBatch, options: IngestOptions): UnitOutcome[] {
-    const { replay } = this.options;
-    let outcomes: UnitOutcome[];
-    try {
-      outcomes = timed(this.options.metrics, 'sqlite', 'ingest_batch', () => this.store_(batch.prepared, batch.records, options));
-    } finally {
-      replay.release(batch.token);
+  /** Checks and commits a prepared batch (see the class comment); each batch exactly once. */
+  async commit(batch: PreparedBatch, options: CommitOptions): Promise<UnitOutcome[]> {
+    const { outcomes, part, taken } = this.accept(batch, options);
+    if (part) {
+      try {
+        await this.options.committer.submit(part);
+      } catch (err) {
+        const { replay } = this.options;
+        const fp = part.fingerprints!;
+        for (let k = 0; k < taken; k++) replay.remove(fp.fp, k * FINGERPRINT_BYTES, fp.ts[k]!);
+        throw err;
+      }
     }
     this.countOutcomes(outcomes, options.source);
-    void replay.flush();
     return outcomes;
   }
 
@@ -165,14 +189,39 @@ export class IngestPipeline {
   }
 
   /**
-   * Stores readings inside the caller's transaction (HTTP group commit); the caller calls
-   * readingsCommitted after its commit.
+   * Stores readings in the work queue inside the caller's transaction (HTTP group commit); the
+   * committer carries them into analytics. The caller calls readingsCommitted after its commit.
    */
-  storeReadings(readings: readonly Reading[], options: ReadingParty & { source: IngestSource }): UnitOutcome[] {
-    return this.storeUnits(
-      readings.map((reading) => ({ unit: { kind: 'reading', reading } })),
-      options,
-    );
+  storeReadings(readings: readonly Reading[], options: ReadingParty & { source: IngestSource; entryIds?: readonly (string | undefined)[] }): UnitOutcome[] {
+    const { store } = this;
+    if (readings.length > 0 && options.owner !== undefined) {
+      const refused = store.devices.claimAllForUser(new Set(readings.map((r) => r.sensor_id)), options.owner);
+      if (refused !== undefined) throw new ForbiddenError(`sensor ${refused} belongs to another user or device`);
+    }
+    const at = Math.floor(this.now());
+    return readings.map((reading, i): UnitOutcome => {
+      if (options.anonymous && store.devices.isHeld(reading.sensor_id)) {
+        return { ok: false, reason: 'device_authority', detail: `sensor ${reading.sensor_id} is registered or owned: unsigned readings cannot write to it` };
+      }
+      const records = new RecordBatchBuilder(reading.values.length);
+      for (const [metric, value] of reading.values) records.add({ sensor_id: reading.sensor_id, metric, unit: '', ts: reading.timestamp, value }, null, null);
+      const entryId = options.entryIds?.[i];
+      const { id, fresh } = store.buffer.insert({
+        source: options.source,
+        sensorId: reading.sensor_id,
+        ts: reading.timestamp,
+        data: reading.data,
+        records: records.toBuffer(),
+        recordCount: reading.values.length,
+        ...(entryId !== undefined ? { entryId } : {}),
+      });
+      if (!fresh) return { ok: true, records: 0, bufferId: id, redelivery: true };
+      // The reading's activity and usage count in its own transaction: exactly once.
+      store.devices.recordActivity({ deviceId: reading.sensor_id, lastSeen: at, frames: 0, records: reading.values.length, labId: null, modelId: null });
+      const owner = store.devices.ownerOf(reading.sensor_id);
+      if (owner != null && reading.values.length > 0) store.billing.addUsage(owner, reading.values.length);
+      return { ok: true, records: reading.values.length, bufferId: id };
+    });
   }
 
   /** After readings stored by storeReadings committed: metrics and the per-sensor streams. */
@@ -183,7 +232,7 @@ export class IngestPipeline {
     if (source === 'http') this.options.onReadingsStored?.(readings);
   }
 
-  /** Resolves once the decode worker runs. */
+  /** Resolves once the decode workers run. */
   ready(): Promise<void> {
     return this.options.decoder.ready();
   }
@@ -192,193 +241,118 @@ export class IngestPipeline {
     await this.options.decoder.close();
   }
 
-  /** Decodes the frames of a batch in the decode worker; `records` are those of its telemetry frames that passed. */
-  private async decode(units: readonly IngestUnit[], maxBadMacs?: number): Promise<{ prepared: Prepared[]; records: Uint8Array }> {
-    const prepared: Prepared[] = units.map((unit) => ({ unit }));
-    const frames = prepared.filter((p) => p.unit.kind === 'frame');
-    if (frames.length === 0) return { prepared, records: NO_RECORDS };
-    const ends = new Uint32Array(frames.length);
-    let end = 0;
-    frames.forEach((p, i) => (ends[i] = end += (p.unit as { bytes: Buffer }).bytes.length));
-    const deviceIds = frames.map((p) => (p.unit as { deviceId?: string }).deviceId ?? null);
-    // A buffer of its own (not a slice of Node's pool), so that it can move to the worker.
-    const bytes = new Uint8Array(end);
-    let at = 0;
-    for (const p of frames) {
-      const b = (p.unit as { bytes: Buffer }).bytes;
-      bytes.set(b, at);
-      at += b.length;
-    }
-    const decoded = await this.options.decoder.decode({
-      bytes,
-      ends,
-      deviceIds: deviceIds.some((d) => d !== null) ? deviceIds : null,
-      nowS: this.now(),
-      ...(maxBadMacs !== undefined ? { maxBadMacs } : {}),
-    });
-    let firstRecord = 0;
-    const fingerprints = Buffer.from(decoded.fingerprints.buffer, decoded.fingerprints.byteOffset, decoded.fingerprints.byteLength);
-    frames.forEach((p, i) => {
-      p.frame = { batch: decoded, index: i, firstRecord };
-      if (decoded.status[i] === PASSED) {
-        p.frame.replay = { timestamp: decoded.timestamps[i]!, fingerprint: fingerprints.subarray(i * FINGERPRINT_BYTES, (i + 1) * FINGERPRINT_BYTES) };
-        firstRecord += decoded.recordCounts[i]!;
-      }
-    });
-    return { prepared, records: decoded.records };
-  }
-
   /**
-   * Stores the batch in one transaction. When SQLite refuses it for a reason that is not the
-   * database's condition (disk full, locked, I/O), each message is stored alone, and the ones that
-   * still fail are rejected (`store_failed`) while the rest go on.
+   * The synchronous part of commit: every check against shared state, and the part to commit.
+   * `taken`: the accepted frames, whose fingerprints are now in the replay index.
    */
-  private store_(prepared: Prepared[], records: Uint8Array, options: IngestOptions): UnitOutcome[] {
-    const { replay } = this.options;
-    const run = (fallback: boolean) => {
-      try {
-        const outcomes = this.store.transaction(() => {
-          const out = fallback ? this.storeOneByOne(prepared, records, options) : this.storeUnits(prepared, options, records);
-          options.inTransaction?.(out);
-          return out;
-        });
-        replay.committed();
-        return outcomes;
-      } catch (err) {
-        replay.rolledBack();
-        this.store.devices.forgetCache();
-        throw err;
-      }
-    };
-    try {
-      return run(false);
-    } catch (err) {
-      if (err instanceof AppError || isStoreCondition(err)) throw err;
-      this.log.error({ err }, 'a batch could not be stored; storing its messages one by one');
-      return run(true);
-    }
-  }
-
-  private storeOneByOne(prepared: Prepared[], records: Uint8Array, options: IngestOptions): UnitOutcome[] {
-    return prepared.map((p) => {
-      try {
-        return this.store.transaction(() => this.storeUnits([p], options, records))[0]!;
-      } catch (err) {
-        if (err instanceof AppError || isStoreCondition(err)) throw err;
-        if (p.frame?.replay) this.options.replay.unstage([p.frame.replay]);
-        this.log.error({ err }, 'a message could not be stored; rejecting it');
-        return { ok: false, reason: 'store_failed' };
-      }
-    });
-  }
-
-  /** Writes the units (inside the caller's transaction) and returns their outcomes. */
-  private storeUnits(prepared: readonly Prepared[], options: ReadingParty & { source: IngestSource }, records: Uint8Array = NO_RECORDS): UnitOutcome[] {
+  private accept(batch: PreparedBatch, options: CommitOptions): { outcomes: UnitOutcome[]; part: CommitPart | undefined; taken: number } {
     const { store } = this;
-    const outcomes: UnitOutcome[] = new Array(prepared.length);
-    // Frames: the replay memory settles which ones are new (earlier ones of this batch count).
-    const framed = prepared.map((p, i) => ({ p, i })).filter(({ p }) => p.frame?.replay !== undefined);
-    // Frames for a sensor a user claimed by JSON are held for an admin (not stored, not remembered).
-    const claimants = new Map<number, string>();
-    for (const { p, i } of framed) {
-      const { batch, index } = p.frame!;
-      if (batch.later[index] !== 0) continue;
-      const claimant = store.devices.claimantOf(batch.strings[batch.deviceIds[index]!]!);
-      if (claimant !== undefined) claimants.set(i, claimant);
-    }
-    const taken =
-      framed.length === 0
-        ? []
-        : this.options.replay.claim(
-            framed.map(({ p }) => p.frame!.replay!),
-            framed.map(({ p, i }) => p.frame!.batch.later[p.frame!.index] === 0 && !claimants.has(i)),
-            framed.map(({ p }) => p.frame!.known === true),
-          );
-    const takenAt = new Map(framed.map(({ i }, k) => [i, taken[k]!]));
-
-    const activity = new Map<string, ActivityEntry>();
+    const { replay } = this.options;
+    const { units, frameOf, decoded: d } = batch;
+    const outcomes: UnitOutcome[] = new Array(units.length);
+    const readings: Reading[] = [];
+    const readingAt: number[] = [];
+    const nFrames = d?.status.length ?? 0;
+    const fp = new Uint8Array(nFrames * FINGERPRINT_BYTES);
+    const fpTs = new Uint32Array(nFrames);
+    const fpTag = new Int32Array(nFrames);
+    let taken = 0;
+    const effects: Effects = { at: Math.floor(this.now()), activity: [], events: [] };
+    const activity = new Map<string, Effects['activity'][number]>();
     const frameDevices = new Set<string>();
-    const keepRecords: Array<[start: number, end: number]> = [];
-    let frameMessages = 0;
-    let frameRecords = 0;
-    prepared.forEach((p, i) => {
-      const { unit } = p;
+    const keep: Array<[start: number, end: number]> = [];
+    let firstRecord = 0;
+    let allRecords = 0;
+
+    units.forEach((unit, i) => {
       if (unit.kind === 'invalid') {
         outcomes[i] = { ok: false, reason: unit.reason, ...(unit.detail !== undefined ? { detail: unit.detail } : {}) };
         return;
       }
-      if (unit.kind === 'reading') return; // below, all readings together
-      const { batch, index } = p.frame!;
-      if (batch.status[index] !== PASSED) {
-        outcomes[i] = { ok: false, reason: reasonOf(batch, index) };
+      if (unit.kind === 'reading') {
+        readings.push(unit.reading);
+        readingAt.push(i);
         return;
       }
-      const records = batch.recordCounts[index]!;
-      const deviceId = batch.strings[batch.deviceIds[index]!]!;
-      const claimant = claimants.get(i);
-      if (takenAt.get(i)) outcomes[i] = { ok: false, reason: 'replay' };
-      else if (batch.later[index] !== 0) outcomes[i] = { ok: false, reason: LATER[batch.later[index]!]! };
-      else if (claimant !== undefined) {
+      const f = frameOf[i]!;
+      if (d!.status[f] !== PASSED) {
+        outcomes[i] = { ok: false, reason: reasonOf(d!, f) };
+        return;
+      }
+      const records = d!.recordCounts[f]!;
+      const start = firstRecord;
+      firstRecord += records;
+      allRecords += records;
+      const ts = d!.timestamps[f]!;
+      const tag = options.tags?.[i] ?? 0;
+      const seen = replay.check(d!.fingerprints, f * FINGERPRINT_BYTES, ts, tag);
+      if (seen === REDELIVERY) {
+        outcomes[i] = { ok: true, records: 0, redelivery: true };
+        return;
+      }
+      if (seen === REPLAY) {
+        outcomes[i] = { ok: false, reason: 'replay' };
+        return;
+      }
+      if (d!.later[f] !== 0) {
+        outcomes[i] = { ok: false, reason: LATER[d!.later[f]!]! };
+        return;
+      }
+      const deviceId = d!.strings[d!.deviceIds[f]!]!;
+      // A sensor a user claimed by JSON: its frames are held for an admin (not stored, not remembered).
+      const claimant = store.devices.claimantOf(deviceId);
+      if (claimant !== undefined) {
         outcomes[i] = { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` };
         store.devices.noteConflict(deviceId, claimant);
-      } else {
+        return;
+      }
+      replay.add(d!.fingerprints, f * FINGERPRINT_BYTES, ts, tag);
+      fp.set(d!.fingerprints.subarray(f * FINGERPRINT_BYTES, (f + 1) * FINGERPRINT_BYTES), taken * FINGERPRINT_BYTES);
+      fpTs[taken] = ts;
+      fpTag[taken] = tag;
+      taken++;
+      frameDevices.add(deviceId);
+      const payloadType = d!.payloadTypes[f]!;
+      if (payloadType === PAYLOAD_TELEMETRY) {
         outcomes[i] = { ok: true, records };
-        const payloadType = batch.payloadTypes[index]!;
-        frameDevices.add(deviceId);
-        if (payloadType === PAYLOAD_TELEMETRY) {
-          keepRecords.push([p.frame!.firstRecord, p.frame!.firstRecord + records]);
-          frameMessages++;
-          frameRecords += records;
-          const a = activity.get(deviceId) ?? [deviceId, 0, 0, null, null];
-          a[1]++;
-          a[2] += records;
-          const lab = batch.labIds[index]!;
-          if (lab >= 0) a[3] = batch.strings[lab]!;
-          a[4] = batch.modelIds[index]!;
-          activity.set(deviceId, a);
-        } else {
-          const body = batch.events.find(([frame]) => frame === index)?.[1] ?? {};
-          store.deviceEvents.add({ sourceId: this.nextEventId(), deviceId, payloadType, ts: batch.timestamps[index]!, body });
-        }
+        keep.push([start, start + records]);
+        const a = activity.get(deviceId) ?? [deviceId, 0, 0, null, null];
+        a[1]++;
+        a[2] += records;
+        const lab = d!.labIds[f]!;
+        if (lab >= 0) a[3] = d!.strings[lab]!;
+        a[4] = d!.modelIds[f]!;
+        activity.set(deviceId, a);
+      } else {
+        outcomes[i] = { ok: true, records: 0 };
+        const body = d!.events.find(([frame]) => frame === f)?.[1] ?? {};
+        const sourceId = `event:${Buffer.from(d!.fingerprints.buffer, d!.fingerprints.byteOffset + f * FINGERPRINT_BYTES, FINGERPRINT_BYTES).toString('hex')}`;
+        effects.events.push([sourceId, deviceId, payloadType, ts, body]);
       }
     });
+
+    // Sensors first seen in frames become devices now, before any claim could take them.
     if (frameDevices.size > 0) store.devices.noteFrameDevices(frameDevices);
-    if (frameMessages > 0) {
-      store.buffer.insert({
-        source: options.source,
-        messages: frameMessages,
-        records: keptRecords(records, keepRecords),
-        recordCount: frameRecords,
-        activity: [...activity.values()],
-      });
+    if (readings.length > 0) {
+      const entryIds = options.entryIds ? readingAt.map((i) => options.entryIds![i]) : undefined;
+      const stored = this.store.transaction(() =>
+        this.storeReadings(readings, { source: options.source, anonymous: options.anonymous ?? false, ...(entryIds ? { entryIds } : {}) }),
+      );
+      stored.forEach((o, k) => (outcomes[readingAt[k]!] = o));
+      const fresh = readings.filter((_, k) => stored[k]!.ok && !(stored[k] as { redelivery?: true }).redelivery);
+      if (fresh.length > 0) this.readingsCommitted(fresh, options.source);
     }
-
-    const readings = prepared.flatMap((p, i) => (p.unit.kind === 'reading' ? [{ reading: p.unit.reading, i }] : []));
-    if (readings.length > 0 && options.owner !== undefined) {
-      const refused = store.devices.claimAllForUser(new Set(readings.map((r) => r.reading.sensor_id)), options.owner);
-      if (refused !== undefined) throw new ForbiddenError(`sensor ${refused} belongs to another user or device`);
-    }
-    for (const { reading, i } of readings) {
-      if (options.anonymous && store.devices.isHeld(reading.sensor_id)) {
-        outcomes[i] = { ok: false, reason: 'device_authority', detail: `sensor ${reading.sensor_id} is registered or owned: unsigned readings cannot write to it` };
-        continue;
-      }
-      const records = new RecordBatchBuilder(reading.values.length);
-      for (const [metric, value] of reading.values) records.add({ sensor_id: reading.sensor_id, metric, unit: '', ts: reading.timestamp, value }, null, null);
-      const bufferId = store.buffer.insert({
-        source: options.source,
-        messages: 1,
-        records: records.toBuffer(),
-        recordCount: reading.values.length,
-        reading: { sensorId: reading.sensor_id, ts: reading.timestamp, data: reading.data },
-      });
-      outcomes[i] = { ok: true, records: reading.values.length, bufferId };
-    }
-    return outcomes;
-  }
-
-  private nextEventId(): string {
-    return `event:${this.idPrefix}:${(this.idSeq++).toString(36).padStart(10, '0')}`;
+    effects.activity = [...activity.values()];
+    if (taken === 0) return { outcomes, part: undefined, taken };
+    const kept = keep.reduce((n, [a, b]) => n + b - a, 0);
+    const records = kept === allRecords ? d!.records : keptRecords(d!.records, keep);
+    const part: CommitPart = {
+      segments: kept > 0 ? [{ source: options.source, records }] : [],
+      fingerprints: { fp: fp.subarray(0, taken * FINGERPRINT_BYTES), ts: fpTs.subarray(0, taken), tag: fpTag.subarray(0, taken) },
+      effects,
+      ...(options.position !== undefined ? { position: options.position } : {}),
+    };
+    return { outcomes, part, taken };
   }
 
   private countOutcomes(outcomes: readonly UnitOutcome[], source: IngestSource): void {
@@ -390,6 +364,7 @@ export class IngestPipeline {
     const rejected = new Map<string, number>();
     for (const o of outcomes) {
       if (o.ok) {
+        if (o.redelivery || o.bufferId !== undefined) continue; // readings are counted when stored
         accepted++;
         records += o.records;
       } else {
@@ -402,27 +377,12 @@ export class IngestPipeline {
   }
 }
 
-const NO_RECORDS = new RecordBatchBuilder(1).toBuffer();
-
-/**
- * The packed records of the accepted telemetry frames (`keep`: ranges of record indexes, in
- * order): the decoder's batch as it is when every record is kept, else a copy of the kept ones.
- */
-function keptRecords(all: Uint8Array, keep: ReadonlyArray<[number, number]>): Buffer {
-  const whole = Buffer.from(all.buffer, all.byteOffset, all.byteLength);
-  const kept = keep.reduce((n, [a, b]) => n + b - a, 0);
-  if (kept === recordCountOf(whole)) return whole;
+/** The packed records of the accepted telemetry frames (`keep`: ranges of record indexes, in order). */
+function keptRecords(all: Uint8Array, keep: ReadonlyArray<[number, number]>): Uint8Array {
   const columns = readRecordBatch(all);
   const marks = new Uint8Array(columns.length);
   for (const [a, b] of keep) marks.fill(1, a, b);
   return filterRecords(columns, (i) => marks[i] === 1);
 }
 
-/**
- * SQLite errors that are the database's condition, not the data's: the whole batch waits for
- * them to pass (and is retried), rather than any message being rejected for them.
- */
-export function isStoreCondition(err: unknown): boolean {
-  if (!(err instanceof Database.SqliteError)) return false;
-  return /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|NOMEM|CORRUPT|NOTADB|PROTOCOL|INTERRUPT)/.test(err.code);
-}
+export { recordCountOf };

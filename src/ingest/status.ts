@@ -1,5 +1,4 @@
-import type { FlusherStatus } from './flusher.js';
-import type { ReplayMemoryStatus } from './replay-memory.js';
+import type { CommitterStatus } from './committer.js';
 
 /** What /health and /api/ocean/status report about the ingest workers. */
 export interface IngestStatus {
@@ -20,14 +19,20 @@ export interface IngestStatus {
     last_error?: string | null;
     /** Entries are waiting, yet no batch has completed for 30 s. */
     stalled?: boolean;
+    /** Another consumer serves the group (another data dir): this one does not consume. */
+    refused?: boolean;
     /** Redis refused a write for lack of memory in the last seconds. */
     redis_refusing_writes?: boolean;
     redis_memory?: { used: number; max: number } | null;
     /** Used memory above 90 % of maxmemory. */
     redis_near_full?: boolean;
-    /** Dead letters Redis has not accepted yet (kept in SQLite). */
+    /** Dead letters Redis has not accepted yet (their entries stay pending until it does). */
     owed_dead_letters?: number;
   };
-  flusher: FlusherStatus;
-  replay: ReplayMemoryStatus;
+  committer: CommitterStatus & {
+    /** Work-queue readings not yet in analytics. */
+    backlog: number;
+  };
+  /** The in-process replay index: frames remembered and the memory it holds. */
+  replay: { frames: number; bytes: number };
 }

@@ -1,35 +1,35 @@
 import type { Db } from './db.js';
 import { nowS } from './db.js';
 
-/** Where a buffered message came from; also the `source` label of the ingest metrics. */
+/** Where ingested messages came from; also the `source` label of the ingest metrics and of a series. */
 export type IngestSource = 'http' | 'http_frames' | 'stream';
 
-/** Per device, what the frames of one buffer row did: [device_id, frames, records, lab_id, model_id]. */
+/** Per device, what the frames of one row did (rows of releases before the one-commit path): [device_id, frames, records, lab_id, model_id]. */
 export type ActivityEntry = [deviceId: string, frames: number, records: number, labId: string | null, modelId: number | null];
 
-export interface BufferInsert {
+/** One JSON reading for the work queue, with its packed records (operational/record-batch.ts). */
+export interface QueueInsert {
   source: IngestSource;
-  /** Frames or readings the row holds. */
-  messages: number;
-  /** Packed records (ingest/record-batch.ts). */
+  sensorId: string;
+  /** Unix seconds. */
+  ts: number;
+  /** The data exactly as the client sent it. */
+  data: string;
   records: Buffer;
   recordCount: number;
-  /** A row of frames: what each device did. */
-  activity?: ActivityEntry[];
-  /** A row of one JSON reading: it enters the work queue with the data exactly as sent. */
-  reading?: { sensorId: string; ts: number; data: string };
+  /** A stream entry's id: the same entry delivered again is the same row. */
+  entryId?: string;
 }
 
-/** What the flusher needs of a buffered row. */
-export interface PendingRow {
+/** A row on its way to analytics. */
+export interface QueueRow {
   id: number;
   source: IngestSource;
-  messages: number;
   record_count: number;
   records: Buffer;
 }
 
-/** A row whose device activity and usage are still to be counted. */
+/** A row whose device activity and usage are still to be counted (rows of earlier releases). */
 export interface ActivityRow {
   id: number;
   sensor_id: string | null;
@@ -51,21 +51,24 @@ export interface QueuedReading {
 }
 
 /**
- * The durable buffer between ingest and DuckDB: one row per JSON reading, or per batch of frames
- * (their records packed). The flusher reads by id (DuckDB's high-water mark). JSON readings also
- * form the work queue of `telemetry/unprocessed`, from which only mark-processed removes them
- * (retention deletes processed rows only): the flush into DuckDB is separate bookkeeping.
+ * The work queue of JSON readings (`telemetry/unprocessed`, from which only mark-processed takes a
+ * reading) and their way into analytics: a reading is stored here first (durable, with its packed
+ * records); the ingest committer then carries every row above DuckDB's `queue_through` into a
+ * DuckDB commit, so a crash between the two stores neither loses nor doubles one. Rows of earlier
+ * releases (batches of frames) take the same way once, on the first start after an upgrade.
  *
  * Counters are kept in the same transactions as the rows, so /health never counts rows.
  */
 export function createBuffer(db: Db) {
-  const insert = db.prepare<[string, string | null, number | null, string | null, number, number, Buffer, string | null, number, number]>(
-    `INSERT INTO telemetry_buffer(source, sensor_id, ts, data, messages, record_count, records, activity, queued, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  const insert = db.prepare<[string, string, number, string, number, Buffer, string | null, number]>(
+    `INSERT INTO telemetry_buffer(source, sensor_id, ts, data, messages, record_count, records, activity, queued, entry_id, created_at)
+     VALUES (?, ?, ?, ?, 1, ?, ?, NULL, 1, ?, ?)`,
   );
-  const after = db.prepare<[number], PendingRow>(
-    'SELECT id, source, messages, record_count, records FROM telemetry_buffer WHERE id > ? ORDER BY id',
+  const byEntry = db.prepare<[string], { id: number }>('SELECT id FROM telemetry_buffer WHERE entry_id = ?');
+  const between = db.prepare<[number, number, number], QueueRow>(
+    'SELECT id, source, record_count, records FROM telemetry_buffer WHERE id > ? AND id <= ? ORDER BY id LIMIT ?',
   );
+  const countAfter = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM telemetry_buffer WHERE id > ?');
   const activityAfter = db.prepare<[number, number], ActivityRow>(
     'SELECT id, sensor_id, record_count, activity, created_at FROM telemetry_buffer WHERE id > ? ORDER BY id LIMIT ?',
   );
@@ -78,28 +81,24 @@ export function createBuffer(db: Db) {
   // counts() is read on every /health poll; it is kept in memory and dropped by every counter
   // write (all of them are here; better-sqlite3 transactions are synchronous, so no read can see
   // a write that is later rolled back).
-  let counts: { rows: number; unprocessed: number; queued: number } | undefined;
+  let counts: { rows: number; queued: number } | undefined;
   const forgetting = <A extends unknown[]>(statement: { run(...args: A): unknown }) => ({
     run: (...args: A) => {
       counts = undefined;
       return statement.run(...args);
     },
   });
-  const setCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = ? WHERE name = ?'));
+  const setCounter = forgetting(db.prepare<[number, string]>('INSERT INTO counters(name, value) VALUES (?2, ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value'));
   const addCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?'));
   const counters = db.prepare<[], { name: string; value: number }>('SELECT name, value FROM counters');
-  const messagesBetween = db.prepare<[number, number], { messages: number }>(
-    'SELECT coalesce(sum(messages), 0) AS messages FROM telemetry_buffer WHERE id > ? AND id <= ?',
-  );
   const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
   const raiseSeq = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'telemetry_buffer'");
   const seedSeq = db.prepare<[number]>("INSERT INTO sqlite_sequence(name, seq) SELECT 'telemetry_buffer', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'telemetry_buffer')");
-  // Oldest rows first, in slices, so one prune never holds the write lock for long. Quarantined rows
-  // and readings still in the work queue stay (the original never deleted an unprocessed reading).
+  // Oldest rows first, in slices, so one prune never holds the write lock for long. Readings still
+  // in the work queue stay (the original never deleted an unprocessed reading).
   const pruneSlice = db.prepare<[number, number], { messages: number }>(
     `DELETE FROM telemetry_buffer WHERE id IN (
-       SELECT id FROM telemetry_buffer WHERE id <= ? AND created_at < ? AND queued = 0
-         AND id NOT IN (SELECT buffer_id FROM quarantine) ORDER BY id LIMIT 5000)
+       SELECT id FROM telemetry_buffer WHERE id <= ? AND created_at < ? AND queued = 0 ORDER BY id LIMIT 5000)
      RETURNING messages`,
   );
 
@@ -110,93 +109,53 @@ export function createBuffer(db: Db) {
   const insertListeners: Array<() => void> = [];
 
   return {
-    /** Inserts one row; returns its id. Call inside the batch transaction. */
-    insert(row: BufferInsert): number {
-      const r = row.reading;
-      const id = Number(
-        insert.run(
-          row.source,
-          r?.sensorId ?? null,
-          r?.ts ?? null,
-          r?.data ?? null,
-          row.messages,
-          row.recordCount,
-          row.records,
-          row.activity ? JSON.stringify(row.activity) : null,
-          r ? 1 : 0,
-          nowS(),
-        ).lastInsertRowid,
-      );
-      bump('buffer_rows', row.messages);
-      bump('buffer_unprocessed', row.messages);
-      if (r) bump('work_queue', 1);
+    /**
+     * Inserts a reading into the work queue (inside the caller's transaction) and returns its id;
+     * a stream entry stored before (delivered again) returns the id it has, not fresh.
+     */
+    insert(row: QueueInsert): { id: number; fresh: boolean } {
+      if (row.entryId !== undefined) {
+        const existing = byEntry.get(row.entryId);
+        if (existing) return { id: existing.id, fresh: false };
+      }
+      const id = Number(insert.run(row.source, row.sensorId, row.ts, row.data, row.recordCount, row.records, row.entryId ?? null, nowS()).lastInsertRowid);
+      bump('buffer_rows', 1);
+      bump('work_queue', 1);
+      // Its activity is counted in this transaction (ingest/pipeline.ts): the pass over older rows skips it.
+      setCounter.run(id, 'activity_applied_through');
       for (const listener of insertListeners) listener();
-      return id;
+      return { id, fresh: true };
     },
     /** Calls `listener` after every insert (inside its transaction: it must only schedule work). */
     onInsert(listener: () => void): void {
       insertListeners.push(listener);
     },
-    /**
-     * Rows after the flusher's high-water mark, oldest first: at least one, then as many as fit
-     * in `maxRecords` records and `maxBytes` bytes of packed records.
-     */
-    pending(highWater: number, bounds: { maxRecords: number; maxBytes: number }): PendingRow[] {
-      const rows: PendingRow[] = [];
-      let records = 0;
-      let bytes = 0;
-      for (const row of after.iterate(highWater)) {
-        if (rows.length > 0 && (records + row.record_count > bounds.maxRecords || bytes + row.records.length > bounds.maxBytes)) break;
-        rows.push(row);
-        records += row.record_count;
-        bytes += row.records.length;
-      }
-      return rows;
+    /** Rows with ids in (after, through], oldest first, at most `limit`. */
+    rowsBetween(after: number, through: number, limit: number): QueueRow[] {
+      return between.all(after, through, limit);
     },
-    /** Everything up to `highWater` is in DuckDB: `messages` of them since the last mark. */
-    markFlushed(highWater: number, messages: number): void {
-      db.transaction(() => {
-        setCounter.run(Math.max(read('flushed_through'), highWater), 'flushed_through');
-        bump('buffer_unprocessed', -messages);
-      })();
+    /** Rows above `id` (those not yet in analytics, for /health). */
+    countAfter(id: number): number {
+      return countAfter.get(id)!.n;
     },
-    flushedThrough(): number {
-      return read('flushed_through');
-    },
-    /**
-     * DuckDB holds rows up to `highWater` but the buffer's mark stopped short of it (the process
-     * died between DuckDB's commit and markFlushed): marks them, counting their messages here.
-     */
-    catchUp(highWater: number): void {
-      db.transaction(() => {
-        const from = read('flushed_through');
-        if (highWater <= from) return;
-        setCounter.run(highWater, 'flushed_through');
-        bump('buffer_unprocessed', -(messagesBetween.get(from, highWater)?.messages ?? 0));
-      })();
-    },
-    /** The highest id ever given to a row (0 for a new buffer). */
+    /** The highest id ever given to a row (0 for a new queue). */
     lastId(): number {
       return lastId.get()?.seq ?? 0;
     },
     /**
-     * Makes new rows take ids above `id` (DuckDB already holds rows up to it: the buffer was lost
-     * or restored from a backup), and counts what the buffer holds as not yet flushed.
+     * Makes new rows take ids above `id` (DuckDB already holds rows up to it: ocean.db was lost or
+     * restored from an older backup than analytics.duckdb).
      */
     reanchor(id: number): void {
       db.transaction(() => {
         seedSeq.run(id);
         raiseSeq.run(id);
-        setCounter.run(id, 'flushed_through');
         setCounter.run(Math.max(read('activity_applied_through'), id), 'activity_applied_through');
       })();
     },
-    /** Rows whose device activity is not yet counted, oldest first. */
+    /** Rows of earlier releases whose device activity is not yet counted, oldest first. */
     activityAfter(limit: number): ActivityRow[] {
       return activityAfter.all(read('activity_applied_through'), limit);
-    },
-    activityAppliedThrough(): number {
-      return read('activity_applied_through');
     },
     /** Call inside the transaction that counted the activity of rows up to `id`. */
     setActivityApplied(id: number): void {
@@ -212,7 +171,7 @@ export function createBuffer(db: Db) {
       bump('work_queue', -changed);
       return changed;
     }),
-    /** Deletes rows older than the cut-off that are flushed, counted and not queued (quarantined rows stay). */
+    /** Deletes rows up to `upTo` (in analytics) older than the cut-off and not queued. */
     prune(upTo: number, olderThanS: number): number {
       let removed = 0;
       for (;;) {
@@ -226,11 +185,17 @@ export function createBuffer(db: Db) {
       }
     },
     /** Message counts from counters kept with the rows: constant time however large the table. */
-    counts(): { rows: number; unprocessed: number; queued: number } {
+    counts(): { rows: number; queued: number } {
       if (counts) return { ...counts };
       const c = Object.fromEntries(counters.all().map((r) => [r.name, r.value]));
-      counts = { rows: c['buffer_rows'] ?? 0, unprocessed: c['buffer_unprocessed'] ?? 0, queued: c['work_queue'] ?? 0 };
+      counts = { rows: c['buffer_rows'] ?? 0, queued: c['work_queue'] ?? 0 };
       return { ...counts };
+    },
+    /** A counter of the ingest path kept in this database (e.g. `effects_applied_through`). */
+    counter: read,
+    /** Sets such a counter (inside the caller's transaction). */
+    setCounter(name: string, value: number): void {
+      setCounter.run(value, name);
     },
   };
 }

@@ -250,6 +250,24 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
     created_at INTEGER NOT NULL
   );
   `,
+  /*
+   * 6: the one-commit ingest path. Frames go from the stream straight into DuckDB with their
+   * replay fingerprints: the replay tables and the stream outbox go (an outbox row left by a crash
+   * of the earlier release is an entry stored and not acknowledged: redelivered, it is stored
+   * again — see the README's upgrade note). The quarantine stays, read-only: the new path has
+   * nothing DuckDB can refuse for its data (numbers checked at the edge), but what an earlier
+   * release quarantined is kept for the admin. telemetry_buffer keeps the JSON readings (the work
+   * queue); a stream entry's reading remembers its entry id, so a redelivery is the same row.
+   * history_purges.through_id is the queue id at registration (the claimant's readings up to it).
+   */ `
+  DROP TABLE replay_pending;
+  DROP TABLE replay_memory;
+  DROP TABLE stream_outbox;
+  ALTER TABLE telemetry_buffer ADD COLUMN entry_id TEXT;
+  CREATE UNIQUE INDEX telemetry_buffer_entry ON telemetry_buffer(entry_id) WHERE entry_id IS NOT NULL;
+  DELETE FROM counters WHERE name IN ('buffer_unprocessed', 'flushed_through');
+  INSERT INTO counters(name, value) VALUES ('effects_applied_through', 0) ON CONFLICT(name) DO NOTHING;
+  `,
 ];
 
 /** The schema version (`PRAGMA user_version`) this build writes. */

@@ -130,8 +130,8 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
     /**
      * Admin registration: creates the device or sets its owner / secret / model, and settles a
      * conflict. A sensor a user had claimed by JSON that goes to another party (another owner, or
-     * none) loses the claimant's readings and profiles: a purge of everything buffered so far is
-     * queued (the flusher runs it in DuckDB), and the profiles are deleted.
+     * none) loses the claimant's readings and profiles: a purge of its readings so far is
+     * queued (the ingest committer runs it in DuckDB), and the profiles are deleted.
      */
     register(input: { deviceId: string; ownerId: string | null; modelId?: number; secret?: Buffer; labId?: string }): Device {
       let purge = false;
@@ -188,7 +188,7 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
     conflicts(): DeviceConflict[] {
       return listConflicts.all();
     },
-    /** Purges queued by register, oldest first; purgeDone once DuckDB no longer holds the rows. */
+    /** Purges queued by register, oldest first; purgeDone once DuckDB ran them (ingest/committer.ts). */
     pendingPurges(): HistoryPurge[] {
       return listPurges.all();
     },
@@ -196,21 +196,19 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
       purgeDone.run(id);
     },
     /**
-     * Devices whose signed frames a batch accepts (inside its transaction): an unknown one is
-     * created without owner. (A claimed one never gets here: its frames are held.)
+     * Devices whose signed frames a batch accepts, before the batch commits: an unknown one is
+     * created without owner, so no claim can take it meanwhile. (A claimed one never gets here:
+     * its frames are held.)
      */
     noteFrameDevices(deviceIds: Iterable<string>): void {
+      const unsettled = [...deviceIds].filter((id) => !settled.has(id));
+      if (unsettled.length === 0) return;
       const now = nowS();
-      for (const id of deviceIds) {
-        if (settled.has(id)) continue;
-        if (originOf.get(id) === undefined) insertFromFrame.run(id, now);
-        if (settled.size > 100_000) settled.clear();
-        settled.add(id);
-      }
-    },
-    /** After a rolled-back batch: what noteFrameDevices cached may not have been stored. */
-    forgetCache(): void {
-      settled.clear();
+      db.transaction(() => {
+        for (const id of unsettled) if (originOf.get(id) === undefined) insertFromFrame.run(id, now);
+      })();
+      if (settled.size + unsettled.length > 100_000) settled.clear();
+      for (const id of unsettled) settled.add(id);
     },
     /** Devices registered with a secret of their own: only that secret authenticates their frames. */
     ownSecrets(): Map<string, Buffer> {
@@ -224,7 +222,7 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
     onPurgeQueued(listener: () => void): void {
       purgeListeners.push(listener);
     },
-    /** Ingest bookkeeping: last seen, frame and record counts. Run inside the batch transaction. */
+    /** Ingest bookkeeping: last seen, frame and record counts. Run inside a transaction. */
     recordActivity(a: DeviceActivity): void {
       touch.run({ ...a, now: nowS() });
     },

@@ -1,5 +1,4 @@
 import type { Db } from './db.js';
-import { nowS } from './db.js';
 import { isoFromS } from './time.js';
 
 export interface QuarantinedRecord {
@@ -12,12 +11,12 @@ export interface QuarantinedRecord {
   quarantined_at: string;
 }
 
-/** Records DuckDB refused, kept with the error instead of blocking the flush (see ingest/flusher.ts). */
+/**
+ * Records an earlier release's flusher could not store in DuckDB, kept with the error for the
+ * admin. Read-only now: the one-commit path stores numbers checked at the edge, which DuckDB
+ * cannot refuse.
+ */
 export function createQuarantine(db: Db) {
-  const insert = db.prepare<[number, number, string, string, number]>(
-    'INSERT OR IGNORE INTO quarantine(buffer_id, record, content, error, created_at) VALUES (?, ?, ?, ?, ?)',
-  );
-  const ofRow = db.prepare<[number], { record: number }>('SELECT record FROM quarantine WHERE buffer_id = ?');
   const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM quarantine');
   const page = db.prepare<[number, number], { buffer_id: number; record: number; content: string; error: string; created_at: number }>(
     'SELECT buffer_id, record, content, error, created_at FROM quarantine ORDER BY buffer_id DESC, record LIMIT ? OFFSET ?',
@@ -26,12 +25,6 @@ export function createQuarantine(db: Db) {
   const total = () => (cached ??= count.get()!.n);
 
   return {
-    add(bufferId: number, record: number, content: object, error: string): void {
-      if (insert.run(bufferId, record, JSON.stringify(content), error.slice(0, 2000), nowS()).changes === 1) cached = undefined;
-    },
-    recordsOf(bufferId: number): number[] {
-      return total() === 0 ? [] : ofRow.all(bufferId).map((r) => r.record);
-    },
     /** How many records are quarantined (cached: /health asks often, the table changes rarely). */
     count(): number {
       return total();

@@ -5,7 +5,6 @@ import { createDevices } from './devices.js';
 import { createBuffer } from './buffer.js';
 import { createMetadata } from './metadata.js';
 import { createQuarantine } from './quarantine.js';
-import { createStreamOutbox } from './stream-outbox.js';
 import { createSessions } from './sessions.js';
 import { createUsers } from './users.js';
 
@@ -29,7 +28,6 @@ export function openOperationalStore(path: string, options: { sessionTtlS: numbe
     deviceEvents: createDeviceEvents(db),
     buffer: createBuffer(db),
     quarantine: createQuarantine(db),
-    streamOutbox: createStreamOutbox(db),
     /** Runs fn in one IMMEDIATE transaction (the write lock is taken up front). */
     transaction<T>(fn: () => T): T {
       return db.transaction(fn).immediate();

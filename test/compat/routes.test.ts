@@ -395,7 +395,7 @@ describe('compatibility with the original API', () => {
       const sent = ['{"temperature": 21.5}', 'door open', '7'];
       const ids: number[] = [];
       for (const data of sent) ids.push((await json('POST', '/api/ocean/telemetry/ingest', { sensor_id: sensor, data }, u.auth)).json().id);
-      await t.service.flusher.flush();
+      await t.service.committer.whenIdle();
       const queue = await raw('GET', '/api/ocean/telemetry/unprocessed?limit=10000', { headers: t.admin, contentType: 'application/json', body: '' });
       expectAnswer(queue, 'GET', '/api/ocean/telemetry/unprocessed');
       const mine = queue.json().data.filter((r: { sensor_id: string }) => r.sensor_id === sensor);

@@ -51,7 +51,7 @@ describe('npm run backup / npm run restore', () => {
       const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: 'D-1', data: { v: i } } });
       expect(res.statusCode).toBe(200);
     }
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     await close(t);
     return user;
   };
@@ -96,7 +96,7 @@ describe('npm run backup / npm run restore', () => {
     // those in mark-processed), and reaches analytics.
     const next = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: 'D-1', data: { v: 7 } } });
     expect(next.json<{ id: number }>().id).toBe(lastIdGiven + 1);
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     const after = await t.app.inject({ method: 'GET', url: '/api/ocean/analytics/sensor/D-1/stats', headers: user.auth });
     expect(after.json<{ count: number }>().count).toBe(11);
   });

@@ -20,8 +20,9 @@ export interface TestApp {
 
 /**
  * The whole service (real SQLite and DuckDB files in a temp dir) around an app that has not
- * listened; drive it with app.inject(). Workers (flusher, consumer) start only with start: true;
- * otherwise call service.flusher.flush() where a test needs analytics to see ingested data.
+ * listened; drive it with app.inject(). It is started (committer, health, the consumer when
+ * REDIS_URL is set) unless start: false. Frames over HTTP are in analytics when their answer
+ * comes; JSON readings once `service.committer.whenIdle()` resolves.
  */
 export async function createTestApp(
   options: { env?: Record<string, string>; dataDir?: string; start?: boolean; now?: () => number } = {},
@@ -29,7 +30,7 @@ export async function createTestApp(
   const dataDir = options.dataDir ?? (await makeTempDir('ocean-test-')).path;
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: TEST_ADMIN_TOKEN, LOG_LEVEL: 'silent', ...options.env });
   const service = await openService(config, { logger: pino({ level: 'silent' }), ...(options.now ? { now: options.now } : {}) });
-  if (options.start) await service.start();
+  if (options.start ?? true) await service.start();
   return {
     service,
     app: service.app,

@@ -19,7 +19,7 @@ async function userWithSensor(t: TestApp, name: string, sensorId: string): Promi
   const user = await createUserWithSession(t, name);
   const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: sensorId, data: { temperature: 20 } } });
   expect(res.statusCode).toBe(200);
-  await t.service.flusher.flush();
+  await t.service.committer.whenIdle();
   return user;
 }
 

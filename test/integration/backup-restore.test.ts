@@ -190,7 +190,7 @@ describe('backup during ingest and billing load, restored into a new data dir', 
     expect(change.json<{ ledger_id: number }>().ledger_id).toBeGreaterThan(manifest.last_ids.ledger);
     const ingest = await restored.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: users[0]!.auth, payload: { sensor_id: 'H1-a', data: { temperature: 99 } } });
     expect(ingest.json<{ id: number }>().id).toBeGreaterThan(manifest.last_ids.buffer);
-    await restored.service.flusher.flush();
+    await restored.service.committer.whenIdle();
     expect(await measurements(restored)).toBe(before + fresh.records + 1);
     expect(existsSync(join(restoredDir, 'admin.token'))).toBe(false);
   });

@@ -55,7 +55,7 @@ describe('device authority', () => {
     t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream', ...headers }, payload: body });
   /** Readings of a sensor in DuckDB once the flusher has caught up with everything stored. */
   const storedFor = async (sensor: string) => {
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     return countMeasurements(t.service.analytics, { sensorId: sensor });
   };
   const ingestJson = (user: TestUser, sensor_id: string) =>

@@ -25,7 +25,7 @@ describe('HTTP telemetry', () => {
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ id: expect.any(Number), sensor_id: 'alice-s1', buffered: true, timestamp: expect.any(String), status: 'accepted', records: 2 });
     expect(queue()).toEqual([expect.objectContaining({ id: res.json().id, sensor_id: 'alice-s1', ts: 1_767_225_600, data: JSON.stringify(data), record_count: 2 })]);
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await duck('alice-s1')).toEqual([
       ['pressure', 101325],
       ['temperature', 21.5],
@@ -46,7 +46,7 @@ describe('HTTP telemetry', () => {
     expect(res.statusCode).toBe(200);
     expect(res.json().records).toBe(records.length);
     expect(queue()[0]).toMatchObject({ data: typeof data === 'string' ? data : JSON.stringify(data), ts: 1_767_225_610 });
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await duck('alice-s1')).toEqual(records);
   });
 
@@ -194,7 +194,7 @@ describe('HTTP telemetry', () => {
 
   it('keeps readings in the work queue across the flush into DuckDB until mark-processed names them', async () => {
     const { ids } = (await post('batch', Array.from({ length: 4 }, (_, i) => ({ sensor_id: 'alice-s1', data: { v: i } })), alice.auth)).json();
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(counts()).toEqual({ rows: 4, unprocessed: 0, queued: 4 });
     expect(queue().map((r) => r.id)).toEqual(ids);
     const first = await post('mark-processed', [ids[0], ids[1]], t.admin);
@@ -222,13 +222,13 @@ describe('buffer retention', () => {
       const post = (url: string, payload: unknown, headers: Record<string, string>) =>
         t.app.inject({ method: 'POST', url: `/api/ocean/telemetry/${url}`, headers, payload: payload as object });
       const { ids } = (await post('batch', Array.from({ length: 3 }, (_, i) => ({ sensor_id: 'alice-s1', data: { v: i } })), alice.auth)).json();
-      await t.service.flusher.flush();
+      await t.service.committer.whenIdle();
       expect(t.service.store.buffer.counts()).toEqual({ rows: 3, unprocessed: 0, queued: 3 });
       expect(t.service.store.buffer.queued(10).map((r) => r.id)).toEqual(ids);
 
       expect((await post('mark-processed', [ids[0]], t.admin)).statusCode).toBe(200);
       clock += 61; // retention runs at most once a minute
-      await t.service.flusher.flush();
+      await t.service.committer.whenIdle();
       expect(t.service.store.buffer.counts()).toEqual({ rows: 2, unprocessed: 0, queued: 2 });
       const listed = (await t.app.inject({ method: 'GET', url: '/api/ocean/telemetry/unprocessed', headers: t.admin })).json();
       expect(listed.data.map((r: { id: number }) => r.id)).toEqual(ids.slice(1));

@@ -188,7 +188,7 @@ describe('ingest that holds', () => {
     const ingest = (t: TestApp, v: number) =>
       t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: t.admin, payload: { sensor_id: 'S-1', data: { v } } });
     for (let v = 0; v < 5; v++) expect((await ingest(first, v)).statusCode).toBe(200);
-    await first.service.flusher.flush();
+    await first.service.committer.whenIdle();
     expect(await first.service.analytics.highWaterMark()).toBe(5);
     const dataDir = first.dataDir;
     await first.close({ keepDir: true });
@@ -197,7 +197,7 @@ describe('ingest that holds', () => {
 
     const t = await start({ dataDir });
     for (let v = 5; v < 8; v++) expect((await ingest(t, v)).json().id).toBeGreaterThan(5);
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await duckCount(t)).toBe(8);
   });
 
@@ -207,7 +207,7 @@ describe('ingest that holds', () => {
       const res = await first.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: first.admin, payload: { sensor_id: 'C-1', data: { v } } });
       expect(res.statusCode).toBe(200);
     }
-    await first.service.flusher.flush();
+    await first.service.committer.whenIdle();
     expect(await first.service.analytics.highWaterMark()).toBe(4);
     const dataDir = first.dataDir;
     await first.close({ keepDir: true });
@@ -221,7 +221,7 @@ describe('ingest that holds', () => {
     const t = await start({ dataDir });
     expect(t.service.store.buffer.counts()).toMatchObject({ rows: 4, unprocessed: 0 });
     expect(t.service.store.buffer.flushedThrough()).toBe(4);
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await duckCount(t)).toBe(4);
   });
 

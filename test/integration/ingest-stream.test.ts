@@ -130,7 +130,7 @@ describe('Redis stream ingest', () => {
     const t = await createTestApp({ env, dataDir, start: true });
     apps.push(t);
     await waitFor(async () => ((await redis.xpending(stream, 'ocean')) as [number])[0] === 0, { what: 'entry acked' });
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await duckCount(t)).toBe(1);
     expect(await redis.xlen(dead)).toBe(0);
     expect(t.service.store.buffer.counts().rows).toBe(1);

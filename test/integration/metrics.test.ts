@@ -99,7 +99,7 @@ describe('metrics', () => {
     }
     await t.app.inject({ method: 'GET', url: '/no/such/route/424242' });
 
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     samples = await scrape();
   });
 
@@ -168,7 +168,7 @@ describe('metrics', () => {
     expect(samplesOf(samples, 'ocean_ingest_lag').map((s) => s.value)).toEqual([0]);
     expect(samplesOf(samples, 'ocean_ingest_connected').map((s) => s.value)).toEqual([0]);
     const errors = Object.fromEntries(samplesOf(samples, 'ocean_errors_total').map((s) => [s.labels.component, s.value]));
-    expect(errors).toEqual({ http: 0, consumer: 0, flusher: 0 });
+    expect(errors).toEqual({ http: 0, consumer: 0, committer: 0 });
   });
 
   it('exports the memory limit the alerts divide by, and Redis memory and dead letters at zero without Redis', () => {

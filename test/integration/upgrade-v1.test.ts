@@ -155,12 +155,12 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
 
     // As main does: the flusher resumes from DuckDB's high-water mark.
     await t.service.start();
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await countMeasurements(t.service.analytics)).toBe(23);
     expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 0, queued });
     const stats = (await get('/analytics/sensor/alice-t1/stats', auth(TOKENS.alice))).json();
     expect(stats).toMatchObject({ count: 21, max_value: 99 });
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
     expect(await countMeasurements(t.service.analytics)).toBe(23);
   });
 

@@ -85,7 +85,7 @@ describe('per-user sensor cap and paged lists (real SQLite and DuckDB)', () => {
     const ids = Array.from({ length: 25 }, (_, i) => `a-${String(i).padStart(2, '0')}`);
     expect((await batch(alice, ids)).statusCode).toBe(200);
     expect((await batch(bob, ['b-1'])).statusCode).toBe(200);
-    await t.service.flusher.flush();
+    await t.service.committer.whenIdle();
 
     const all = await get(alice, '/analytics/sensors');
     expect(all.json()).toMatchObject({ count: 25, next_after: null });

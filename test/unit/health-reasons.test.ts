@@ -4,14 +4,14 @@ import type { IngestStatus } from '../../src/ingest/status.js';
 
 const well: IngestStatus = {
   consumer: { enabled: true, connected: true, stalled: false, redis_refusing_writes: false, redis_near_full: false, owed_dead_letters: 0 },
-  flusher: { high_water: 10, last_flush_at: null, last_error: null, failures: 0, quarantined: 0 },
-  replay: { backlog: 0, last_error: null, races: 0 },
+  committer: { batch: 10, queue_through: 4, position: '1-0', last_commit_at: null, last_error: null, failures: 0, backlog: 0 },
+  replay: { frames: 100, bytes: 4096 },
 };
 const disk = { free: 10 * 1024 ** 3, total: 100 * 1024 ** 3 };
-const with_ = (patch: { consumer?: Partial<IngestStatus['consumer']>; flusher?: Partial<IngestStatus['flusher']>; replay?: Partial<IngestStatus['replay']> }): IngestStatus => ({
+const with_ = (patch: { consumer?: Partial<IngestStatus['consumer']>; committer?: Partial<IngestStatus['committer']> }): IngestStatus => ({
   consumer: { ...well.consumer, ...patch.consumer },
-  flusher: { ...well.flusher, ...patch.flusher },
-  replay: { ...well.replay, ...patch.replay },
+  committer: { ...well.committer, ...patch.committer },
+  replay: well.replay,
 });
 
 describe('health reasons', () => {
@@ -22,13 +22,12 @@ describe('health reasons', () => {
 
   it.each([
     ['consumer_disconnected', with_({ consumer: { connected: false } })],
+    ['consumer_refused', with_({ consumer: { connected: false, refused: true } })],
     ['consumer_stalled', with_({ consumer: { stalled: true } })],
     ['redis_refusing_writes', with_({ consumer: { redis_refusing_writes: true } })],
     ['redis_near_maxmemory', with_({ consumer: { redis_near_full: true } })],
-    ['replay_memory_behind', with_({ replay: { backlog: 3, last_error: 'OOM command not allowed' } })],
     ['dead_letters_pending', with_({ consumer: { owed_dead_letters: 2 } })],
-    ['flusher_failing', with_({ flusher: { failures: 1 } })],
-    ['quarantined_records', with_({ flusher: { quarantined: 4 } })],
+    ['ingest_commit_failing', with_({ committer: { failures: 1 } })],
   ])('names %s', (reason, status) => {
     expect(degradedReasons(status, disk)).toEqual([reason]);
   });
@@ -38,7 +37,7 @@ describe('health reasons', () => {
     expect(degradedReasons(well, { free: 500 * 1024 ** 2, total: 1024 ** 4 })).toEqual(['disk_full']);
   });
 
-  it('does not call a replay backlog of frames just committed a problem', () => {
-    expect(degradedReasons(with_({ replay: { backlog: 1000 } }), disk)).toEqual([]);
+  it('does not call readings on their way into analytics a problem', () => {
+    expect(degradedReasons(with_({ committer: { backlog: 1000 } }), disk)).toEqual([]);
   });
 });

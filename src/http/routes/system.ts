@@ -43,17 +43,17 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
     return { sqlite, duckdb };
   };
 
-  // /health is polled hard (load balancers, health checks): file sizes and the ingest workers'
-  // state (a quarantine count, a walk of the replay memory) are taken at most every 250 ms; the
-  // buffer counts stay exact (buffer.ts keeps them in memory and drops them on every counter write).
+  // /health is polled hard (load balancers, health checks): file sizes and the ingest state are
+  // taken at most every 250 ms; the work-queue counts stay exact (buffer.ts keeps them in memory
+  // and drops them on every counter write).
   const HEALTH_FIGURES_MS = 250;
   let figures: { at: number; sizes: { sqlite: number; duckdb: number }; ingest: ReturnType<typeof deps.ingestStatus> } | undefined;
   const healthFigures = () => {
     const now = performance.now();
     if (!figures || now - figures.at >= HEALTH_FIGURES_MS) figures = { at: now, sizes: dbSizes(), ingest: deps.ingestStatus() };
-    let buffer = { rows: 0, unprocessed: 0, queued: 0 };
+    let buffer = { rows: 0, unprocessed: figures.ingest.committer.backlog, queued: 0 };
     try {
-      buffer = store.buffer.counts();
+      buffer = { ...buffer, ...store.buffer.counts() };
     } catch {
       // reported by the checks
     }
@@ -95,9 +95,10 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
   );
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_request, reply) => {
-    const counts = store.buffer.counts();
-    metrics.bufferRows.set({ state: 'total' }, counts.rows);
-    metrics.bufferRows.set({ state: 'unprocessed' }, counts.unprocessed);
+    const { buffer } = healthFigures();
+    metrics.bufferRows.set({ state: 'total' }, buffer.rows);
+    metrics.bufferRows.set({ state: 'unprocessed' }, buffer.unprocessed);
+    metrics.bufferRows.set({ state: 'queued' }, buffer.queued);
     dbSizes();
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -114,7 +115,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
     },
     async (request) => {
       const memory = process.memoryUsage();
-      const buffer = store.buffer.counts();
+      const { buffer } = healthFigures();
       const open = {
         status: 'operational' as const,
         cpu_efficient: true,
@@ -143,10 +144,10 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
     async () => ({
       system: 'Ocean Core',
       architecture:
-        'Nanogridata frames and JSON readings (Redis Stream or HTTP) → SQLite buffer → DuckDB analytics; operational data in SQLite; one process',
+        'Nanogridata frames (Redis Stream or HTTP) → decode workers → one DuckDB commit per batch with their replay fingerprints → XACK; JSON readings → SQLite work queue → the same commit; operational data in SQLite; one process',
       layers: {
-        ingest: 'Nanogridata frames via Redis Stream (consumer group) or HTTP → SQLite buffer → DuckDB',
-        operational: 'SQLite (WAL): users, sessions, billing + ledger, metadata, devices, telemetry buffer',
+        ingest: 'Nanogridata frames via Redis Stream (consumer group) or HTTP → one DuckDB transaction per batch (readings, fingerprints, position) → XACK',
+        operational: 'SQLite (WAL): users, sessions, billing + ledger, metadata, devices, the JSON work queue',
         analytics: 'DuckDB: measurements; stats, time buckets, z-score anomalies, compare, export',
         observability: 'Prometheus /metrics, OpenAPI /openapi.json, Swagger UI /docs, ReDoc /redoc',
       },

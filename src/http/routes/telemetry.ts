@@ -19,9 +19,10 @@ import {
 const isoNow = () => new Date().toISOString();
 
 /**
- * JSON telemetry over HTTP. Readings go through the ingest pipeline into the SQLite buffer; the
- * answer is "accepted" only once they are stored, and an error otherwise. Stored readings form the
- * work queue of `unprocessed` until `mark-processed` names them, whatever the flush into DuckDB.
+ * JSON telemetry over HTTP. Readings go through the ingest pipeline into the SQLite work queue;
+ * the answer is "accepted" only once they are stored there (the committer carries them into
+ * DuckDB right after), and an error otherwise. They stay in the work queue of `unprocessed` until
+ * `mark-processed` names them.
  */
 export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
   const { pipeline, store } = deps;
@@ -102,7 +103,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     {
       onRequest: auth.requireAdmin,
       schema: {
-        summary: 'Records DuckDB refused, kept with the error instead of blocking the flush, newest first',
+        summary: "Records an earlier release's flusher could not store in DuckDB, kept with the error, newest first",
         tags: ['telemetry'],
         querystring: quarantineQuery,
         response: { 200: quarantineResponse, ...errors(401, 403, 422) },

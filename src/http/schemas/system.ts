@@ -9,13 +9,13 @@ export const healthSchema = z
     engine: z.string(),
     architecture: z.string(),
     cpu_mode: z.string(),
-    telemetry_buffer: z.number().int().describe('Messages (frames and readings) in the SQLite telemetry buffer'),
+    telemetry_buffer: z.number().int().describe('JSON readings kept in the SQLite work queue table (within BUFFER_RETENTION_S, or until marked processed)'),
     db_size_mb: z.number().describe('SQLite and DuckDB files, WAL included'),
     timestamp: isoTime,
     checks: z.object({ sqlite: z.string(), duckdb: z.string() }),
     reasons: z.array(z.string()).describe('Why the service is degraded (each also a metric: ocean_health_degraded{reason})'),
     checked_at: isoTime.describe('When the health was last evaluated (every two seconds, in the background)'),
-    telemetry_unprocessed: z.number().int().describe('Buffered messages not yet flushed to DuckDB'),
+    telemetry_unprocessed: z.number().int().describe('JSON readings in SQLite not yet committed to DuckDB'),
     ingest: z.object({ consumer_connected: z.boolean(), consumer_enabled: z.boolean() }),
   })
   .describe('Health');
@@ -25,7 +25,7 @@ const publicStatus = {
   status: z.literal('operational'),
   cpu_efficient: z.boolean(),
   engine: z.string(),
-  telemetry_buffer_size: z.number().int().describe('Messages in the SQLite telemetry buffer'),
+  telemetry_buffer_size: z.number().int().describe('JSON readings kept in the SQLite work queue table'),
   memory_usage_mb: z.number().describe('Resident set size'),
 };
 
@@ -34,11 +34,11 @@ const adminStatus = {
   engines: z.object({ operational: z.string(), analytics: z.string(), stream: z.string() }),
   telemetry_buffer: z
     .object({ rows: z.number().int(), unprocessed: z.number().int(), queued: z.number().int() })
-    .describe('Messages buffered, not yet flushed to DuckDB, and readings in the work queue'),
+    .describe('JSON readings kept (rows), not yet in DuckDB (unprocessed) and in the work queue (queued)'),
   heap_used_mb: z.number(),
   db_size_bytes: z.object({ sqlite: z.number().int(), duckdb: z.number().int() }),
   uptime_s: z.number().int(),
-  ingest: z.record(z.string(), z.unknown()).describe('Consumer (name, Redis memory, …) and flusher state'),
+  ingest: z.record(z.string(), z.unknown()).describe('Consumer (name, Redis memory, …), committer and replay index state'),
   timestamp: isoTime,
 };
 
