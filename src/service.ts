@@ -52,6 +52,8 @@ export interface ServiceOptions {
 
 /** Expired sessions and idempotency keys, and work-queue rows past retention, are deleted this often. */
 const PURGE_MS = 60 * 1000;
+/** Seconds a fingerprint is remembered beyond the drift window. */
+const REPLAY_MARGIN_S = 10;
 /** The replay index forgets frames that left the window this often. */
 const FORGET_MS = 5000;
 
@@ -96,8 +98,9 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     : undefined;
   redis?.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
   // A copy of a frame has its header time, accepted within ±maxDriftS of the clock: remembering each
-  // frame until its header time is maxDriftS behind the clock catches every copy that could pass.
-  const replayWindowS = config.nanogridata.maxDriftS;
+  // frame until its header time is maxDriftS behind the clock catches every copy that could pass;
+  // the margin covers a batch decoded just before the window moved and committed just after.
+  const replayWindowS = config.nanogridata.maxDriftS + REPLAY_MARGIN_S;
   const replay = new ReplayIndex({ windowS: replayWindowS });
   const effects = new SideEffects(store, logger);
   const committer = new Committer({ analytics, store, effects, metrics, logger, now, replayWindowS });

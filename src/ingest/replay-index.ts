@@ -4,10 +4,10 @@
  * at start and is the only thing consulted per frame.
  *
  * The window. A frame is accepted only while |now − ts| ≤ maxDriftS, so it has to be remembered
- * until now > ts + maxDriftS. The caller forgets with `forgetBefore(now − windowS)`, and should pass
- * windowS = 2 × maxDriftS: the extra maxDriftS covers the server clock stepping back (up to
- * maxDriftS) and the lag between a frame's drift check and the forgetting done at a later commit.
- * It costs memory: the index spans maxDriftS ahead of now plus windowS behind (1.5× the minimum).
+ * until now > ts + maxDriftS. The caller (service.ts) forgets with `forgetBefore(now − windowS)`
+ * with windowS = maxDriftS plus a small margin for a batch checked just before the window moved and
+ * committed just after. (A server clock stepped back by more than that margin could let a copy of a
+ * forgotten frame through; the drift check itself trusts the clock just as much.)
  *
  * Layout. Frames are kept per slice of header time (a copy of a frame has the same header time, so a
  * check looks at one slice, and forgetting drops whole slices). Each slice is its own open-addressing
