@@ -2,21 +2,13 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { IngestConfig } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { deadLettersOf, type DeadLetter, type Entry } from './dead-letters.js';
 import type { IngestPipeline, IngestUnit, PreparedBatch, UnitOutcome } from './pipeline.js';
 import type { IngestStatus } from './status.js';
 import { parseStreamEntry, type EntryFields } from './stream-entry.js';
 
 type RawEntry = [id: Buffer, fields: Buffer[] | null];
 type ReadReply = Array<[stream: Buffer, entries: RawEntry[]]> | null;
-/** A dead letter's fields, in order. */
-type DeadLetter = Array<[name: string, value: Buffer]>;
-
-/** One stream entry: its id, its fields (null: deleted while pending) and the units it holds. */
-interface Entry {
-  id: string;
-  fields: EntryFields | null;
-  units: number;
-}
 
 /** A batch read and decoded, waiting for its commit. */
 interface Batch {
@@ -55,8 +47,6 @@ const CONNECT_GRACE_MS = 10_000;
 const START_CHECK_MS = 2000;
 /** Used memory above this share of maxmemory: Redis is near full. */
 const NEAR_FULL = 0.9;
-/** A dead letter keeps at most this much of each original field (the entry itself may be up to 1 MiB). */
-export const DEAD_LETTER_FIELD_BYTES = 64 * 1024;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -85,8 +75,7 @@ function tagOf(entryId: string, unit: number): number {
  *   3. pipeline.commit checks replay, claims and authority and hands the accepted records, their
  *      fingerprints and the stream position to the committer: ONE DuckDB transaction.
  *   4. Only then the batch is settled: a dead letter (XADD, with the reason) per rejected unit,
- *      and XACK of every entry — but an entry whose dead letter Redis refused (memory full) stays
- *      pending until the letter is written.
+ *      then XACK of every entry (a letter a full Redis refuses is kept and written when it has room).
  *
  * Nothing else is kept: a crash anywhere leaves the unacknowledged entries pending under this
  * consumer's name, and the next start reads them first (history, from '0'). A frame whose
@@ -114,9 +103,10 @@ export class StreamConsumer {
   private lastError: string | null = null;
   private redisFullAt = 0;
   private memory: { used: number; max: number } | null = null;
-  /** Rejected entries whose dead letters Redis refused: entry id → letters. Acknowledged once written. */
+  /** Dead letters Redis refused (memory full), by entry id: written when it has room. */
   private readonly owed = new Map<string, DeadLetter[]>();
   private settling: Promise<void> = Promise.resolve();
+  private writingLetters: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: ConsumerOptions) {
     this.cfg = options.config;
@@ -352,8 +342,10 @@ export class StreamConsumer {
   }
 
   /**
-   * Writes the dead letters of a committed batch, then acknowledges its entries: all of them but
-   * those whose letters a full Redis refused, which stay pending (and owed) until it accepts them.
+   * Writes the dead letters of a committed batch, then acknowledges all its entries. Letters a full
+   * Redis refuses are kept here and written once it has room (refreshStats): holding their entries
+   * pending instead would hold the trim behind them, and a full Redis frees memory only by trimming.
+   * The cost: a crash while Redis is full loses those letters (the frames were rejected either way).
    */
   private async settle(entries: readonly Entry[], outcomes: readonly UnitOutcome[]): Promise<void> {
     let at = 0;
@@ -361,35 +353,39 @@ export class StreamConsumer {
       const letters = deadLettersOf(entry, outcomes.slice(at, (at += entry.units)));
       if (letters.length > 0) this.owed.set(entry.id, letters);
     }
-    const settled = entries.filter((e) => !this.owed.has(e.id)).map((e) => e.id);
-    await this.payOwed(settled);
-  }
-
-  /** Writes owed dead letters and acknowledges their entries with `ack`. */
-  private async payOwed(ack: string[]): Promise<void> {
-    const { redis, metrics } = this.options;
-    const owed = [...this.owed];
-    if (owed.length > 0) {
-      const pipeline = redis.pipeline();
-      for (const [, letters] of owed) {
-        for (const letter of letters) pipeline.xadd(this.cfg.deadLetterStream, 'MAXLEN', '~', this.cfg.deadLetterMaxLen, '*', ...letter.flat());
-      }
-      const results = (await pipeline.exec()) ?? [];
-      let k = 0;
-      for (const [id, letters] of owed) {
-        const failed = results.slice(k, (k += letters.length)).find(([err]) => err)?.[0];
-        if (failed) {
-          if (isOom(failed)) this.redisFullAt = Date.now();
-          continue;
-        }
-        this.owed.delete(id);
-        metrics.deadLetters.inc(letters.length);
-        ack.push(id);
-      }
-    }
-    if (ack.length > 0) await redis.xack(this.cfg.stream, this.cfg.group, ...ack);
+    await this.writeOwed();
+    await this.options.redis.xack(this.cfg.stream, this.cfg.group, ...entries.map((e) => e.id));
     // A full Redis frees memory only when acknowledged entries are trimmed: do it now.
     if (Date.now() - this.redisFullAt < STATS_INTERVAL_MS) await this.trim();
+  }
+
+  /** Writes the dead letters owed, oldest first; those Redis refuses stay owed. One write at a time. */
+  private writeOwed(): Promise<void> {
+    const run = this.writingLetters.catch(() => undefined).then(() => this.writeOwedNow());
+    this.writingLetters = run;
+    return run;
+  }
+
+  private async writeOwedNow(): Promise<void> {
+    if (this.owed.size === 0) return;
+    const { redis, metrics } = this.options;
+    const owed = [...this.owed];
+    const pipeline = redis.pipeline();
+    for (const [, letters] of owed) {
+      for (const letter of letters) pipeline.xadd(this.cfg.deadLetterStream, 'MAXLEN', '~', this.cfg.deadLetterMaxLen, '*', ...letter.flat());
+    }
+    const results = (await pipeline.exec()) ?? [];
+    let k = 0;
+    for (const [id, letters] of owed) {
+      const mine = results.slice(k, (k += letters.length));
+      const failed = mine.find(([err]) => err)?.[0];
+      if (failed && isOom(failed)) this.redisFullAt = Date.now();
+      // Letters already written are not written again.
+      const left = letters.filter((_, i) => mine[i]?.[0]);
+      metrics.deadLetters.inc(letters.length - left.length);
+      if (left.length === 0) this.owed.delete(id);
+      else this.owed.set(id, left);
+    }
   }
 
   /** Pending and lag for the gauges, Redis memory, trimming, and a retry of owed dead letters. */
@@ -405,11 +401,7 @@ export class StreamConsumer {
         this.options.metrics.redisMemoryUsed.set(this.memory.used);
         this.options.metrics.redisMaxmemory.set(this.memory.max);
       }
-      if (this.owed.size > 0) {
-        const run = this.settling.catch(() => undefined).then(() => this.payOwed([]));
-        this.settling = run;
-        await run;
-      }
+      if (this.owed.size > 0) await this.writeOwed();
     } catch (err) {
       this.log.debug({ err }, 'stream stats failed');
     }
@@ -439,31 +431,6 @@ export class StreamConsumer {
     }
     if (minNeeded && minNeeded !== '0-0') await redis.xtrim(this.cfg.stream, 'MINID', '~', minNeeded);
   }
-}
-
-/**
- * A dead letter per rejected unit of an entry: the reason, the entry's id, the unit's position in
- * it and the entry's original fields (each cut at DEAD_LETTER_FIELD_BYTES).
- */
-function deadLettersOf(entry: Entry, outcomes: readonly UnitOutcome[]): DeadLetter[] {
-  const letters: DeadLetter[] = [];
-  outcomes.forEach((outcome, unit) => {
-    if (outcome.ok) return;
-    const letter: DeadLetter = [
-      ['reason', Buffer.from(outcome.reason)],
-      ['source_id', Buffer.from(entry.id)],
-      ['unit', Buffer.from(String(unit))],
-    ];
-    if (outcome.detail !== undefined) letter.push(['detail', Buffer.from(outcome.detail.slice(0, 1000))]);
-    const cut: string[] = [];
-    for (const [name, value] of entry.fields ?? []) {
-      if (value.length > DEAD_LETTER_FIELD_BYTES) cut.push(name);
-      letter.push([name, value.length > DEAD_LETTER_FIELD_BYTES ? value.subarray(0, DEAD_LETTER_FIELD_BYTES) : value]);
-    }
-    if (cut.length > 0) letter.push(['truncated', Buffer.from(cut.join(','))]);
-    letters.push(letter);
-  });
-  return letters;
 }
 
 /** Orders stream ids `ms-seq`. */

@@ -264,83 +264,89 @@ export class IngestPipeline {
     let firstRecord = 0;
     let allRecords = 0;
 
-    units.forEach((unit, i) => {
-      if (unit.kind === 'invalid') {
-        outcomes[i] = { ok: false, reason: unit.reason, ...(unit.detail !== undefined ? { detail: unit.detail } : {}) };
-        return;
-      }
-      if (unit.kind === 'reading') {
-        readings.push(unit.reading);
-        readingAt.push(i);
-        return;
-      }
-      const f = frameOf[i]!;
-      if (d!.status[f] !== PASSED) {
-        outcomes[i] = { ok: false, reason: reasonOf(d!, f) };
-        return;
-      }
-      const records = d!.recordCounts[f]!;
-      const start = firstRecord;
-      firstRecord += records;
-      allRecords += records;
-      const ts = d!.timestamps[f]!;
-      const tag = options.tags?.[i] ?? 0;
-      const seen = replay.check(d!.fingerprints, f * FINGERPRINT_BYTES, ts, tag);
-      if (seen === REDELIVERY) {
-        outcomes[i] = { ok: true, records: 0, redelivery: true };
-        return;
-      }
-      if (seen === REPLAY) {
-        outcomes[i] = { ok: false, reason: 'replay' };
-        return;
-      }
-      if (d!.later[f] !== 0) {
-        outcomes[i] = { ok: false, reason: LATER[d!.later[f]!]! };
-        return;
-      }
-      const deviceId = d!.strings[d!.deviceIds[f]!]!;
-      // A sensor a user claimed by JSON: its frames are held for an admin (not stored, not remembered).
-      const claimant = store.devices.claimantOf(deviceId);
-      if (claimant !== undefined) {
-        outcomes[i] = { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` };
-        store.devices.noteConflict(deviceId, claimant);
-        return;
-      }
-      replay.add(d!.fingerprints, f * FINGERPRINT_BYTES, ts, tag);
-      fp.set(d!.fingerprints.subarray(f * FINGERPRINT_BYTES, (f + 1) * FINGERPRINT_BYTES), taken * FINGERPRINT_BYTES);
-      fpTs[taken] = ts;
-      fpTag[taken] = tag;
-      taken++;
-      frameDevices.add(deviceId);
-      const payloadType = d!.payloadTypes[f]!;
-      if (payloadType === PAYLOAD_TELEMETRY) {
-        outcomes[i] = { ok: true, records };
-        keep.push([start, start + records]);
-        const a = activity.get(deviceId) ?? [deviceId, 0, 0, null, null];
-        a[1]++;
-        a[2] += records;
-        const lab = d!.labIds[f]!;
-        if (lab >= 0) a[3] = d!.strings[lab]!;
-        a[4] = d!.modelIds[f]!;
-        activity.set(deviceId, a);
-      } else {
-        outcomes[i] = { ok: true, records: 0 };
-        const body = d!.events.find(([frame]) => frame === f)?.[1] ?? {};
-        const sourceId = `event:${Buffer.from(d!.fingerprints.buffer, d!.fingerprints.byteOffset + f * FINGERPRINT_BYTES, FINGERPRINT_BYTES).toString('hex')}`;
-        effects.events.push([sourceId, deviceId, payloadType, ts, body]);
-      }
-    });
+    try {
+      units.forEach((unit, i) => {
+        if (unit.kind === 'invalid') {
+          outcomes[i] = { ok: false, reason: unit.reason, ...(unit.detail !== undefined ? { detail: unit.detail } : {}) };
+          return;
+        }
+        if (unit.kind === 'reading') {
+          readings.push(unit.reading);
+          readingAt.push(i);
+          return;
+        }
+        const f = frameOf[i]!;
+        if (d!.status[f] !== PASSED) {
+          outcomes[i] = { ok: false, reason: reasonOf(d!, f) };
+          return;
+        }
+        const records = d!.recordCounts[f]!;
+        const start = firstRecord;
+        firstRecord += records;
+        allRecords += records;
+        const ts = d!.timestamps[f]!;
+        const tag = options.tags?.[i] ?? 0;
+        const seen = replay.check(d!.fingerprints, f * FINGERPRINT_BYTES, ts, tag);
+        if (seen === REDELIVERY) {
+          outcomes[i] = { ok: true, records: 0, redelivery: true };
+          return;
+        }
+        if (seen === REPLAY) {
+          outcomes[i] = { ok: false, reason: 'replay' };
+          return;
+        }
+        if (d!.later[f] !== 0) {
+          outcomes[i] = { ok: false, reason: LATER[d!.later[f]!]! };
+          return;
+        }
+        const deviceId = d!.strings[d!.deviceIds[f]!]!;
+        // A sensor a user claimed by JSON: its frames are held for an admin (not stored, not remembered).
+        const claimant = store.devices.claimantOf(deviceId);
+        if (claimant !== undefined) {
+          outcomes[i] = { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` };
+          store.devices.noteConflict(deviceId, claimant);
+          return;
+        }
+        replay.add(d!.fingerprints, f * FINGERPRINT_BYTES, ts, tag);
+        fp.set(d!.fingerprints.subarray(f * FINGERPRINT_BYTES, (f + 1) * FINGERPRINT_BYTES), taken * FINGERPRINT_BYTES);
+        fpTs[taken] = ts;
+        fpTag[taken] = tag;
+        taken++;
+        frameDevices.add(deviceId);
+        const payloadType = d!.payloadTypes[f]!;
+        if (payloadType === PAYLOAD_TELEMETRY) {
+          outcomes[i] = { ok: true, records };
+          keep.push([start, start + records]);
+          const a = activity.get(deviceId) ?? [deviceId, 0, 0, null, null];
+          a[1]++;
+          a[2] += records;
+          const lab = d!.labIds[f]!;
+          if (lab >= 0) a[3] = d!.strings[lab]!;
+          a[4] = d!.modelIds[f]!;
+          activity.set(deviceId, a);
+        } else {
+          outcomes[i] = { ok: true, records: 0 };
+          const body = d!.events.find(([frame]) => frame === f)?.[1] ?? {};
+          const sourceId = `event:${Buffer.from(d!.fingerprints.buffer, d!.fingerprints.byteOffset + f * FINGERPRINT_BYTES, FINGERPRINT_BYTES).toString('hex')}`;
+          effects.events.push([sourceId, deviceId, payloadType, ts, body]);
+        }
+      });
 
-    // Sensors first seen in frames become devices now, before any claim could take them.
-    if (frameDevices.size > 0) store.devices.noteFrameDevices(frameDevices);
-    if (readings.length > 0) {
-      const entryIds = options.entryIds ? readingAt.map((i) => options.entryIds![i]) : undefined;
-      const stored = this.store.transaction(() =>
-        this.storeReadings(readings, { source: options.source, anonymous: options.anonymous ?? false, ...(entryIds ? { entryIds } : {}) }),
-      );
-      stored.forEach((o, k) => (outcomes[readingAt[k]!] = o));
-      const fresh = readings.filter((_, k) => stored[k]!.ok && !(stored[k] as { redelivery?: true }).redelivery);
-      if (fresh.length > 0) this.readingsCommitted(fresh, options.source);
+      // Sensors first seen in frames become devices now, before any claim could take them.
+      if (frameDevices.size > 0) store.devices.noteFrameDevices(frameDevices);
+      if (readings.length > 0) {
+        const entryIds = options.entryIds ? readingAt.map((i) => options.entryIds![i]) : undefined;
+        const stored = this.store.transaction(() =>
+          this.storeReadings(readings, { source: options.source, anonymous: options.anonymous ?? false, ...(entryIds ? { entryIds } : {}) }),
+        );
+        stored.forEach((o, k) => (outcomes[readingAt[k]!] = o));
+        const fresh = readings.filter((_, k) => stored[k]!.ok && !(stored[k] as { redelivery?: true }).redelivery);
+        if (fresh.length > 0) this.readingsCommitted(fresh, options.source);
+      }
+    } catch (err) {
+      // Nothing of the batch is stored: its frames are not taken either (a retry is no replay).
+      for (let k = 0; k < taken; k++) replay.remove(fp, k * FINGERPRINT_BYTES, fpTs[k]!);
+      throw err;
     }
     effects.activity = [...activity.values()];
     if (taken === 0) return { outcomes, part: undefined, taken };

@@ -23,7 +23,6 @@ export function streamTestEnv(redisUrl: string): { secret: Buffer; stream: strin
       DEAD_LETTER_STREAM: dead,
       INGEST_BLOCK_MS: '100',
       INGEST_CONSUMER: 'c1',
-      FLUSH_INTERVAL_MS: '50',
     },
   };
 }

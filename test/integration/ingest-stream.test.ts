@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseStreamEntry } from '../../src/ingest/stream-entry.js';
+import { ConsumerRefusedError } from '../../src/ingest/consumer.js';
 import { encodeFrame, gasPayload, pressurePayload } from '../../src/nanogridata/encoder.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { pressureFrames, waitFor } from '../helpers/frames.js';
@@ -106,65 +106,56 @@ describe('Redis stream ingest', () => {
     }, { what: 'no pending entries' });
   });
 
-  it('stores a redelivered entry once and does not call it a replay', async () => {
-    // A first life of consumer c1 read the entry and stored it, then died before XACK.
-    const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
-    await redis.xgroup('CREATE', stream, 'ocean', '0', 'MKSTREAM');
-    const id = String(await redis.xadd(stream, '*', 'frame', frame!));
-    await redis.xreadgroup('GROUP', 'ocean', 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
-    const first = await createTestApp({ env });
-    const units = parseStreamEntry(new Map([['frame', frame!]]));
-    // The first life stored the entry with what it owed the stream (its ack), as the consumer does,
-    // and its replay memory reached Redis; then it died before XACK.
-    const outcomes = await first.service.pipeline.ingest(units, {
-      source: 'stream',
-      inTransaction: () => void first.service.store.streamOutbox.add(stream, [id], []),
-    });
-    expect(outcomes).toEqual([{ ok: true, records: 1 }]);
-    await first.service.replay.flush();
-    expect(first.service.replay.status().backlog).toBe(0);
+  it('stores an entry committed but never acknowledged once, and does not call it a replay', async () => {
+    // Redis refuses XACK (an ACL): the first life commits the entry to DuckDB, cannot acknowledge it, stops.
+    await redis.call('ACL', 'SETUSER', 'default', '-xack');
+    const first = await start();
+    const { frames } = pressureFrames({ count: 3, devices: 1, secret });
+    await xaddFrames(redis, stream, frames);
+    await waitFor(async () => (await duckCount(first)) === 6, { what: 'records committed' });
+    expect(((await redis.xpending(stream, 'ocean')) as [number])[0]).toBe(3);
     const dataDir = first.dataDir;
+    apps.splice(apps.indexOf(first), 1);
     await first.close({ keepDir: true });
+    await redis.call('ACL', 'SETUSER', 'default', '+xack');
 
-    // The restarted consumer reads its pending entry again.
+    // The restarted consumer reads its pending entries again: they are recognised and acknowledged.
     const t = await createTestApp({ env, dataDir, start: true });
     apps.push(t);
-    await waitFor(async () => ((await redis.xpending(stream, 'ocean')) as [number])[0] === 0, { what: 'entry acked' });
-    await t.service.committer.whenIdle();
-    expect(await duckCount(t)).toBe(1);
+    await waitFor(async () => ((await redis.xpending(stream, 'ocean')) as [number])[0] === 0, { what: 'entries acked' });
+    expect(await duckCount(t)).toBe(6);
     expect(await redis.xlen(dead)).toBe(0);
-    expect(t.service.store.buffer.counts().rows).toBe(1);
+    // Device activity counted once (side effects are applied by close at the latest).
+    apps.splice(apps.indexOf(t), 1);
+    await t.close({ keepDir: true });
+    const after = await createTestApp({ env: { LOG_LEVEL: 'silent' }, dataDir, start: false });
+    apps.push(after);
+    expect(after.service.store.devices.get('P-0')).toMatchObject({ frames: 3, records: 6 });
   });
 
-  it('reclaims entries another consumer left pending', async () => {
-    const { frames, records } = pressureFrames({ count: 5, devices: 1, secret });
-    await redis.xgroup('CREATE', stream, 'ocean', '0', 'MKSTREAM');
-    await xaddFrames(redis, stream, frames);
-    // A consumer that died holding all five.
-    await redis.xreadgroup('GROUP', 'ocean', 'dead-consumer', 'COUNT', 10, 'STREAMS', stream, '>');
-    const t = await start({ INGEST_CLAIM_IDLE_MS: '1000' });
-    await waitFor(async () => (await duckCount(t)) === records, { what: 'reclaimed records', timeoutMs: 15_000 });
+  it('refuses to join a group another data dir serves, and says what to do', async () => {
+    await start();
+    const other = await createTestApp({ env: { ...env, INGEST_CONSUMER: 'c2' }, start: false });
+    apps.push(other);
+    const refused = await other.service.start().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(refused).toBeInstanceOf(ConsumerRefusedError);
+    expect(String((refused as Error).message)).toMatch(/consumer c1.*DATABASE_URL.*XGROUP DELCONSUMER/s);
+    // It consumed nothing: the group still has one consumer.
+    const consumers = (await redis.xinfo('CONSUMERS', stream, 'ocean')) as unknown[][];
+    expect(consumers.map((c) => String(c[1]))).toEqual(['c1']);
   });
 
-  it('splits the work between two consumers of one group and the union is exact', async () => {
-    const a = await start({ INGEST_CONSUMER: 'c1', INGEST_BATCH_SIZE: '50' });
-    const b = await start({ INGEST_CONSUMER: 'c2', INGEST_BATCH_SIZE: '50' });
-    const { frames, totals, records } = pressureFrames({ count: 3000, devices: 7, secret });
-    await xaddFrames(redis, stream, frames);
-    await waitFor(async () => (await duckCount(a)) + (await duckCount(b)) === records, { what: 'all records', timeoutMs: 30_000 });
-    const [ta, tb] = [await duckTotals(a), await duckTotals(b)];
-    expect(await duckCount(a)).toBeGreaterThan(0);
-    expect(await duckCount(b)).toBeGreaterThan(0);
-    for (const [sensor, expected] of totals) {
-      const x = ta.get(sensor) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, duplicates: 0 };
-      const y = tb.get(sensor) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, duplicates: 0 };
-      expect({ count: x.count + y.count, sum: x.sum + y.sum, min: Math.min(x.min, y.min), max: Math.max(x.max, y.max) }).toEqual(expected);
-    }
-    // No record is in both stores.
-    const keys = async (t: TestApp) =>
-      (await t.service.analytics.all('test', 'SELECT sensor_id, ts::VARCHAR AS ts, value FROM measurements')).map((r) => `${String(r.sensor_id)}|${String(r.ts)}|${String(r.value)}`);
-    const inA = new Set(await keys(a));
-    expect((await keys(b)).filter((k) => inA.has(k))).toEqual([]);
+  it('keeps its consumer name in the data dir across restarts', async () => {
+    const first = await start();
+    const dataDir = first.dataDir;
+    apps.splice(apps.indexOf(first), 1);
+    await first.close({ keepDir: true });
+    const t = await createTestApp({ env: { ...env, INGEST_CONSUMER: 'renamed-host' }, dataDir, start: true });
+    apps.push(t);
+    expect(t.service.consumer?.status().consumer).toBe('c1');
   });
 
   it('reconnects after a Redis restart and loses nothing', async () => {
@@ -186,28 +177,13 @@ describe('Redis stream ingest', () => {
     expect(t.service.consumer?.status().connected).toBe(true);
   });
 
-  it('rejects an HTTP-posted frame that the stream already delivered as a replay', async () => {
+  it('rejects an HTTP-posted frame that the stream already delivered as a replay, and keeps no replay state in Redis', async () => {
     const t = await start();
     const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
     await redis.xadd(stream, '*', 'frame', frame!);
-    await waitFor(async () => t.service.store.buffer.counts().rows === 1, { what: 'frame stored' });
+    await waitFor(async () => (await duckCount(t)) > 0, { what: 'frame stored' });
     const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
     expect(res.json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }] });
-    // The replay memory's keys (a slice's state and its hash) expire with the drift window.
-    const keys = await redis.keys(`${stream}:replay:*`);
-    expect(keys.length).toBe(2);
-    for (const key of keys) expect(await redis.ttl(key)).toBeGreaterThan(0);
-  });
-
-  it('answers 503 to HTTP frames and stores nothing while the shared replay memory is unreachable', async () => {
-    const t = await start();
-    const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
-    await redisServer.stop();
-    const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
-    expect(res.statusCode).toBe(503);
-    expect(res.json()).toMatchObject({ error: 'unavailable', statusCode: 503 });
-    // Generic text for an anonymous caller: no Redis internals, script digests or addresses.
-    expect(res.body).not.toMatch(/redis|lua|sha|ECONN|127\.0\.0\.1|:\d{4,5}\b/i);
-    expect(t.service.store.buffer.counts().rows).toBe(0);
+    expect((await redis.keys('*')).sort()).toEqual([stream]);
   });
 });
