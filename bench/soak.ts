@@ -2,12 +2,13 @@
  * Soak benchmark (`npm run bench:soak`): a steady frame rate into Redis for more than a whole drift
  * window, on an accelerated clock, so that the replay memory reaches its steady size and must stay
  * there. The service (openService, as main.ts composes it) and the producer run in this process;
- * Redis is a private redis-server. Every few seconds it prints Redis memory (and the replay
- * memory's share), the process RSS, the consumer's lag and the rate reached.
+ * Redis is a private redis-server. Every few seconds it prints Redis memory, the in-process replay
+ * index (frames remembered, bytes, bytes per frame), the process RSS, the consumer's lag and the
+ * rate reached.
  *
  * The clock runs --speed times faster than real time for everything that depends on it: frame
- * timestamps, the drift check, and the replay memory's TTLs in Redis. With the default 300 s
- * window and --speed 10, a window passes in 30 real seconds.
+ * timestamps, the drift check and the replay window. With the default 300 s window and --speed 10,
+ * a window passes in 30 real seconds.
  *
  * Options: --rate N (frames/s of real time, default 5000), --speed N (default 10), --windows N
  * (how long, in drift windows, default 2.5), --sample S (seconds between samples, default 5).
@@ -45,23 +46,12 @@ const redis = new Redis(server.url);
 const { path: dataDir, cleanup: removeDataDir } = await makeTempDir('ocean-bench-soak-');
 const { secret, env } = pressureSecret();
 const config = loadConfig({ ...env, DATA_DIR: dataDir, REDIS_URL: server.url, INGEST_STREAM: 'soak:frames', ADMIN_TOKEN: 'soak-admin-token-0123456789', LOG_LEVEL: 'warn' });
-const service = await openService(config, { logger: pino({ level: 'warn' }), now, msPerSecond: 1000 / SPEED });
+const service = await openService(config, { logger: pino({ level: 'warn' }), now });
 await service.start();
 
 const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
-const replayKeysMemory = async () => {
-  let bytes = 0;
-  let keys = 0;
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', 'soak:frames:replay:*', 'COUNT', 1000);
-    cursor = next;
-    keys += batch.length;
-    const sizes = await Promise.all(batch.map((k) => redis.memory('USAGE', k) as Promise<number | null>));
-    bytes += sizes.reduce<number>((a, b) => a + (b ?? 0), 0);
-  } while (cursor !== '0');
-  return { bytes, keys };
-};
+/** Frames the service accepted from the stream so far. */
+const storedFrames = async () => (await service.metrics.telemetryIngested.get()).values.find((v) => v.labels.source === 'stream')?.value ?? 0;
 const baseline = await usedMemory();
 
 let produced = 0;
@@ -71,7 +61,7 @@ console.log(
   `bench:soak — ${RATE} frames/s for ${durationS.toFixed(0)} s real (${WINDOWS} drift windows of ${DRIFT_S} s at ${SPEED}× speed); ` +
     `expected remembered frames at steady state ≈ rate × window / speed = ${Math.round((RATE * DRIFT_S) / SPEED)}`,
 );
-console.log('  t(s)  window  produced   stored   lag   redis MB  replay MB  keys   B/frame  RSS MB  frames/s');
+console.log('  t(s)  window  produced   stored   lag   redis MB  replay MB  frames  B/frame  RSS MB  frames/s');
 
 const producer = (async () => {
   while (Date.now() - realStart < durationS * 1000) {
@@ -97,11 +87,11 @@ const samples: Array<{ t: number; redis: number; replay: number; rss: number }> 
 while (Date.now() - realStart < durationS * 1000 + 1000) {
   await new Promise((r) => setTimeout(r, SAMPLE_S * 1000));
   const t = (Date.now() - realStart) / 1000;
-  const stored = service.store.buffer.counts().rows;
+  const stored = await storedFrames();
   const consumer = service.consumer!.status();
-  const replay = await replayKeysMemory();
+  const replay = { bytes: service.replay.bytes, keys: service.replay.size };
   const redisBytes = (await usedMemory()) - baseline;
-  const remembered = Math.min(stored, (RATE * DRIFT_S) / SPEED);
+  const remembered = replay.keys;
   const rss = process.memoryUsage().rss / 1048576;
   samples.push({ t, redis: redisBytes, replay: replay.bytes, rss });
   const rate = ((stored - lastStored) * 1000) / (Date.now() - lastAt);
@@ -110,7 +100,7 @@ while (Date.now() - realStart < durationS * 1000 + 1000) {
   console.log(
     `${t.toFixed(0).padStart(6)} ${((t * SPEED) / DRIFT_S).toFixed(2).padStart(7)} ${String(produced).padStart(9)} ${String(stored).padStart(8)} ` +
       `${String((consumer.lag ?? 0) + (consumer.pending ?? 0)).padStart(5)} ${(redisBytes / 1048576).toFixed(1).padStart(9)} ${(replay.bytes / 1048576).toFixed(1).padStart(10)} ` +
-      `${String(replay.keys).padStart(5)} ${(replay.bytes / Math.max(1, remembered)).toFixed(1).padStart(9)} ${rss.toFixed(0).padStart(7)} ${rate.toFixed(0).padStart(9)}`,
+      `${String(replay.keys).padStart(7)} ${(replay.bytes / Math.max(1, remembered)).toFixed(1).padStart(9)} ${rss.toFixed(0).padStart(7)} ${rate.toFixed(0).padStart(9)}`,
   );
 }
 await producer;
@@ -123,7 +113,7 @@ if (steady.length >= 2) {
   console.log(
     `\nsteady state (from 1.2 windows on): replay memory ${(first.replay / 1048576).toFixed(1)} → ${(last.replay / 1048576).toFixed(1)} MB, ` +
       `Redis ${(first.redis / 1048576).toFixed(1)} → ${(last.redis / 1048576).toFixed(1)} MB, RSS ${first.rss.toFixed(0)} → ${last.rss.toFixed(0)} MB ` +
-      `(RSS includes the producer; the bytes per frame are replay keys' MEMORY USAGE ÷ frames in one window)`,
+      `(RSS includes the producer; bytes per frame are the replay index's typed arrays ÷ frames it remembers)`,
   );
 }
 await service.close();

@@ -1,8 +1,9 @@
+import { DuckDBInstance } from '@duckdb/node-api';
 import Database from 'better-sqlite3';
-import { cp } from 'node:fs/promises';
+import { copyFile, cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countMeasurements } from '../../src/analytics/queries.js';
+import { tmpdir } from 'node:os';
 import { readRecordBatch, recordAt } from '../../src/operational/record-batch.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
@@ -22,6 +23,42 @@ const now = () => WRITTEN_AT + 3600;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 type Row = Record<string, unknown>;
+
+/** Readings in analytics, counted with SQL. */
+async function countMeasurements(t: TestApp): Promise<number> {
+  const [row] = await t.service.analytics.all('test', 'SELECT count(*)::INTEGER AS n FROM measurements');
+  return Number(row!.n);
+}
+
+type MetricAnswer = { metric: string; count: number; answer: { count: number; avg: number; min: number; max: number; first: string } };
+
+/** Per sensor and metric, what the v1 analytics file holds, read with the v1 layout from a copy of the fixture. */
+async function readV1Analytics(path: string): Promise<Map<string, MetricAnswer[]>> {
+  const copy = join(tmpdir(), `ocean-v1-analytics-${process.pid}.duckdb`);
+  await copyFile(path, copy);
+  const instance = await DuckDBInstance.create(copy);
+  try {
+    const c = await instance.connect();
+    const rows = (
+      await c.runAndReadAll(
+        `SELECT sensor_id, metric, count(*)::INTEGER AS count, avg(value) AS avg, min(value) AS min, max(value) AS max, min(ts) AS first
+         FROM measurements GROUP BY 1, 2 ORDER BY 1, 2`,
+      )
+    ).getRowObjectsJS();
+    c.closeSync();
+    const out = new Map<string, MetricAnswer[]>();
+    for (const r of rows) {
+      const list = out.get(String(r.sensor_id)) ?? [];
+      const first = r.first instanceof Date ? r.first.toISOString() : String(r.first);
+      list.push({ metric: String(r.metric), count: Number(r.count), answer: { count: Number(r.count), avg: Number(r.avg), min: Number(r.min), max: Number(r.max), first } });
+      out.set(String(r.sensor_id), list);
+    }
+    return out;
+  } finally {
+    instance.closeSync();
+    await rm(copy, { force: true });
+  }
+}
 
 /** Every row of the v1 tables that name a user, read from the fixture itself (never from the new code). */
 function readV1(path: string) {
@@ -47,6 +84,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   let temp: TempDir;
   let dir: string;
   let v1: ReturnType<typeof readV1>;
+  let v1Analytics: Map<string, MetricAnswer[]>;
   let t: TestApp;
   /** v1 integer id → the UUID it became. */
   let idOf: Map<number, string>;
@@ -58,7 +96,9 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
     dir = temp.path;
     for (const file of ['ocean.db', 'analytics.duckdb']) await cp(join(FIXTURE, file), join(dir, file));
     v1 = readV1(join(dir, 'ocean.db'));
-    t = await createTestApp({ dataDir: dir, now });
+    v1Analytics = await readV1Analytics(join(FIXTURE, 'analytics.duckdb'));
+    // Not started: the first checks see the data dir as opened; one test then starts it as main does.
+    t = await createTestApp({ dataDir: dir, now, start: false });
     const rows = t.service.store.db.prepare('SELECT id, legacy_id FROM users').all() as Array<{ id: string; legacy_id: number }>;
     idOf = new Map(rows.map((r) => [r.legacy_id, r.id]));
   });
@@ -70,7 +110,7 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
   it('is a v1 file with integer ids, and opens at the current schema version', () => {
     expect(v1.version).toBe(1);
     expect(v1.users.map((u) => typeof u.id)).toEqual(['number', 'number', 'number']);
-    expect(t.service.store.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(t.service.store.db.pragma('user_version', { simple: true })).toBe(6);
     expect(t.service.store.db.pragma('foreign_key_check')).toEqual([]);
     expect(t.service.store.db.pragma('foreign_keys', { simple: true })).toBe(1);
   });
@@ -149,24 +189,40 @@ describe('upgrade of a v1 data dir (integer user ids)', () => {
       if (old.model_id === null) expect({ data: row.data, ts: row.ts, queued: row.queued }).toEqual({ data: (old.raw as Buffer).toString('utf8'), ts: old.ts, queued: old.processed === 0 ? 1 : 0 });
     });
     const queued = v1.buffer.filter((r) => r.model_id === null && r.processed === 0).length;
-    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 1, queued });
-    expect(await countMeasurements(t.service.analytics)).toBe(22);
+    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, queued });
+    expect(await countMeasurements(t)).toBe(22);
     expect((await get('/analytics/sensor/alice-t2/stats', auth(TOKENS.alice))).json()).toMatchObject({ count: 2, avg_value: 16 });
 
-    // As main does: the flusher resumes from DuckDB's high-water mark.
+    // As main does: the start commits the row above DuckDB's old high-water mark, once.
     await t.service.start();
     await t.service.committer.whenIdle();
-    expect(await countMeasurements(t.service.analytics)).toBe(23);
-    expect(t.service.store.buffer.counts()).toEqual({ rows: 13, unprocessed: 0, queued });
+    expect(await countMeasurements(t)).toBe(23);
+    expect(t.service.committer.status().queue_through).toBe(13);
     const stats = (await get('/analytics/sensor/alice-t1/stats', auth(TOKENS.alice))).json();
     expect(stats).toMatchObject({ count: 21, max_value: 99 });
     await t.service.committer.whenIdle();
-    expect(await countMeasurements(t.service.analytics)).toBe(23);
+    expect(await countMeasurements(t)).toBe(23);
+  });
+
+  it('answers analytics from the migrated layout (readings as numbers) as the v1 file did', async () => {
+    // Per sensor and metric, against the fixture's own file read with the old layout.
+    expect(v1Analytics.size).toBeGreaterThan(1);
+    for (const [sensor, metrics] of v1Analytics) {
+      const res = await get(`/analytics/sensor/${sensor}/stats`);
+      expect(res.statusCode).toBe(200);
+      const answer = res.json() as { metrics: Array<{ metric: string; count: number; avg_value: number; min_value: number; max_value: number; first_reading: string }> };
+      for (const m of metrics) {
+        const got = answer.metrics.find((x) => x.metric === m.metric)!;
+        // The unflushed row of the fixture adds to alice-t1 after the start; the rest is as it was.
+        if (sensor === 'alice-t1') expect(got.count).toBeGreaterThanOrEqual(m.count);
+        else expect({ count: got.count, avg: got.avg_value, min: got.min_value, max: got.max_value, first: got.first_reading }).toEqual(m.answer);
+      }
+    }
   });
 
   it('opens again with the same ids (the migration ran once)', async () => {
     await t.close({ keepDir: true });
-    t = await createTestApp({ dataDir: dir, now });
+    t = await createTestApp({ dataDir: dir, now, start: false });
     const rows = t.service.store.db.prepare('SELECT id, legacy_id FROM users').all() as Array<{ id: string; legacy_id: number }>;
     expect(new Map(rows.map((r) => [r.legacy_id, r.id]))).toEqual(idOf);
     expect((await t.app.inject({ method: 'POST', url: `/api/ocean/sessions/validate?token=${TOKENS.bob}` })).statusCode).toBe(200);
