@@ -47,13 +47,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     telemetryIngested: new Counter({
       name: 'ocean_telemetry_ingested_total',
-      help: 'Telemetry messages accepted into the buffer (frames or JSON readings), by source',
+      help: 'Telemetry messages accepted and stored (frames, or JSON readings into the work queue), by source',
       labelNames: ['source'] as const,
       registers,
     }),
     recordsIngested: new Counter({
       name: 'ocean_records_ingested_total',
-      help: 'Measurement records accepted into the buffer, by source',
+      help: 'Measurement records accepted and stored, by source',
       labelNames: ['source'] as const,
       registers,
     }),
@@ -87,7 +87,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     bufferRows: new Gauge({
       name: 'ocean_telemetry_buffer_rows',
-      help: 'JSON readings kept in SQLite: total (within retention) and queued (the work queue)',
+      help: 'JSON readings kept in SQLite: total (within retention), unprocessed (not yet in DuckDB) and queued (the work queue)',
       labelNames: ['state'] as const,
       registers,
     }),
@@ -110,7 +110,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     deadLetters: new Counter({
       name: 'ocean_dead_letters_total',
-      help: 'Stream messages rejected and written to the dead-letter stream (counted when their batch is stored)',
+      help: 'Stream messages rejected and written to the dead-letter stream (counted when Redis took the letter)',
       registers,
     }),
     redisMemoryUsed: new Gauge({

@@ -33,7 +33,7 @@ const MAX_LOAD = 0.92;
 /** Growth factor: small, so that a table just grown is still 77 % full (12 / 0.767 ≈ 15.7 bytes a frame). */
 const GROWTH = 1.2;
 const MIN_CAPACITY = 16;
-/** Slices per window: the slice width is windowS / this (10 s for the usual 600 s window). */
+/** Slices per window: the slice width is windowS / this, rounded up (6 s for the default 310 s window). */
 const SLICES_PER_WINDOW = 60;
 const WORDS = 3;
 

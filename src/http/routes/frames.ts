@@ -21,7 +21,7 @@ const framesResponse = z.object({
 
 /**
  * POST /telemetry/frames: concatenated Nanogridata frames as application/octet-stream. The frames'
- * MACs authenticate them; no bearer token. Same decode → buffer path as the stream consumer.
+ * MACs authenticate them; no bearer token. Same decode → checks → commit path as the stream consumer.
  *
  * Anyone may call it, so what one caller can hold is bounded: bodies in flight at once (each up
  * to 1 MiB in memory; beyond, 503 before the body is read) and from one address (429), bodies
