@@ -228,14 +228,3 @@ export async function sensors(db: SqlRunner, options: SensorsPage = {}): Promise
   }));
   return { count: list.length, sensors: list, next_after: more ? list[list.length - 1]!.sensor_id : null };
 }
-
-/** Number of stored measurements matching a filter (tests, status). */
-export async function countMeasurements(
-  db: SqlRunner,
-  filter: RangeFilter & { sensorId?: string; sensorIds?: readonly string[] } = {},
-): Promise<number> {
-  const p = new Params();
-  const source = matching(p, filter);
-  const rows = await db.all('count', `SELECT count(*) AS count FROM ${source} AS m`, p.values, p.types);
-  return Number(rows[0]?.count ?? 0);
-}

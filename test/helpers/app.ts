@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openService, type Service } from '../../src/service.js';
+import { withLegacyAppend } from './legacy-append.js';
 import { makeTempDir } from './temp-dir.js';
 
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -29,6 +30,7 @@ export async function createTestApp(
   const dataDir = options.dataDir ?? (await makeTempDir('ocean-test-')).path;
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN: TEST_ADMIN_TOKEN, LOG_LEVEL: 'silent', ...options.env });
   const service = await openService(config, { logger: pino({ level: 'silent' }), ...(options.now ? { now: options.now } : {}) });
+  withLegacyAppend(service.analytics);
   if (options.start) await service.start();
   return {
     service,

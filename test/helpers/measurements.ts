@@ -1,5 +1,60 @@
-import type { MeasurementRow } from '../../src/analytics/engine.js';
+import type { CommitRequest, CommitResult } from '../../src/analytics/commit-types.js';
+import type { Row } from '../../src/analytics/reader-pool.js';
 import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
+import type { IngestSource } from '../../src/operational/buffer.js';
+import { RecordBatchBuilder } from '../../src/operational/record-batch.js';
+
+/** One measurement with its strings, as tests build them (buffer_id: the work-queue row it stands for, unused by the store). */
+export interface MeasurementRow {
+  buffer_id?: number;
+  /** Unix seconds, may be fractional (kept to the microsecond). */
+  ts: number;
+  sensor_id: string;
+  metric: string;
+  value: number;
+  unit: string;
+  lab_id: string | null;
+  model_id: number | null;
+  source: string;
+}
+
+/** What commits: the engine and the client alike. */
+export interface Committer {
+  commit(request: CommitRequest): Promise<CommitResult>;
+}
+
+/**
+ * Commits rows the way the ingest path does: packed records (RecordBatchBuilder), one segment
+ * per run of rows with the same source, in one commit with whatever else `request` carries.
+ */
+export function commitRows(store: Committer, rows: readonly MeasurementRow[], request: Omit<CommitRequest, 'segments'> = {}): Promise<CommitResult> {
+  const segments: CommitRequest['segments'] = [];
+  let builder: RecordBatchBuilder | undefined;
+  let source: string | undefined;
+  const close = () => {
+    // The packed buffer spans its own ArrayBuffer: the client moves it to the worker without a copy.
+    if (builder) segments.push({ source: source as IngestSource, records: builder.toBuffer() });
+  };
+  for (const r of rows) {
+    if (!builder || r.source !== source) {
+      close();
+      builder = new RecordBatchBuilder(rows.length);
+      source = r.source;
+    }
+    builder.add(r, r.lab_id, r.model_id);
+  }
+  close();
+  return store.commit({ ...request, segments });
+}
+
+/** Measurements stored, counted with SQL on the view (optionally one sensor's). */
+export async function countMeasurements(db: { all(op: string, sql: string, values?: never[]): Promise<Row[]> }, sensorId?: string): Promise<number> {
+  const rows =
+    sensorId === undefined
+      ? await db.all('count', 'SELECT count(*)::INTEGER AS n FROM measurements')
+      : await db.all('count', 'SELECT count(*)::INTEGER AS n FROM measurements WHERE sensor_id = $1', [sensorId as never]);
+  return Number(rows[0]?.n ?? 0);
+}
 
 export const BASE_TS = 1_700_000_000;
 
