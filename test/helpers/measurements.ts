@@ -1,10 +1,11 @@
 import type { CommitRequest, CommitResult } from '../../src/analytics/commit-types.js';
+import { PARTITION_TABLES, partitionOf } from '../../src/analytics/partitions.js';
 import type { Row } from '../../src/analytics/reader-pool.js';
 import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
 import type { IngestSource } from '../../src/operational/buffer.js';
 import { RecordBatchBuilder } from '../../src/operational/record-batch.js';
 
-/** One measurement with its strings, as tests build them (buffer_id: the work-queue row it stands for, unused by the store). */
+/** One measurement with its strings, as tests build them (buffer_id: test/compat's rows carry one; the store has no such column). */
 export interface MeasurementRow {
   buffer_id?: number;
   /** Unix seconds, may be fractional (kept to the microsecond). */
@@ -68,7 +69,6 @@ export function generateRows(options: {
   metrics?: Array<{ metric: string; unit: string }>;
   spanS?: number;
   seed?: number;
-  firstBufferId?: number;
 }): MeasurementRow[] {
   const sensors = options.sensors ?? ['sensor-a', 'sensor-b', 'sensor-c'];
   const metrics = options.metrics ?? [
@@ -82,7 +82,6 @@ export function generateRows(options: {
     const m = metrics[Math.floor(i / sensors.length) % metrics.length]!;
     const spike = random() < 0.01 ? 15 : 0;
     rows.push({
-      buffer_id: (options.firstBufferId ?? 1) + Math.floor(i / 4),
       ts: BASE_TS + (i * span) / options.count + 0.25,
       sensor_id: sensors[i % sensors.length]!,
       metric: m.metric,
@@ -129,3 +128,36 @@ export function expectedAggregate(rows: readonly MeasurementRow[]): Expected {
 
 /** ISO string of unix seconds at millisecond precision, as the API reports times. */
 export const iso = (seconds: number) => new Date(Math.floor(Math.round(seconds * 1e6) / 1000)).toISOString();
+
+/**
+ * Series ids given by loadGenerated: far above those the engine hands out, which it does not
+ * know about until it reopens (so commit nothing with the same strings afterwards).
+ */
+const GENERATED_SERIES = 1_000_000_000;
+
+/**
+ * `count` readings generated inside DuckDB straight into the layout's tables (millions in a
+ * second or two, where tests only need volume): sensor `sensors[i % n]`, one series each, time
+ * and value as SQL expressions of the row number `i`.
+ */
+export async function loadGenerated(
+  db: { exec(op: string, sql: string): Promise<void> },
+  options: { sensors: readonly string[]; count: number; ts: string; value: string; metric?: string; unit?: string; labId?: string | null; modelId?: number | null; source?: string },
+): Promise<void> {
+  const quote = (s: string | null | undefined) => (s == null ? 'NULL' : `'${s.replaceAll("'", "''")}'`);
+  const n = options.sensors.length;
+  const base = GENERATED_SERIES + Math.floor(Math.random() * 1_000_000) * 1000;
+  await db.exec(
+    'load',
+    `INSERT INTO series SELECT ${base} + k, ([${options.sensors.map(quote).join(', ')}])[k + 1], ${quote(options.metric ?? 'temperature')}, ${quote(options.unit ?? 'C')},
+       ${quote(options.labId ?? null)}, ${options.modelId ?? 'NULL'}, ${quote(options.source ?? 'test')} FROM range(${n}) t(k)`,
+  );
+  const byPartition = new Map<number, number[]>();
+  options.sensors.forEach((s, k) => byPartition.set(partitionOf(s), [...(byPartition.get(partitionOf(s)) ?? []), k]));
+  for (const [p, ks] of byPartition) {
+    await db.exec(
+      'load',
+      `INSERT INTO ${PARTITION_TABLES[p]} SELECT ${base} + (i % ${n}), ${options.ts}, ${options.value} FROM range(${options.count}) t(i) WHERE list_contains([${ks.join(',')}], (i % ${n})::INTEGER)`,
+    );
+  }
+}

@@ -189,7 +189,7 @@ describe('ingest that holds', () => {
       t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: t.admin, payload: { sensor_id: 'S-1', data: { v } } });
     for (let v = 0; v < 5; v++) expect((await ingest(first, v)).statusCode).toBe(200);
     await first.service.flusher.flush();
-    expect(await first.service.analytics.highWaterMark()).toBe(5);
+    expect((await first.service.analytics.ingestState()).queueThrough).toBe(5);
     const dataDir = first.dataDir;
     await first.close({ keepDir: true });
     apps.splice(apps.indexOf(first), 1);
@@ -208,7 +208,7 @@ describe('ingest that holds', () => {
       expect(res.statusCode).toBe(200);
     }
     await first.service.flusher.flush();
-    expect(await first.service.analytics.highWaterMark()).toBe(4);
+    expect((await first.service.analytics.ingestState()).queueThrough).toBe(4);
     const dataDir = first.dataDir;
     await first.close({ keepDir: true });
     apps.splice(apps.indexOf(first), 1);

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countMeasurements } from '../../src/analytics/queries.js';
+import { countMeasurements } from '../helpers/measurements.js';
 import { readRecordBatch, recordAt } from '../../src/operational/record-batch.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
