@@ -1,4 +1,4 @@
-import { DOUBLE, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import { DOUBLE, INTEGER, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import { MAX_MEASUREMENT } from '../nanogridata/types.js';
 import { PARTITION_TABLES, partitionOf } from './partitions.js';
 import type { RangeFilter } from './types.js';
@@ -105,5 +105,22 @@ export function matching(params: Params, selection: Selection): string {
     // One id: plain equality; more: list_contains (measured faster than `= ANY` or an IN-subquery).
     branch(p, own.length === 1 ? `sensor_id = ${params.text(own[0]!)}` : `list_contains(${params.textList(own)}, sensor_id)`),
   );
+  return `(${branches.join(' UNION ALL ')})`;
+}
+
+/**
+ * The readings `(series, ts, value)` of the given series (ids by partition, read from the series
+ * table first) within a range, as a parenthesised subquery: each partition is scanned once with
+ * a constant list of ids, and nothing is joined per reading.
+ */
+export function readingsOf(params: Params, seriesByPartition: ReadonlyMap<number, readonly number[]>, range: RangeFilter & { aggregatable?: boolean }): string {
+  const conditions: string[] = [];
+  if (range.start !== undefined) conditions.push(`ts >= ${params.time(range.start)}`);
+  if (range.end !== undefined) conditions.push(`ts <= ${params.time(range.end)}`);
+  if (range.aggregatable) conditions.push(`abs(value) <= ${MAX_MEASUREMENT}`);
+  const branches = [...seriesByPartition].map(([p, ids]) => {
+    const match = `series IN (${ids.map((id) => params.add(id, INTEGER)).join(', ')})`;
+    return `SELECT series, ts, value FROM ${PARTITION_TABLES[p]} WHERE ${[match, ...conditions].join(' AND ')}`;
+  });
   return `(${branches.join(' UNION ALL ')})`;
 }
