@@ -94,8 +94,11 @@ async function loadBySql(service: Service, count: number): Promise<void> {
   }
 }
 
-/** Bytes per reading of the same rows in layout 1 (each measurement with its strings), checkpointed. */
-async function legacyBytesPerReading(dir: string, count: number): Promise<number> {
+/** Bytes in the blocks a database uses (a file keeps the blocks a checkpoint freed, for reuse). */
+const USED_BYTES = 'SELECT (used_blocks * block_size)::BIGINT AS used FROM pragma_database_size() WHERE database_name = current_database()';
+
+/** Bytes per reading of the same rows in layout 1 (each measurement with its strings), checkpointed: in the file, in used blocks. */
+async function legacyBytesPerReading(dir: string, count: number): Promise<{ file: number; used: number }> {
   const path = join(dir, 'layout1.duckdb');
   const instance = await DuckDBInstance.create(path);
   const c = await instance.connect();
@@ -116,11 +119,12 @@ async function legacyBytesPerReading(dir: string, count: number): Promise<number
       );
     }
     await c.run('CHECKPOINT');
+    const used = Number((await c.runAndReadAll(USED_BYTES)).getRowObjectsJS()[0]!.used);
+    return { file: statSync(path).size / count, used: used / count };
   } finally {
     c.closeSync();
     instance.closeSync();
   }
-  return statSync(path).size / count;
 }
 
 async function load(service: Service, count: number): Promise<{ seconds: number; how: string }> {
@@ -226,7 +230,12 @@ async function runSize(rows: number): Promise<void> {
         `(${Math.round(rows / loaded.seconds).toLocaleString('en')} rows/s), DuckDB ${(bytes / 1048576).toFixed(0)} MB, ` +
         `threads ${config.duckdb.threads}, memory_limit ${config.duckdb.memoryLimit}`,
     );
-    console.log(`bytes per reading on disk: ${(bytes / rows).toFixed(2)} (layout 1, the same rows: ${(await legacyBytesPerReading(dataDir, rows)).toFixed(2)})`);
+    const used = Number((await service.analytics.all('bench-size', USED_BYTES))[0]!.used);
+    const legacy = await legacyBytesPerReading(dataDir, rows);
+    console.log(
+      `bytes per reading: file ${(bytes / rows).toFixed(2)}, used blocks ${(used / rows).toFixed(2)} ` +
+        `(layout 1, the same rows generated in SQL: file ${legacy.file.toFixed(2)}, used blocks ${legacy.used.toFixed(2)})`,
+    );
     console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} cores`);
     console.log(
       `${'query'.padEnd(30)} ${'HTTP p50'.padStart(9)} ${'HTTP p99'.padStart(9)} ${'CPU/req'.padStart(8)} ${'engine p50'.padStart(11)}   (ms, ${SAMPLES} samples each)`,
