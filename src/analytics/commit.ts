@@ -55,10 +55,12 @@ export async function commitBatch(w: DuckDBConnection, series: SeriesIndex, requ
     await w.run('BEGIN TRANSACTION');
     open = true;
     await series.insertFresh(w);
-    // Before this batch's readings: a purge takes what the sensor had so far, not what arrives with it.
+    // Before this batch's readings: a purge takes what the sensor had so far, not what arrives with
+    // it; and only once (a purge id already done must not take the readings that came since).
     for (const purge of request.purges ?? []) {
+      const fresh = await w.runAndReadAll('INSERT INTO purges_done VALUES ($1) ON CONFLICT DO NOTHING RETURNING id', [purge.id], [BIGINT]);
+      if (fresh.currentRowCount === 0) continue;
       await w.run(`DELETE FROM ${PARTITION_TABLES[partitionOf(purge.sensorId)]} WHERE series IN (SELECT series FROM series WHERE sensor_id = $1)`, [purge.sensorId], [VARCHAR]);
-      await w.run('INSERT INTO purges_done VALUES ($1) ON CONFLICT DO NOTHING', [purge.id], [BIGINT]);
     }
     for (let p = 0; p < PARTITIONS; p++) {
       if (parts[p]!.length === 0) continue;

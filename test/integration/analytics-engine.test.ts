@@ -118,6 +118,9 @@ describe('analytics engine: commit', () => {
     expect(await countMeasurements(t.engine, 'given-away')).toBe(10);
     expect(await countMeasurements(t.engine, 'kept')).toBe(150);
     expect((await t.engine.ingestState()).purgesDone).toEqual([7]);
+    // The same purge again (a batch sent twice): done already, so the readings since stay.
+    await commitRows(t.engine, generateRows({ count: 4, sensors: ['given-away'], seed: 10 }), { purges: [{ id: 7, sensorId: 'given-away' }] });
+    expect(await countMeasurements(t.engine, 'given-away')).toBe(14);
   });
 
   it('answers right about rows that arrived after it was first asked while empty', async () => {
