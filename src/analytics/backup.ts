@@ -1,12 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { PARTITION_TABLES } from './partitions.js';
 
 /** What a DuckDB analytics database holds, for the backup manifest and to check a restore against it. */
 export interface AnalyticsFacts {
   duckdbVersion: string;
   measurements: number;
-  highWater: number;
+  /** Work-queue (telemetry_buffer) id through which rows are in analytics. */
+  queueThrough: number;
+  /** Last ingest batch committed. */
+  batch: number;
+  /** Last stream entry id committed, or null. */
+  position: string | null;
 }
 
 /**
@@ -25,16 +31,24 @@ async function first(connection: DuckDBConnection, sql: string): Promise<Record<
   return (await connection.runAndReadAll(sql)).getRowObjectsJS()[0] ?? {};
 }
 
-/** Measurements, high-water mark and version of the database attached as `catalog`. */
+/** Readings, ingest state and version of the database attached as `catalog` (layout 2). */
 export async function analyticsFacts(connection: DuckDBConnection, catalog: string): Promise<AnalyticsFacts> {
   const c = identifier(catalog);
+  // Counted on the readings tables: the view's join to series adds nothing to a count.
+  const readings = PARTITION_TABLES.map((t) => `(SELECT count(*) FROM ${c}.main.${t})`).join(' + ');
   const counts = await first(
     connection,
-    `SELECT (SELECT count(*) FROM ${c}.main.measurements) AS measurements,
-            (SELECT coalesce(max(high_water), 0) FROM ${c}.main.ingest_state) AS high_water,
-            version() AS version`,
+    `SELECT ${readings} AS measurements, max(batch) AS batch, max(queue_through) AS queue_through, max(position) AS position,
+            version() AS version
+     FROM ${c}.main.ingest_state`,
   );
-  return { duckdbVersion: String(counts.version), measurements: Number(counts.measurements), highWater: Number(counts.high_water) };
+  return {
+    duckdbVersion: String(counts.version),
+    measurements: Number(counts.measurements),
+    queueThrough: Number(counts.queue_through ?? 0),
+    batch: Number(counts.batch ?? 0),
+    position: (counts.position as string | null | undefined) ?? null,
+  };
 }
 
 /**

@@ -10,24 +10,16 @@ import { randomUUID } from 'node:crypto';
 import { MAX_EXPORTS, streamExport, type ExportLimits } from './export.js';
 import { Admission, type AdmissionLimits, type Caller } from './admission.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, type Row } from './reader-pool.js';
-import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, MeasurementRow, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
-
-/** Packed records of one buffer row as they cross to the worker (operational/record-batch.ts). */
-export interface WireSegment {
-  bufferId: number;
-  source: string;
-  records: Uint8Array;
-  /** Record indexes to leave out (quarantined). */
-  skip?: number[];
-}
+import type { CommitFingerprints, CommitRequest, CommitResult, IngestState } from './commit-types.js';
+import { transferablesOf } from './transfer.js';
+import type { Anomalies, AnalyticsStore, Comparison, ExportFile, ExportRequest, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
 
 /** `timeoutMs`: what is left of a user query's time limit (counted from its request's arrival). */
 export type Call = { id: number; timeoutMs?: number } & (
   | { method: 'all' | 'exec'; args: [op: string, sql: string, values?: unknown[]] }
-  | { method: 'highWaterMark' | 'ping' | 'healthPing' | 'close'; args: [] }
-  | { method: 'appendBatch'; args: [rows: readonly MeasurementRow[], highWater: number] }
-  | { method: 'appendSegments'; args: [segments: WireSegment[], highWater: number] }
-  | { method: 'probeSegments'; args: [segments: WireSegment[]] }
+  | { method: 'ingestState' | 'healthPing' | 'close'; args: [] }
+  | { method: 'commit'; args: [request: CommitRequest] }
+  | { method: 'fingerprints'; args: [sinceS: number] }
   | { method: 'sensorStats' | 'timeseries' | 'anomalies'; args: [sensorId: string, filter: object] }
   | { method: 'compare'; args: [sensorIds: readonly string[], filter: object] }
   | { method: 'sensors'; args: [filter: object] }
@@ -50,8 +42,7 @@ const UNBOUNDED: CallerLimits = { perCallerRunning: Infinity, perCallerWaiting: 
 
 /** Calls that are reads of the user, timed into ocean_database_query_duration_seconds by name. */
 const TIMED: Partial<Record<Call['method'], string>> = {
-  appendSegments: 'append',
-  appendBatch: 'append',
+  commit: 'commit',
   sensorStats: 'stats',
   timeseries: 'timeseries',
   anomalies: 'anomalies',
@@ -161,27 +152,25 @@ export class AnalyticsClient implements AnalyticsStore {
     return this.call({ method: 'exec', args: [op, sql, ...(values ? [[...values]] : [])] as [string, string, unknown[]?] }, op) as Promise<void>;
   }
 
-  highWaterMark(): Promise<number> {
-    return this.call({ method: 'highWaterMark', args: [] }) as Promise<number>;
+  /**
+   * Commits one batch of the ingest path in one DuckDB transaction (all or nothing); its number.
+   * The segments' record buffers and the fingerprint columns' buffers move to the worker: the
+   * caller must not use them afterwards.
+   */
+  commit(request: CommitRequest): Promise<CommitResult> {
+    const f = request.fingerprints;
+    const views: ArrayBufferView[] = [...request.segments.map((s) => s.records), ...(f ? [f.fp, f.ts, f.tag] : [])];
+    return this.call({ method: 'commit', args: [request] }, undefined, transferablesOf(views)) as Promise<CommitResult>;
   }
 
-  appendBatch(rows: readonly MeasurementRow[], highWater: number): Promise<void> {
-    return this.call({ method: 'appendBatch', args: [rows, highWater] }) as Promise<void>;
+  /** What the store holds of the ingest path (read once at start). */
+  ingestState(): Promise<IngestState> {
+    return this.call({ method: 'ingestState', args: [] }) as Promise<IngestState>;
   }
 
-  /** Appends packed segments and the high-water mark in one DuckDB transaction. The segments' buffers move to the worker. */
-  appendSegments(segments: WireSegment[], highWater: number): Promise<void> {
-    return this.call({ method: 'appendSegments', args: [segments, highWater] }, undefined, transferable(segments)) as Promise<void>;
-  }
-
-  /** A dry run of appending (rolled back): DuckDB's error, or null. */
-  async probeSegments(segments: WireSegment[]): Promise<Error | null> {
-    const message = (await this.call({ method: 'probeSegments', args: [segments] }, undefined, transferable(segments))) as string | null;
-    return message === null ? null : new Error(message);
-  }
-
-  ping(): Promise<void> {
-    return this.call({ method: 'ping', args: [] }) as Promise<void>;
+  /** Every stored fingerprint with ts ≥ sinceS (Unix seconds), as columns (moved from the worker, not copied). */
+  fingerprints(sinceS: number): Promise<CommitFingerprints> {
+    return this.call({ method: 'fingerprints', args: [sinceS] }) as Promise<CommitFingerprints>;
   }
 
   /** A trivial query on a connection of the engine's own, never queued behind user queries. */
@@ -247,7 +236,7 @@ export class AnalyticsClient implements AnalyticsStore {
       }
     };
     const { path } = this.options;
-    return path === ':memory:' ? 0 : size(path) + size(`${path}.wal`);
+    return size(path) + size(`${path}.wal`);
   }
 
   /** Waits for running work, closes the store and stops the worker (if it ever started). Safe to call twice. */
@@ -290,14 +279,4 @@ function errorOf(e: { name: string; message: string; code?: string; statusCode?:
   const err = new Error(e.message);
   err.name = e.name;
   return err;
-}
-
-/** The buffers of packed segments that span their whole ArrayBuffer: those can move without a copy. */
-function transferable(segments: WireSegment[]): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const s of segments) {
-    const b = s.records;
-    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) out.add(b.buffer);
-  }
-  return [...out];
 }

@@ -1,4 +1,4 @@
-import { DOUBLE, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import { DOUBLE, INTEGER, LIST, TIMESTAMP, VARCHAR, DuckDBTimestampValue, listValue, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import { MAX_MEASUREMENT } from '../nanogridata/types.js';
 import { PARTITION_TABLES, partitionOf } from './partitions.js';
 import type { RangeFilter } from './types.js';
@@ -59,41 +59,68 @@ export type Selection = RangeFilter & {
   aggregatable?: boolean;
 };
 
+/** A measurement's columns, as the view `measurements` has them: readings joined with their series. */
+const COLUMNS = 's.sensor_id, r.ts, s.metric, r.value, s.unit, s.lab_id, s.model_id, s.source';
+
 /**
- * The measurements matching a selection, as a parenthesised subquery to select FROM:
+ * The measurements matching a selection, as a parenthesised subquery to select FROM, with the
+ * columns of the view `measurements`. The series table is filtered first (sensor, metric), then
+ * the readings of those series are read from the partitions the sensors hash to:
  * - one sensor: its partition table only;
  * - a list of sensors: only the partitions those sensors hash to, each branch with its own bound
- *   list, so each row is checked against one or two ids rather than all of them (statements are
- *   planned per query, so a text that varies with the list costs nothing; a bound gate on every
- *   partition, as before, still scanned them all); an empty list selects nothing;
+ *   list, so each series is checked against one or two ids rather than all of them (statements
+ *   are planned per query, so a text that varies with the list costs nothing); an empty list
+ *   selects nothing;
  * - no sensor: all partitions.
- * Conditions sit inside each branch so DuckDB pushes them into the scans. The selection is what
- * the request schemas accepted (start ≤ end, finite times), so it is not checked again here.
+ * Reading conditions sit inside each branch so DuckDB pushes them into the scans (zone maps on
+ * ts). The selection is what the request schemas accepted (start ≤ end, finite times), so it is
+ * not checked again here.
  */
 export function matching(params: Params, selection: Selection): string {
-  const conditions: string[] = [];
-  if (selection.sensorId !== undefined) conditions.push(`sensor_id = ${params.text(selection.sensorId)}`);
-  if (selection.metric !== undefined) conditions.push(`metric = ${params.text(selection.metric)}`);
-  if (selection.start !== undefined) conditions.push(`ts >= ${params.time(selection.start)}`);
-  if (selection.end !== undefined) conditions.push(`ts <= ${params.time(selection.end)}`);
-  if (selection.aggregatable) conditions.push(`abs(value) <= ${MAX_MEASUREMENT}`);
+  const onSeries: string[] = [];
+  if (selection.metric !== undefined) onSeries.push(`metric = ${params.text(selection.metric)}`);
+  const onReadings: string[] = [];
+  if (selection.start !== undefined) onReadings.push(`r.ts >= ${params.time(selection.start)}`);
+  if (selection.end !== undefined) onReadings.push(`r.ts <= ${params.time(selection.end)}`);
+  if (selection.aggregatable) onReadings.push(`abs(r.value) <= ${MAX_MEASUREMENT}`);
+
+  const branch = (partition: number, sensorMatch?: string) => {
+    const seriesWhere = [...(sensorMatch ? [sensorMatch] : []), ...onSeries];
+    const series = seriesWhere.length > 0 ? `(SELECT * FROM series WHERE ${seriesWhere.join(' AND ')})` : 'series';
+    const where = onReadings.length > 0 ? ` WHERE ${onReadings.join(' AND ')}` : '';
+    return `SELECT ${COLUMNS} FROM ${PARTITION_TABLES[partition]} r JOIN ${series} s ON r.series = s.series${where}`;
+  };
 
   if (selection.sensorId !== undefined) {
-    return `(SELECT * FROM ${PARTITION_TABLES[partitionOf(selection.sensorId)]} WHERE ${conditions.join(' AND ')})`;
+    return `(${branch(partitionOf(selection.sensorId), `sensor_id = ${params.text(selection.sensorId)}`)})`;
   }
-  if (selection.sensorIds === undefined) {
-    return `(${PARTITION_TABLES.map((table) => `SELECT * FROM ${table}${conditions.length > 0 ? ` WHERE ${conditions.join(' AND ')}` : ''}`).join(' UNION ALL ')})`;
-  }
+  if (selection.sensorIds === undefined) return `(${PARTITION_TABLES.map((_, p) => branch(p)).join(' UNION ALL ')})`;
   const lists = new Map<number, string[]>();
   for (const id of new Set(selection.sensorIds)) {
     const p = partitionOf(id);
     lists.set(p, [...(lists.get(p) ?? []), id]);
   }
-  if (lists.size === 0) return `(SELECT * FROM ${PARTITION_TABLES[0]} WHERE false)`;
-  const branches = [...lists].map(([i, own]) => {
+  if (lists.size === 0) return `(SELECT ${COLUMNS} FROM ${PARTITION_TABLES[0]} r JOIN series s ON r.series = s.series WHERE false)`;
+  const branches = [...lists].map(([p, own]) =>
     // One id: plain equality; more: list_contains (measured faster than `= ANY` or an IN-subquery).
-    const match = own.length === 1 ? `sensor_id = ${params.text(own[0]!)}` : `list_contains(${params.textList(own)}, sensor_id)`;
-    return `SELECT * FROM ${PARTITION_TABLES[i]} WHERE ${[match, ...conditions].join(' AND ')}`;
+    branch(p, own.length === 1 ? `sensor_id = ${params.text(own[0]!)}` : `list_contains(${params.textList(own)}, sensor_id)`),
+  );
+  return `(${branches.join(' UNION ALL ')})`;
+}
+
+/**
+ * The readings `(series, ts, value)` of the given series (ids by partition, read from the series
+ * table first) within a range, as a parenthesised subquery: each partition is scanned once with
+ * a constant list of ids, and nothing is joined per reading.
+ */
+export function readingsOf(params: Params, seriesByPartition: ReadonlyMap<number, readonly number[]>, range: RangeFilter & { aggregatable?: boolean }): string {
+  const conditions: string[] = [];
+  if (range.start !== undefined) conditions.push(`ts >= ${params.time(range.start)}`);
+  if (range.end !== undefined) conditions.push(`ts <= ${params.time(range.end)}`);
+  if (range.aggregatable) conditions.push(`abs(value) <= ${MAX_MEASUREMENT}`);
+  const branches = [...seriesByPartition].map(([p, ids]) => {
+    const match = `series IN (${ids.map((id) => params.add(id, INTEGER)).join(', ')})`;
+    return `SELECT series, ts, value FROM ${PARTITION_TABLES[p]} WHERE ${[match, ...conditions].join(' AND ')}`;
   });
   return `(${branches.join(' UNION ALL ')})`;
 }

@@ -1,9 +1,9 @@
 /**
- * Measurements are spread over a fixed number of tables by a hash of sensor_id. DuckDB has no
+ * Readings are spread over a fixed number of tables by a hash of their series' sensor_id. DuckDB has no
  * clustered index and rows arrive in time order with every sensor interleaved, so a one-sensor
  * query would otherwise scan every sensor's rows; with 16 partitions it scans a sixteenth, and
  * each partition stays in time order (zone maps on ts still prune ranges). The view
- * `measurements` is the union of all partitions.
+ * `measurements` is the union of all partitions joined with their series.
  *
  * The count and the hash are part of the on-disk format: changing either needs a migration
  * (the engine refuses a file written with another count).
@@ -12,7 +12,7 @@ export const PARTITIONS = 16;
 
 export const PARTITION_TABLES: readonly string[] = Array.from(
   { length: PARTITIONS },
-  (_, i) => `measurements_p${String(i).padStart(2, '0')}`,
+  (_, i) => `readings_p${String(i).padStart(2, '0')}`,
 );
 
 /** FNV-1a (32-bit) over the UTF-16 code units of the id: stable, cheap, well spread. */

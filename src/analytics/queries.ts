@@ -1,10 +1,11 @@
 import { DuckDBIntervalValue, INTEGER, INTERVAL } from '@duckdb/node-api';
 import { BadRequestError } from '../errors.js';
 import type { SqlRunner } from './engine.js';
-import { Params, isoOrNull, matching } from './filters.js';
+import { Params, isoOrNull, matching, readingsOf } from './filters.js';
 import { intervalSeconds } from './interval.js';
+import { partitionOf } from './partitions.js';
 import type { Row } from './reader-pool.js';
-import type { Aggregate, Anomalies, Comparison, MetricAggregate, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
+import type { Aggregate, Anomalies, Comparison, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from './types.js';
 
 /**
  * The analytics reads. Their inputs are what the request schemas (schemas.ts) accepted, so
@@ -46,10 +47,10 @@ function aggregate(row: Row | undefined): Aggregate {
 }
 
 /**
- * The sensor's totals from its per-metric groups (Chan's parallel variance), which spares
- * DuckDB a second grouping of the same rows.
+ * Totals from groups of the same rows (a sensor's metrics, or its series) with Chan's parallel
+ * variance, which spares DuckDB a second grouping of the same rows.
  */
-function combine(groups: readonly MetricAggregate[]): Aggregate {
+function combine(groups: readonly Aggregate[]): Aggregate {
   if (groups.length === 0) return { ...EMPTY };
   let count = 0;
   let sum = 0;
@@ -181,17 +182,37 @@ export function byAvgDescending(a: { avg_value: number | null }, b: { avg_value:
 }
 
 /**
- * Aggregates of several sensors, one scan for all of them: `comparison` keyed by sensor in
- * descending avg_value (sensors without data last), as the original; `sensors` in the order asked.
+ * Aggregates of several sensors: `comparison` keyed by sensor in descending avg_value (sensors
+ * without data last), as the original; `sensors` in the order asked. Their series are read from
+ * the series table first, then only those series' readings are scanned and grouped by series (one
+ * scan per partition the sensors hash to, no join per reading: about half the time of joining),
+ * and each sensor's series are combined here.
  */
 export async function compare(db: SqlRunner, sensorIds: readonly string[], filter: RangeFilter = {}): Promise<Comparison> {
   const ids = [...new Set(sensorIds)];
   if (ids.length === 0) return { comparison: {}, sensors: [] };
-  const p = new Params();
-  const source = matching(p, { ...filter, sensorIds: ids, aggregatable: true });
-  const rows = await db.all('compare', `SELECT sensor_id, ${AGGREGATES} FROM ${source} AS m GROUP BY sensor_id`, p.values, p.types);
-  const bySensor = new Map(rows.map((row) => [String(row.sensor_id), row]));
-  const sensors = ids.map((id) => ({ sensor_id: id, ...aggregate(bySensor.get(id)) }));
+  const q = new Params();
+  const metric = filter.metric !== undefined ? ` AND metric = ${q.text(filter.metric)}` : '';
+  const series = await db.all('compare', `SELECT series, sensor_id FROM series WHERE list_contains(${q.textList(ids)}, sensor_id)${metric}`, q.values, q.types);
+  const sensorOf = new Map<number, string>();
+  const byPartition = new Map<number, number[]>();
+  for (const row of series) {
+    const sensor = String(row.sensor_id);
+    sensorOf.set(Number(row.series), sensor);
+    const p = partitionOf(sensor);
+    byPartition.set(p, [...(byPartition.get(p) ?? []), Number(row.series)]);
+  }
+  const groups = new Map<string, Aggregate[]>();
+  if (series.length > 0) {
+    const p = new Params();
+    const source = readingsOf(p, byPartition, { ...filter, aggregatable: true });
+    const rows = await db.all('compare', `SELECT series, ${AGGREGATES} FROM ${source} AS r GROUP BY series`, p.values, p.types);
+    for (const row of rows) {
+      const sensor = sensorOf.get(Number(row.series))!;
+      groups.set(sensor, [...(groups.get(sensor) ?? []), aggregate(row)]);
+    }
+  }
+  const sensors = ids.map((id) => ({ sensor_id: id, ...combine(groups.get(id) ?? []) }));
   const comparison: Comparison['comparison'] = {};
   for (const { sensor_id, ...agg } of [...sensors].sort(byAvgDescending)) comparison[sensor_id] = agg;
   return { comparison, sensors };
@@ -227,15 +248,4 @@ export async function sensors(db: SqlRunner, options: SensorsPage = {}): Promise
     last_reading: isoOrNull(row.last_reading)!,
   }));
   return { count: list.length, sensors: list, next_after: more ? list[list.length - 1]!.sensor_id : null };
-}
-
-/** Number of stored measurements matching a filter (tests, status). */
-export async function countMeasurements(
-  db: SqlRunner,
-  filter: RangeFilter & { sensorId?: string; sensorIds?: readonly string[] } = {},
-): Promise<number> {
-  const p = new Params();
-  const source = matching(p, filter);
-  const rows = await db.all('count', `SELECT count(*) AS count FROM ${source} AS m`, p.values, p.types);
-  return Number(rows[0]?.count ?? 0);
 }

@@ -45,8 +45,8 @@ class PooledReader implements Reader {
 }
 
 /**
- * A few connections for queries, separate from the flusher's writer: each query sees only
- * committed data and never waits behind an append. One query per connection at a time.
+ * A few connections for queries, separate from the commits' writer: each query sees only
+ * committed data and never waits behind a commit. One query per connection at a time.
  */
 export class ReaderPool {
   private readonly idle: PooledReader[];

@@ -14,21 +14,6 @@ export type {
   Timeseries,
 } from './schemas.js';
 
-/** One measurement as the flusher appends it (a storage row, not an API shape). */
-export interface MeasurementRow {
-  /** Id of the SQLite buffer row it came from (several records share one). */
-  buffer_id: number;
-  /** Unix seconds, may be fractional (kept to the microsecond). */
-  ts: number;
-  sensor_id: string;
-  metric: string;
-  value: number;
-  unit: string;
-  lab_id: string | null;
-  model_id: number | null;
-  source: string;
-}
-
 export interface ExportRequest extends RangeFilter {
   format: ExportFormat;
   /** Tenancy filter: only these sensors; undefined means all. */

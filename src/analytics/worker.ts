@@ -1,24 +1,17 @@
 /**
- * Worker thread entry: the DuckDB analytics store (engine.ts) runs here, so that appending the
- * flusher's batches (synchronous native work, a few microseconds per record) never occupies the
- * main thread that serves HTTP and Redis. client.ts is the other end.
+ * Worker thread entry: the DuckDB analytics store (engine.ts) runs here, so that committing the
+ * ingest path's batches (synchronous native work, a few microseconds per record) never occupies
+ * the main thread that serves HTTP and Redis. client.ts is the other end.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { readRecordBatch } from '../operational/record-batch.js';
-import { AnalyticsEngine, type AnalyticsEngineOptions, type Segment } from './engine.js';
+import { AnalyticsEngine, type AnalyticsEngineOptions } from './engine.js';
 import { callDeadline } from './reader-pool.js';
-import type { Call, Reply, WireSegment } from './client.js';
+import type { Call, Reply } from './client.js';
+import { transferablesOf } from './transfer.js';
 
 const options = workerData as Omit<AnalyticsEngineOptions, 'metrics' | 'logger'> & { logLevel: string };
 const logger = pino({ level: options.logLevel });
-
-const segmentOf = (w: WireSegment): Segment => ({
-  bufferId: w.bufferId,
-  source: w.source,
-  columns: readRecordBatch(w.records),
-  ...(w.skip && w.skip.length > 0 ? { skip: new Set(w.skip) } : {}),
-});
 
 let engine: AnalyticsEngine | undefined;
 const opened = AnalyticsEngine.open({ ...options, logger }).then((e) => (engine = e));
@@ -27,11 +20,9 @@ const opened = AnalyticsEngine.open({ ...options, logger }).then((e) => (engine 
 const handlers: Record<Call['method'], (e: AnalyticsEngine, args: never[]) => Promise<unknown>> = {
   all: (e, [op, sql, values]: never[]) => e.all(op, sql, values),
   exec: (e, [op, sql, values]: never[]) => e.exec(op, sql, values),
-  highWaterMark: (e) => e.highWaterMark(),
-  appendBatch: (e, [rows, highWater]: never[]) => e.appendBatch(rows, highWater),
-  appendSegments: (e, [segments, highWater]: never[]) => e.appendSegments((segments as WireSegment[]).map(segmentOf), highWater),
-  probeSegments: async (e, [segments]: never[]) => (await e.probeSegments((segments as WireSegment[]).map(segmentOf)))?.message ?? null,
-  ping: (e) => e.ping(),
+  commit: (e, [request]: never[]) => e.commit(request),
+  ingestState: (e) => e.ingestState(),
+  fingerprints: (e, [sinceS]: never[]) => e.fingerprints(sinceS),
   healthPing: (e) => e.healthPing(),
   sensorStats: (e, [sensorId, filter]: never[]) => e.sensorStats(sensorId, filter),
   timeseries: (e, [sensorId, filter]: never[]) => e.timeseries(sensorId, filter),
@@ -50,12 +41,15 @@ const handlers: Record<Call['method'], (e: AnalyticsEngine, args: never[]) => Pr
 parentPort!.on('message', (call: Call) => {
   void (async () => {
     let reply: Reply;
+    let transfer: ArrayBuffer[] = [];
     try {
       const e = engine ?? (await opened);
       const run = () => handlers[call.method](e, call.args as never[]);
       // A user's query brings what is left of its time limit: its deadline in this thread's clock.
       const value = call.timeoutMs === undefined ? await run() : await callDeadline.run(performance.now() + call.timeoutMs, run);
       reply = { id: call.id, ok: true, value };
+      // Fingerprint columns go back whole, without a copy.
+      if (call.method === 'fingerprints') transfer = transferablesOf(Object.values(value as object) as ArrayBufferView[]);
     } catch (err) {
       const e = err as Error & { code?: unknown; statusCode?: unknown };
       reply = {
@@ -64,7 +58,7 @@ parentPort!.on('message', (call: Call) => {
         error: { name: e.name, message: e.message, ...(typeof e.code === 'string' ? { code: e.code } : {}), ...(typeof e.statusCode === 'number' ? { statusCode: e.statusCode } : {}) },
       };
     }
-    parentPort!.postMessage(reply);
+    parentPort!.postMessage(reply, transfer);
   })();
 });
 

@@ -30,8 +30,18 @@ export const manifestSchema = z.object({
     buffer_messages: count,
     measurements: count,
   }),
-  /** Where the two stores agree: DuckDB holds every buffer row up to duckdb_high_water, the buffer every row after it. */
-  ingest: z.object({ buffer_last_id: count, buffer_flushed_through: count, duckdb_high_water: count }),
+  /**
+   * Where the two stores agree: DuckDB holds every buffer row up to duckdb_high_water (its
+   * queue_through), the buffer every row after it; and DuckDB's last ingest batch and stream
+   * position (absent in manifests written before layout 2).
+   */
+  ingest: z.object({
+    buffer_last_id: count,
+    buffer_flushed_through: count,
+    duckdb_high_water: count,
+    duckdb_batch: count.optional(),
+    stream_position: z.string().nullable().optional(),
+  }),
   /** Highest ids given out, which new ones continue above. */
   last_ids: z.object({ ledger: count, buffer: count }),
   files: z.array(z.object({ name: z.enum([SQLITE_FILE, DUCKDB_FILE]), bytes: count, sha256: z.string().regex(/^[0-9a-f]{64}$/) })),

@@ -63,12 +63,13 @@ async function verifyStores(dir: string, manifest: Manifest): Promise<void> {
     ['buffer flushed through', facts.flushedThrough, ingest.buffer_flushed_through],
     ['last ledger id', facts.ledgerLastId, ids.ledger],
     ['measurements', analytics.measurements, counts.measurements],
-    ['DuckDB high-water mark', analytics.highWater, ingest.duckdb_high_water],
+    ['DuckDB queue-through mark', analytics.queueThrough, ingest.duckdb_high_water],
   ];
+  if (ingest.duckdb_batch !== undefined) pairs.push(['DuckDB ingest batch', analytics.batch, ingest.duckdb_batch]);
   for (const [what, actual, expected] of pairs) {
     if (actual !== expected) throw new BackupInvalidError(`the backup holds ${actual} for ${what}, its manifest says ${expected}`);
   }
-  if (analytics.highWater > facts.bufferLastId) throw new BackupInvalidError(`DuckDB holds buffer rows up to ${analytics.highWater}, beyond the buffer's last id ${facts.bufferLastId}`);
+  if (analytics.queueThrough > facts.bufferLastId) throw new BackupInvalidError(`DuckDB holds buffer rows up to ${analytics.queueThrough}, beyond the buffer's last id ${facts.bufferLastId}`);
 }
 
 /** Where a restore stages the copy and puts the data it replaces. */

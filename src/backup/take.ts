@@ -65,8 +65,8 @@ export async function takeBackup(dir: string, sources: BackupSources, onStep: (s
     return { analytics, operational: await sources.operational(sqlitePath) };
   });
   onStep('syncing and checksumming the copies');
-  if (operational.bufferLastId < analytics.highWater) {
-    throw new Error(`the copies disagree: DuckDB holds buffer rows up to ${analytics.highWater}, the buffer copy ends at ${operational.bufferLastId}`);
+  if (operational.bufferLastId < analytics.queueThrough) {
+    throw new Error(`the copies disagree: DuckDB holds buffer rows up to ${analytics.queueThrough}, the buffer copy ends at ${operational.bufferLastId}`);
   }
   await syncPath(sqlitePath);
   await syncPath(duckdbPath);
@@ -86,7 +86,13 @@ export async function takeBackup(dir: string, sources: BackupSources, onStep: (s
       buffer_messages: operational.bufferMessages,
       measurements: analytics.measurements,
     },
-    ingest: { buffer_last_id: operational.bufferLastId, buffer_flushed_through: operational.flushedThrough, duckdb_high_water: analytics.highWater },
+    ingest: {
+      buffer_last_id: operational.bufferLastId,
+      buffer_flushed_through: operational.flushedThrough,
+      duckdb_high_water: analytics.queueThrough,
+      duckdb_batch: analytics.batch,
+      stream_position: analytics.position,
+    },
     last_ids: { ledger: operational.ledgerLastId, buffer: operational.bufferLastId },
     files,
     duration_ms: Math.round(performance.now() - started),

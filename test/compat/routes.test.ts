@@ -1,6 +1,6 @@
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MeasurementRow } from '../../src/analytics/engine.js';
+import { commitRows, type MeasurementRow } from '../helpers/measurements.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 import { COMPARISON_ENTRY, CONTRACT, type Shape } from './contract.js';
@@ -72,7 +72,7 @@ describe('compatibility with the original API', () => {
       rows.push(row('my sensor', 'v', BASE + i * 60, 5));
     }
     rows.push(row('T-1', 'temperature', BASE + 30 * 60, 95));
-    await t.service.analytics.appendBatch(rows, 0);
+    await commitRows(t.service.analytics, rows);
   });
   afterAll(() => t.close());
 

@@ -178,7 +178,7 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
         return (
           sumOf(s, 'ocean_telemetry_ingested_total', { source: 'stream' }) === 20 &&
           sumOf(s, 'ocean_frames_rejected_total') === 4 &&
-          sumOf(s, 'ocean_flushed_records_total') === streamFrames.records + httpFrames.records + 5
+          sumOf(s, 'ocean_committed_records_total') === streamFrames.records + httpFrames.records + 5
         );
       },
       { timeoutMs: 30_000, intervalMs: 200, what: 'ingest of the HTTP and stream telemetry' },

@@ -1,5 +1,61 @@
-import type { MeasurementRow } from '../../src/analytics/engine.js';
+import type { CommitRequest, CommitResult } from '../../src/analytics/commit-types.js';
+import { PARTITION_TABLES, partitionOf } from '../../src/analytics/partitions.js';
+import type { Row } from '../../src/analytics/reader-pool.js';
 import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
+import type { IngestSource } from '../../src/operational/buffer.js';
+import { RecordBatchBuilder } from '../../src/operational/record-batch.js';
+
+/** One measurement with its strings, as tests build them (buffer_id: test/compat's rows carry one; the store has no such column). */
+export interface MeasurementRow {
+  buffer_id?: number;
+  /** Unix seconds, may be fractional (kept to the microsecond). */
+  ts: number;
+  sensor_id: string;
+  metric: string;
+  value: number;
+  unit: string;
+  lab_id: string | null;
+  model_id: number | null;
+  source: string;
+}
+
+/** What commits: the engine and the client alike. */
+export interface Committer {
+  commit(request: CommitRequest): Promise<CommitResult>;
+}
+
+/**
+ * Commits rows the way the ingest path does: packed records (RecordBatchBuilder), one segment
+ * per run of rows with the same source, in one commit with whatever else `request` carries.
+ */
+export function commitRows(store: Committer, rows: readonly MeasurementRow[], request: Omit<CommitRequest, 'segments'> = {}): Promise<CommitResult> {
+  const segments: CommitRequest['segments'] = [];
+  let builder: RecordBatchBuilder | undefined;
+  let source: string | undefined;
+  const close = () => {
+    // The packed buffer spans its own ArrayBuffer: the client moves it to the worker without a copy.
+    if (builder) segments.push({ source: source as IngestSource, records: builder.toBuffer() });
+  };
+  for (const r of rows) {
+    if (!builder || r.source !== source) {
+      close();
+      builder = new RecordBatchBuilder(rows.length);
+      source = r.source;
+    }
+    builder.add(r, r.lab_id, r.model_id);
+  }
+  close();
+  return store.commit({ ...request, segments });
+}
+
+/** Measurements stored, counted with SQL on the view (optionally one sensor's). */
+export async function countMeasurements(db: { all(op: string, sql: string, values?: never[]): Promise<Row[]> }, sensorId?: string): Promise<number> {
+  const rows =
+    sensorId === undefined
+      ? await db.all('count', 'SELECT count(*)::INTEGER AS n FROM measurements')
+      : await db.all('count', 'SELECT count(*)::INTEGER AS n FROM measurements WHERE sensor_id = $1', [sensorId as never]);
+  return Number(rows[0]?.n ?? 0);
+}
 
 export const BASE_TS = 1_700_000_000;
 
@@ -13,7 +69,6 @@ export function generateRows(options: {
   metrics?: Array<{ metric: string; unit: string }>;
   spanS?: number;
   seed?: number;
-  firstBufferId?: number;
 }): MeasurementRow[] {
   const sensors = options.sensors ?? ['sensor-a', 'sensor-b', 'sensor-c'];
   const metrics = options.metrics ?? [
@@ -27,7 +82,6 @@ export function generateRows(options: {
     const m = metrics[Math.floor(i / sensors.length) % metrics.length]!;
     const spike = random() < 0.01 ? 15 : 0;
     rows.push({
-      buffer_id: (options.firstBufferId ?? 1) + Math.floor(i / 4),
       ts: BASE_TS + (i * span) / options.count + 0.25,
       sensor_id: sensors[i % sensors.length]!,
       metric: m.metric,
@@ -74,3 +128,36 @@ export function expectedAggregate(rows: readonly MeasurementRow[]): Expected {
 
 /** ISO string of unix seconds at millisecond precision, as the API reports times. */
 export const iso = (seconds: number) => new Date(Math.floor(Math.round(seconds * 1e6) / 1000)).toISOString();
+
+/**
+ * Series ids given by loadGenerated: far above those the engine hands out, which it does not
+ * know about until it reopens (so commit nothing with the same strings afterwards).
+ */
+const GENERATED_SERIES = 1_000_000_000;
+
+/**
+ * `count` readings generated inside DuckDB straight into the layout's tables (millions in a
+ * second or two, where tests only need volume): sensor `sensors[i % n]`, one series each, time
+ * and value as SQL expressions of the row number `i`.
+ */
+export async function loadGenerated(
+  db: { exec(op: string, sql: string): Promise<void> },
+  options: { sensors: readonly string[]; count: number; ts: string; value: string; metric?: string; unit?: string; labId?: string | null; modelId?: number | null; source?: string },
+): Promise<void> {
+  const quote = (s: string | null | undefined) => (s == null ? 'NULL' : `'${s.replaceAll("'", "''")}'`);
+  const n = options.sensors.length;
+  const base = GENERATED_SERIES + Math.floor(Math.random() * 1_000_000) * 1000;
+  await db.exec(
+    'load',
+    `INSERT INTO series SELECT ${base} + k, ([${options.sensors.map(quote).join(', ')}])[k + 1], ${quote(options.metric ?? 'temperature')}, ${quote(options.unit ?? 'C')},
+       ${quote(options.labId ?? null)}, ${options.modelId ?? 'NULL'}, ${quote(options.source ?? 'test')} FROM range(${n}) t(k)`,
+  );
+  const byPartition = new Map<number, number[]>();
+  options.sensors.forEach((s, k) => byPartition.set(partitionOf(s), [...(byPartition.get(partitionOf(s)) ?? []), k]));
+  for (const [p, ks] of byPartition) {
+    await db.exec(
+      'load',
+      `INSERT INTO ${PARTITION_TABLES[p]} SELECT ${base} + (i % ${n}), ${options.ts}, ${options.value} FROM range(${options.count}) t(i) WHERE list_contains([${ks.join(',')}], (i % ${n})::INTEGER)`,
+    );
+  }
+}

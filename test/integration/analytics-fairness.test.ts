@@ -1,17 +1,13 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PARTITION_TABLES, partitionOf } from '../../src/analytics/partitions.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { expectErrorShape } from '../helpers/error-shape.js';
+import { loadGenerated } from '../helpers/measurements.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
 /** `rows` readings of one sensor, generated inside DuckDB straight into its partition. */
 async function load(t: TestApp, sensorId: string, rows: number): Promise<void> {
-  await t.service.analytics.exec(
-    'load',
-    `INSERT INTO ${PARTITION_TABLES[partitionOf(sensorId)]}
-     SELECT i, TIMESTAMP '2024-01-01' + to_seconds(i), '${sensorId}', 'temperature', (i * 7919) % 1000 * 0.1, 'C', NULL, NULL, 'test' FROM range(${rows}) t(i)`,
-  );
+  await loadGenerated(t.service.analytics, { sensors: [sensorId], count: rows, ts: `TIMESTAMP '2024-01-01' + to_seconds(i)`, value: '(i * 7919) % 1000 * 0.1' });
 }
 
 /** A user who owns `sensorId` (claimed by an ingest, flushed to DuckDB). */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { BASE_TS, expectedAggregate, generateRows } from '../helpers/measurements.js';
+import { BASE_TS, commitRows, expectedAggregate, generateRows } from '../helpers/measurements.js';
 
 /**
  * Ingest refuses values beyond ±10^15, but an analytics file written before that bound may hold
@@ -12,14 +12,13 @@ describe('analytics over stored values beyond the ingest bound', () => {
   const normal = generateRows({ count: 400, sensors: ['legacy'], spanS: 3600, seed: 5 });
   const wild = [1e200, -1.7e308, 1.7e308, Infinity, -Infinity, NaN, 1e15 + 2].map((value, i) => ({
     ...normal[i]!,
-    buffer_id: 10_000 + i,
     ts: BASE_TS + 100 + i,
     value,
   }));
 
   beforeAll(async () => {
     t = await createTestApp();
-    await t.service.analytics.appendBatch([...normal, ...wild], 0);
+    await commitRows(t.service.analytics, [...normal, ...wild]);
   });
   afterAll(() => t.close());
 

@@ -3,14 +3,13 @@ import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AnalyticsEngine, MAX_EXPORTS } from '../../src/analytics/engine.js';
 import { streamExport } from '../../src/analytics/export.js';
+import { loadGenerated } from '../helpers/measurements.js';
 import { makeTempDir, type TempDir } from '../helpers/temp-dir.js';
 
-/** Rows straight into one partition, generated inside DuckDB (exports without a sensor read every partition). */
+/** Rows of 100 sensors generated inside DuckDB (exports without a sensor read every partition). */
 async function load(engine: AnalyticsEngine, rows: number): Promise<void> {
-  await engine.exec(
-    'load',
-    `INSERT INTO measurements_p00 SELECT i, TIMESTAMP '2024-01-01' + to_seconds(i), 's-' || (i % 100), 'temperature', i * 0.5, 'C', 'lab', 1, 'test' FROM range(${rows}) t(i)`,
-  );
+  const sensors = Array.from({ length: 100 }, (_, i) => `s-${i}`);
+  await loadGenerated(engine, { sensors, count: rows, ts: `TIMESTAMP '2024-01-01' + to_seconds(i)`, value: 'i * 0.5', labId: 'lab', modelId: 1 });
 }
 
 const firstChunk = (stream: Readable) => new Promise<Buffer>((resolve, reject) => stream.once('data', resolve).once('error', reject));

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { countMeasurements } from '../../src/analytics/queries.js';
+import { countMeasurements } from '../helpers/measurements.js';
 import { encodeFrame, pressurePayload } from '../../src/nanogridata/encoder.js';
 import { createSessions } from '../../src/operational/sessions.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -53,10 +53,10 @@ describe('device authority', () => {
 
   const postFrames = (body: Buffer, headers: Record<string, string> = {}) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream', ...headers }, payload: body });
-  /** Readings of a sensor in DuckDB once the flusher has caught up with everything stored. */
+  /** Readings of a sensor in DuckDB once the committer has caught up with everything stored. */
   const storedFor = async (sensor: string) => {
     await t.service.committer.whenIdle();
-    return countMeasurements(t.service.analytics, { sensorId: sensor });
+    return countMeasurements(t.service.analytics, sensor);
   };
   const ingestJson = (user: TestUser, sensor_id: string) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id, data: { v: 1 } } });

@@ -151,8 +151,8 @@ describe('metrics', () => {
   });
 
   it('reports flushes, flushed records and DuckDB append durations after a flush', () => {
-    expect(sumOf(samples, 'ocean_flush_duration_seconds_count')).toBeGreaterThanOrEqual(1);
-    expect(sumOf(samples, 'ocean_flushed_records_total')).toBe(acceptedRecords + 6);
+    expect(sumOf(samples, 'ocean_ingest_commit_duration_seconds_count')).toBeGreaterThanOrEqual(1);
+    expect(sumOf(samples, 'ocean_committed_records_total')).toBe(acceptedRecords + 6);
     expect(sumOf(samples, 'ocean_database_query_duration_seconds_count', { engine: 'duckdb', op: 'append' })).toBeGreaterThanOrEqual(1);
   });
 
