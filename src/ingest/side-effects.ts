@@ -57,6 +57,10 @@ export class SideEffects {
   /** A committed batch's effects: applied within APPLY_MS. */
   add(batch: number, effects: Effects): void {
     this.pending.push([batch, effects]);
+    this.schedule();
+  }
+
+  private schedule(): void {
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       this.apply();
@@ -97,11 +101,15 @@ export class SideEffects {
       });
     } catch (err) {
       this.pending.unshift(...batches);
-      this.log.error({ err }, 'counting device activity failed; it is retried with the next batch');
+      this.log.error({ err }, 'counting device activity failed; it is retried');
+      this.schedule();
     }
   }
 
+  /** Applies what is pending; a failure stays logged, and DuckDB keeps those effects for the next start. */
   stop(): void {
     this.apply();
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 }

@@ -88,7 +88,8 @@ export function createBuffer(db: Db) {
       return statement.run(...args);
     },
   });
-  const setCounter = forgetting(db.prepare<[number, string]>('INSERT INTO counters(name, value) VALUES (?2, ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value'));
+  const upsertCounter = forgetting(db.prepare<[string, number]>('INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value'));
+  const setCounter = { run: (value: number, name: string) => upsertCounter.run(name, value) };
   const addCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?'));
   const counters = db.prepare<[], { name: string; value: number }>('SELECT name, value FROM counters');
   const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
