@@ -129,7 +129,6 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     mode: 'online',
     analytics: (path) => analytics.backupTo(path),
     operational: (path) => copyOperationalDbOffThread(sqlitePath, path),
-    hold: (fn) => fn(),
   }, logger);
   const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, backup, logger });
 

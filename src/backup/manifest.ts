@@ -37,7 +37,10 @@ export const manifestSchema = z.object({
    */
   ingest: z.object({
     buffer_last_id: count,
-    buffer_flushed_through: count,
+    /** The earlier release's flusher position (manifests written before layout 2 only). */
+    buffer_flushed_through: count.optional(),
+    /** SQLite's count of the ingest batches whose side effects it applied (layout 2 on). */
+    effects_applied_through: count.optional(),
     duckdb_high_water: count,
     duckdb_batch: count.optional(),
     stream_position: z.string().nullable().optional(),

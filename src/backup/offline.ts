@@ -20,11 +20,11 @@ export function offlineSources(dataDir: string): BackupSources {
   return {
     mode: 'offline',
     async analytics(target) {
-      if (!held) throw new Error('the analytics file is copied inside hold()');
+      if (!held) throw new Error('the analytics file is copied inside around()');
       return copyAnalytics(held.connection, target, held.catalog);
     },
     operational: (target) => copyOperationalDbOffThread(need(SQLITE_FILE), target),
-    async hold(fn) {
+    async around(fn) {
       need(SQLITE_FILE);
       held = await openAnalyticsReadOnly(need(DUCKDB_FILE));
       try {

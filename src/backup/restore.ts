@@ -60,12 +60,12 @@ async function verifyStores(dir: string, manifest: Manifest): Promise<void> {
     ['buffer rows', facts.bufferRows, counts.buffer_rows],
     ['buffer messages', facts.bufferMessages, counts.buffer_messages],
     ['buffer last id', facts.bufferLastId, ingest.buffer_last_id],
-    ['buffer flushed through', facts.flushedThrough, ingest.buffer_flushed_through],
     ['last ledger id', facts.ledgerLastId, ids.ledger],
     ['measurements', analytics.measurements, counts.measurements],
     ['DuckDB queue-through mark', analytics.queueThrough, ingest.duckdb_high_water],
   ];
   if (ingest.duckdb_batch !== undefined) pairs.push(['DuckDB ingest batch', analytics.batch, ingest.duckdb_batch]);
+  if (ingest.effects_applied_through !== undefined) pairs.push(['side effects applied through', facts.effectsAppliedThrough, ingest.effects_applied_through]);
   for (const [what, actual, expected] of pairs) {
     if (actual !== expected) throw new BackupInvalidError(`the backup holds ${actual} for ${what}, its manifest says ${expected}`);
   }

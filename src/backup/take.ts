@@ -14,8 +14,8 @@ export interface BackupSources {
   analytics(path: string): Promise<AnalyticsFacts>;
   /** Copies SQLite into a new file at `path`; what the copy holds. */
   operational(path: string): Promise<OperationalFacts>;
-  /** Runs `fn` with no record moving from the buffer to DuckDB (the flusher held). */
-  hold<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs the two copies (offline: with the stopped service's files open for them); optional. */
+  around?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** The version in package.json (next to src/ and dist/ alike). */
@@ -48,22 +48,25 @@ async function prepareDir(dir: string): Promise<void> {
 }
 
 /**
- * Takes a backup into `dir`: DuckDB first, then SQLite, with the flusher held across both, so the
- * buffer copy holds every row above DuckDB's high-water mark (the flusher appends them again after
- * a restore, exactly once). Then both files are synced, measured and checksummed, and the manifest
- * is written last, under a temporary name renamed into place: a backup cut short has none.
+ * Takes a backup into `dir`: DuckDB first, then SQLite, while ingest goes on. The SQLite copy is
+ * the later one, so it holds every work-queue reading above DuckDB's queue_through mark (the
+ * committer carries them into DuckDB again after a restore, exactly once), and frames acknowledged
+ * after the DuckDB copy are not in the backup (a point in time, as any online copy). Then both
+ * files are synced, measured and checksummed, and the manifest is written last, under a
+ * temporary name renamed into place: a backup cut short has none.
  */
 export async function takeBackup(dir: string, sources: BackupSources, onStep: (step: string) => void = () => undefined): Promise<Manifest> {
   const started = performance.now();
   await prepareDir(dir);
   const sqlitePath = join(dir, SQLITE_FILE);
   const duckdbPath = join(dir, DUCKDB_FILE);
-  const { analytics, operational } = await sources.hold(async () => {
+  const copies = async () => {
     onStep(`copying ${DUCKDB_FILE}`);
     const analytics = await sources.analytics(duckdbPath);
     onStep(`copying ${SQLITE_FILE}`);
     return { analytics, operational: await sources.operational(sqlitePath) };
-  });
+  };
+  const { analytics, operational } = sources.around ? await sources.around(copies) : await copies();
   onStep('syncing and checksumming the copies');
   if (operational.bufferLastId < analytics.queueThrough) {
     throw new Error(`the copies disagree: DuckDB holds buffer rows up to ${analytics.queueThrough}, the buffer copy ends at ${operational.bufferLastId}`);
@@ -88,7 +91,7 @@ export async function takeBackup(dir: string, sources: BackupSources, onStep: (s
     },
     ingest: {
       buffer_last_id: operational.bufferLastId,
-      buffer_flushed_through: operational.flushedThrough,
+      effects_applied_through: operational.effectsAppliedThrough,
       duckdb_high_water: analytics.queueThrough,
       duckdb_batch: analytics.batch,
       stream_position: analytics.position,

@@ -13,7 +13,8 @@ export interface OperationalFacts {
   bufferRows: number;
   bufferMessages: number;
   bufferLastId: number;
-  flushedThrough: number;
+  /** The last ingest batch whose side effects SQLite applied (ingest/side-effects.ts). */
+  effectsAppliedThrough: number;
   ledgerLastId: number;
 }
 
@@ -62,7 +63,7 @@ export function operationalFacts(db: Db): OperationalFacts {
       bufferRows: one('SELECT count(*) FROM telemetry_buffer'),
       bufferMessages: one('SELECT coalesce(sum(messages), 0) FROM telemetry_buffer'),
       bufferLastId: seq('telemetry_buffer'),
-      flushedThrough: one("SELECT value FROM counters WHERE name = 'flushed_through'"),
+      effectsAppliedThrough: one("SELECT value FROM counters WHERE name = 'effects_applied_through'"),
       ledgerLastId: seq('billing_ledger'),
     };
   })();
