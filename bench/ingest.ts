@@ -13,7 +13,7 @@
  *
  * Options: --frames N (default 1000000), --batch N (INGEST_BATCH_SIZE, default 1000), --runs N
  * (default 3), --fresh-seconds N (length of the freshness phase, default 15; 0 skips it),
- * --env K=V,K=V (extra service environment, for experiments).
+ * --env K=V,K=V (extra service environment, for experiments), --cpu-prof DIR (profile the drain).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     'fresh-seconds': { type: 'string', default: '15' },
     env: { type: 'string', default: '' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const FRAMES = Number(values.frames);
@@ -252,7 +253,9 @@ async function run(frames: Buffer[], secret: Buffer, secretEnv: Record<string, s
 
     const lastId = await load(redis, 'bench:frames', frames);
     const redisCpu0 = await redisCpu(redis);
-    const child = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env: { ...env, REDIS_URL: server.url, INGEST_STREAM: 'bench:frames', INGEST_BATCH_SIZE: String(BATCH) }, stdio: 'inherit' });
+    // --cpu-prof DIR: a CPU profile of every thread of the draining service (bench/profile-top.ts reads them).
+    const profile = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
+    const child = spawn(process.execPath, [...profile, 'dist/main.js'], { cwd: ROOT, env: { ...env, REDIS_URL: server.url, INGEST_STREAM: 'bench:frames', INGEST_BATCH_SIZE: String(BATCH) }, stdio: 'inherit' });
     try {
       const status = async () => {
         const res = await fetch(`${base}/api/ocean/status`, { headers: { authorization: `Bearer ${ADMIN}` } }).catch(() => undefined);

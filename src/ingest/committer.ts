@@ -77,6 +77,8 @@ export class Committer {
   private batch = 0;
   private position: string | null = null;
   private lastForgetAt = 0;
+  /** The last effectsAppliedThrough a commit carried. */
+  private appliedSent = 0;
   private lastCommitAt: Date | null = null;
   private lastError: string | null = null;
   private failures = 0;
@@ -225,6 +227,7 @@ export class Committer {
     const position = parts.reduce<string | undefined>((at, p) => p.position ?? at, undefined);
     const now = this.options.now();
     const forget = now - this.lastForgetAt >= FORGET_EVERY_S;
+    const applied = sideEffects.appliedThrough;
     const request: CommitRequest = {
       segments,
       ...(prints.length > 0
@@ -238,7 +241,8 @@ export class Committer {
         : {}),
       queueThrough,
       ...(effects ? { effects: JSON.stringify(effects) } : {}),
-      effectsAppliedThrough: sideEffects.appliedThrough,
+      // Effects rows SQLite has applied go, when there are new ones (a DELETE per commit costs).
+      ...(applied > this.appliedSent ? { effectsAppliedThrough: applied } : {}),
       ...(position !== undefined ? { position } : {}),
       ...(forget ? { forgetBefore: Math.floor(now - this.options.replayWindowS) } : {}),
       ...(runPurges.length > 0 ? { purges: runPurges.map((p) => ({ id: p.id, sensorId: p.sensorId })) } : {}),
@@ -251,6 +255,7 @@ export class Committer {
       this.queueThrough = queueThrough;
       if (position !== undefined) this.position = position;
       if (forget) this.lastForgetAt = now;
+      this.appliedSent = Math.max(this.appliedSent, applied);
       this.lastCommitAt = new Date();
       this.lastError = null;
       this.failures = 0;
