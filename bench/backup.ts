@@ -1,6 +1,6 @@
 /**
  * Online backup under load: a service (child process, `src/main.ts` under tsx) holding 1M readings
- * (--readings=N) in DuckDB and in its SQLite buffer, with JSON ingest going on, is backed up through
+ * (--readings=N) in DuckDB, with JSON ingest going on, is backed up through
  * POST /api/ocean/admin/backup. Reported: the backup's duration and size (and per million readings),
  * and p50/p99/max of GET /health and GET /api/ocean/users/:id sampled without a backup, during it,
  * and without one again, in the same run (the machine is shared: compare the phases, not runs).
@@ -8,20 +8,19 @@
  *   npm run bench:backup                      # about a minute
  *   npm run bench:backup -- --readings=3000000
  *
- * The readings are generated straight into the stores (DuckDB by INSERT … SELECT, the buffer as
- * packed rows of 1,000 records, flushed through DuckDB's high-water mark), as a day of ingest
- * leaves them, in seconds instead of the minutes ingesting them would take.
+ * The readings are generated straight into DuckDB's tables (INSERT … SELECT), as a day of ingest
+ * leaves them, in seconds instead of the minutes ingesting them would take; the stream's readings
+ * never pass through SQLite, so ocean.db holds the operational data and the JSON work queue.
  */
 import { Agent, request } from 'node:http';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
-import { PARTITION_TABLES, partitionOf } from '../src/analytics/partitions.js';
 import { loadConfig } from '../src/config.js';
-import { RecordBatchBuilder } from '../src/operational/record-batch.js';
 import { openService } from '../src/service.js';
 import { launchTsx, stop } from '../test/helpers/child-process.js';
+import { loadGenerated } from '../test/helpers/measurements.js';
 import { freePort } from '../test/helpers/redis-server.js';
 import { makeTempDir } from '../test/helpers/temp-dir.js';
 
@@ -29,14 +28,13 @@ const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`
 const READINGS = Math.round(Number(arg('readings') ?? 1_000_000));
 const PHASE_S = Number(arg('phase') ?? 5);
 const SENSORS = 1000;
-const PER_ROW = 1000;
 const BASE_TS = 1_700_000_000;
 const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
 /** The whole run stops here whatever happens (the service is killed). */
 const DEADLINE_MS = 10 * 60 * 1000;
 const sensorId = (i: number) => `sensor-${String(i % SENSORS).padStart(4, '0')}`;
 
-/** Writes the readings into both stores of `dataDir`, a user with a session; returns the user's id and token. */
+/** Writes the readings into DuckDB, a user with a session into SQLite; returns the user's id and token. */
 async function populate(dataDir: string): Promise<{ userId: string; token: string }> {
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_TOKEN, LOG_LEVEL: 'silent' });
   const service = await openService(config, { logger: pino({ level: 'silent' }) });
@@ -44,32 +42,18 @@ async function populate(dataDir: string): Promise<{ userId: string; token: strin
     const { store, analytics } = service;
     const user = store.users.create({ username: 'bench', email: 'bench@example.com' });
     const session = store.sessions.create(user.id, 'bench');
-    // The buffer: rows of PER_ROW packed records, as the stream consumer writes batches of frames.
-    let lastId = 0;
-    store.transaction(() => {
-      for (let first = 0; first < READINGS; first += PER_ROW) {
-        const n = Math.min(PER_ROW, READINGS - first);
-        const batch = new RecordBatchBuilder(n);
-        for (let i = first; i < first + n; i++) batch.add({ sensor_id: sensorId(i), metric: 'temperature', unit: 'C', ts: BASE_TS + i, value: 20 + (i % 100) / 10 }, 'lab-1', 16);
-        lastId = store.buffer.insert({ source: 'stream', messages: n, records: batch.toBuffer(), recordCount: n });
-      }
+    // DuckDB: the readings in the layout's tables (one series per sensor), generated in SQL. The
+    // stream's readings no longer pass through SQLite (they are committed to DuckDB directly), so
+    // ocean.db holds the operational data only.
+    await loadGenerated(analytics, {
+      sensors: Array.from({ length: SENSORS }, (_, i) => sensorId(i)),
+      count: READINGS,
+      ts: `make_timestamp(((${BASE_TS} + i) * 1e6)::BIGINT)`,
+      value: '20 + (i % 100) / 10',
+      labId: 'lab-1',
+      modelId: 16,
+      source: 'stream',
     });
-    store.buffer.markFlushed(lastId, READINGS);
-    // DuckDB: the same readings in their partitions, and the high-water mark of the buffer.
-    const partOf = Array.from({ length: SENSORS }, (_, i) => partitionOf(sensorId(i)));
-    for (let p = 0; p < PARTITION_TABLES.length; p++) {
-      const mine = partOf.flatMap((q, i) => (q === p ? [i] : []));
-      await analytics.exec(
-        'bench-load',
-        `INSERT INTO ${PARTITION_TABLES[p]}
-         SELECT i // ${PER_ROW} + 1, make_timestamp(((${BASE_TS} + i) * 1e6)::BIGINT), 'sensor-' || lpad((i % ${SENSORS})::VARCHAR, 4, '0'),
-           'temperature', 20 + (i % 100) / 10, 'C', 'lab-1', 16, 'stream'
-         FROM range(${READINGS}) t(i) WHERE list_contains([${mine.join(',')}], (i % ${SENSORS})::INTEGER)`,
-      );
-    }
-    await analytics.exec('bench-load', 'INSERT INTO ingest_state (id, high_water) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET high_water = excluded.high_water', [lastId]);
-    // Started, so that the flusher resumes from that mark (closing a service never started flushes from 0).
-    await service.start();
     return { userId: user.id, token: session.token };
   } finally {
     await service.close();
@@ -149,7 +133,7 @@ let child: ReturnType<typeof launchTsx> | undefined;
 try {
   let t = performance.now();
   const user = await populate(dataDir);
-  console.log(`${READINGS.toLocaleString('en')} readings written into DuckDB and the SQLite buffer in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  console.log(`${READINGS.toLocaleString('en')} readings written into DuckDB in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   const port = await freePort();
   child = launchTsx('src/main.ts', [], { env: { DATA_DIR: dataDir, PORT: String(port), ADMIN_TOKEN, LOG_LEVEL: 'info', REDIS_URL: undefined } });
   for (;;) {

@@ -247,6 +247,8 @@ export class Committer {
       ...(forget ? { forgetBefore: Math.floor(now - this.options.replayWindowS) } : {}),
       ...(runPurges.length > 0 ? { purges: runPurges.map((p) => ({ id: p.id, sensorId: p.sensorId })) } : {}),
     };
+    // Counted now: the commit moves the segments' buffers to the analytics worker (detached here).
+    const records = segments.reduce((n, s) => n + recordCount(s.records), 0);
     const end = metrics.commitDuration.startTimer();
     try {
       const { batch } = await analytics.commit(request);
@@ -270,7 +272,7 @@ export class Committer {
         this.log.info({ deviceId: p.sensorId }, "purged a claimant's readings from a sensor the admin gave to another party");
       }
       if (effects) sideEffects.add(batch, effects);
-      metrics.committedRecords.inc(segments.reduce((n, s) => n + recordCount(s.records), 0));
+      metrics.committedRecords.inc(records);
       for (const p of parts) p.resolve();
       return true;
     } catch (err) {

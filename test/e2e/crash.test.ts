@@ -47,7 +47,7 @@ describe('exactly once through a kill -9', () => {
     ADMIN_TOKEN: ADMIN,
     LOG_LEVEL: 'info',
   });
-  type Status = { ingest: { committer: { batch: number; position: string | null } } };
+  type Status = { ingest: { committer: { batch: number; position: string | null }; consumer: { last_error: string | null } } };
   const statusOf = (port: number) => async () => {
     const res = await fetch(`http://127.0.0.1:${port}/api/ocean/status`, { headers: { authorization: `Bearer ${ADMIN}` } }).catch(() => undefined);
     return res?.ok ? ((await res.json()) as Status) : undefined;
@@ -137,11 +137,21 @@ describe('exactly once through a kill -9', () => {
       const res = await fetch(`http://127.0.0.1:${port}/api/ocean/devices`, { method: 'POST', headers: admin, body: JSON.stringify({ device_id: `U-${d}`, owner_id: user.id }) });
       expect(res.status).toBe(200);
     }
-    // Redis refuses XACK: every batch is committed to DuckDB and none is acknowledged.
+    // Redis refuses XACK: batches are committed to DuckDB and none is acknowledged. Unable to
+    // acknowledge, the consumer reads no further: it retries its pending entries (redeliveries,
+    // committed already) until XACK works again.
     await redis.call('ACL', 'SETUSER', 'default', '-xack');
     const lastId = await xadd(stream, frames);
-    await waitFor(async () => (await status())?.ingest.committer.position === lastId, { what: 'every entry committed', timeoutMs: 60_000 });
-    expect(((await redis.xpending(stream, 'ocean-core')) as [number])[0]).toBe(frames.length);
+    const refused = await waitFor(async () => {
+      const s = await status();
+      return s?.ingest.committer.position && /NOPERM/.test(s.ingest.consumer.last_error ?? '') ? s : undefined;
+    }, { what: 'batches committed and XACK refused', timeoutMs: 60_000 });
+    const position = refused.ingest.committer.position!;
+    expect(position).not.toBe(lastId);
+    // Every entry up to the committed position is still pending: committed, never acknowledged.
+    const committed = (await redis.xrange(stream, '-', position)).length;
+    expect(committed).toBeGreaterThan(0);
+    expect(((await redis.xpending(stream, 'ocean-core', '-', position, frames.length)) as unknown[]).length).toBe(committed);
     child.kill('SIGKILL');
     await exited(child);
     await redis.call('ACL', 'SETUSER', 'default', '+xack');

@@ -23,7 +23,7 @@ describe('the files a fresh service creates', () => {
     parent = await makeTempDir('ocean-e2e-modes-');
     const dataDir = join(parent.path, 'data');
     const port = await freePort();
-    const service = launchTsx('src/main.ts', [], { env: { PORT: String(port), DATA_DIR: dataDir, ADMIN_TOKEN: '', LOG_LEVEL: 'warn', FLUSH_INTERVAL_MS: '50' } });
+    const service = launchTsx('src/main.ts', [], { env: { PORT: String(port), DATA_DIR: dataDir, ADMIN_TOKEN: '', LOG_LEVEL: 'warn' } });
     child = service.proc;
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => {
@@ -37,7 +37,7 @@ describe('the files a fresh service creates', () => {
     await waitFor(async () => {
       const status = (await (await fetch(`${base}/api/ocean/status`, { headers: admin })).json()) as { telemetry_buffer: { unprocessed: number } };
       return status.telemetry_buffer.unprocessed === 0;
-    }, { what: 'the reading flushed' });
+    }, { what: 'the reading committed' });
     const files = readdirSync(dataDir).sort();
     expect(files).toEqual(expect.arrayContaining(['admin.token', 'analytics.duckdb', 'analytics.duckdb.wal', 'ocean.db', 'ocean.db-shm', 'ocean.db-wal']));
     const modes = Object.fromEntries(files.map((f) => [f, (statSync(join(dataDir, f)).mode & 0o777).toString(8)]));

@@ -125,7 +125,6 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
         DEAD_LETTER_STREAM: `${STREAM}:dead`,
         ADMIN_TOKEN,
         NANOGRIDATA_SECRET_10: secret.toString('hex'),
-        FLUSH_INTERVAL_MS: '100',
         LOG_LEVEL: 'warn',
       },
     });
@@ -171,7 +170,7 @@ describe.skipIf(skip)('observability: dashboards against a real Prometheus scrap
       producer.disconnect();
     }
 
-    // Until the service has ingested, rejected and flushed all of it.
+    // Until the service has ingested, rejected and committed all of it.
     await waitFor(
       async () => {
         const s = await metrics();

@@ -25,7 +25,7 @@ describe('a backlog of the biggest readings under a small heap', () => {
     await dir.cleanup();
   });
 
-  it('flushes 400 readings of 1,000 records each without running out of memory, and refuses a bigger one', { timeout: 120_000 }, async () => {
+  it('commits 400 readings of 1,000 records each to DuckDB without running out of memory, and refuses a bigger one', { timeout: 120_000 }, async () => {
     const redis = new Redis(redisServer.url);
     const reading = (i: number, fields: number = READING_LIMITS.records) =>
       JSON.stringify(Object.fromEntries(Array.from({ length: fields }, (_, k) => [`metric_${k}`, i + k / 1000])));
@@ -48,7 +48,7 @@ describe('a backlog of the biggest readings under a small heap', () => {
       if (child!.exitCode !== null) throw new Error(`the service died: ${service.stderr().slice(-2000)}`);
       const s = await status();
       return s && s.telemetry_buffer.rows === 400 && s.telemetry_buffer.unprocessed === 0;
-    }, { what: 'every reading flushed', timeoutMs: 100_000, intervalMs: 250 });
+    }, { what: 'every reading committed', timeoutMs: 100_000, intervalMs: 250 });
     const peakMb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
     expect(await redis.xlen('ocean:frames:dead')).toBe(1);
     const [, fields] = (await redis.xrange('ocean:frames:dead', '-', '+'))[0]!;

@@ -10,7 +10,7 @@ async function load(t: TestApp, sensorId: string, rows: number): Promise<void> {
   await loadGenerated(t.service.analytics, { sensors: [sensorId], count: rows, ts: `TIMESTAMP '2024-01-01' + to_seconds(i)`, value: '(i * 7919) % 1000 * 0.1' });
 }
 
-/** A user who owns `sensorId` (claimed by an ingest, flushed to DuckDB). */
+/** A user who owns `sensorId` (claimed by an ingest, committed to DuckDB). */
 async function userWithSensor(t: TestApp, name: string, sensorId: string): Promise<TestUser> {
   const user = await createUserWithSession(t, name);
   const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: sensorId, data: { temperature: 20 } } });

@@ -32,7 +32,7 @@ describe('device authority', () => {
     redisServer = await startRedis();
     redis = new Redis(redisServer.url);
     t = await createTestApp({
-      env: { ...env, REDIS_URL: redisServer.url, INGEST_STREAM: stream, DEAD_LETTER_STREAM: dead, INGEST_BLOCK_MS: '100', FLUSH_INTERVAL_MS: '50' },
+      env: { ...env, REDIS_URL: redisServer.url, INGEST_STREAM: stream, DEAD_LETTER_STREAM: dead, INGEST_BLOCK_MS: '100' },
       start: true,
     });
     alice = await createUserWithSession(t, 'alice');

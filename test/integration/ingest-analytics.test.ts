@@ -80,7 +80,7 @@ describe('frames pushed to the stream, read back through the analytics API', () 
     redis = new Redis(redisServer.url);
     const stream = `t${randomUUID().slice(0, 8)}:frames`;
     t = await createTestApp({
-      env: { REDIS_URL: redisServer.url, INGEST_STREAM: stream, INGEST_BLOCK_MS: '100', FLUSH_INTERVAL_MS: '50', NANOGRIDATA_SECRET_30: SECRET.toString('hex') },
+      env: { REDIS_URL: redisServer.url, INGEST_STREAM: stream, INGEST_BLOCK_MS: '100', NANOGRIDATA_SECRET_30: SECRET.toString('hex') },
       start: true,
     });
     const user = (await t.app.inject({ method: 'POST', url: '/api/ocean/users', headers: t.admin, payload: { username: 'alice', email: 'alice@example.com' } })).json();

@@ -121,10 +121,16 @@ describe('per-user sensor cap and paged lists (real SQLite and DuckDB)', () => {
     expect(third.next_after).toBeNull();
     expect((await get(admin, '/telemetry/unprocessed')).json()).toMatchObject({ count: 5, next_after: null });
 
-    for (let i = 0; i < 5; i++) t.service.store.quarantine.add(ingested[i]!, 0, { i }, 'refused');
+    // The quarantine holds what an earlier release's flusher could not store (the service no longer
+    // writes it): rows of such a release, seeded with SQL, newest buffer row first.
+    const seed = t.service.store.db.prepare('INSERT INTO quarantine(buffer_id, record, content, error, created_at) VALUES (?, 0, ?, ?, ?)');
+    for (let i = 0; i < 5; i++) seed.run(101 + i, JSON.stringify({ i }), 'refused', 1_767_225_600 + i);
     const page = (await get(admin, '/telemetry/quarantine?limit=2&offset=2')).json();
     expect(page.count).toBe(5);
-    expect(page.records.map((r: { buffer_id: number }) => r.buffer_id)).toEqual([ingested[2], ingested[1]]);
+    expect(page.records).toEqual([
+      { buffer_id: 103, record: 0, content: { i: 2 }, error: 'refused', quarantined_at: '2026-01-01T00:00:02.000Z' },
+      { buffer_id: 102, record: 0, content: { i: 1 }, error: 'refused', quarantined_at: '2026-01-01T00:00:01.000Z' },
+    ]);
     expect((await get(admin, '/telemetry/quarantine?offset=1000001')).statusCode).toBe(422);
   });
 });
