@@ -323,11 +323,7 @@ export class StreamConsumer {
     const entryIds: string[] = [];
     for (const [rawId, rawFields] of raw) {
       const id = rawId.toString();
-      let fields: EntryFields | null = null;
-      if (rawFields) {
-        fields = new Map();
-        for (let i = 0; i + 1 < rawFields.length; i += 2) fields.set(rawFields[i]!.toString(), rawFields[i + 1]!);
-      }
+      const fields: EntryFields | null = rawFields;
       const entryUnits = fields ? parseStreamEntry(fields) : [];
       entryUnits.forEach((unit, u) => {
         units.push(unit);

@@ -29,7 +29,10 @@ export function deadLettersOf(entry: Entry, outcomes: readonly UnitOutcome[]): D
     ];
     if (outcome.detail !== undefined) letter.push(['detail', Buffer.from(outcome.detail.slice(0, 1000))]);
     const cut: string[] = [];
-    for (const [name, value] of entry.fields ?? []) {
+    const fields = entry.fields ?? [];
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const name = fields[i]!.toString();
+      const value = fields[i + 1]!;
       if (value.length > DEAD_LETTER_FIELD_BYTES) cut.push(name);
       letter.push([name, value.length > DEAD_LETTER_FIELD_BYTES ? value.subarray(0, DEAD_LETTER_FIELD_BYTES) : value]);
     }

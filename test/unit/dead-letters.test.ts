@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEAD_LETTER_FIELD_BYTES, deadLettersOf } from '../../src/ingest/dead-letters.js';
 
-const fields = (...pairs: Array<[string, string | Buffer]>) => new Map(pairs.map(([k, v]) => [k, Buffer.isBuffer(v) ? v : Buffer.from(v)]));
+const fields = (...pairs: Array<[string, string | Buffer]>) => pairs.flatMap(([k, v]) => [Buffer.from(k), Buffer.isBuffer(v) ? v : Buffer.from(v)]);
 const text = (letter: Array<[string, Buffer]>) => letter.map(([name, value]) => [name, value.toString()]);
 
 describe('dead letters of a committed entry', () => {
