@@ -137,6 +137,8 @@ interface Freshness {
   /** Stats requests made, and those that failed (non-200, network error or over 10 s). */
   polls: number;
   pollErrors: number;
+  /** Each stats request's round trip, ms: how much of a latency the poll itself can be. */
+  pollMs: number[];
 }
 
 /**
@@ -155,11 +157,14 @@ async function freshness(redis: Redis, stream: string, base: string, secret: Buf
   const headers = { authorization: `Bearer ${ADMIN}` };
   let polls = 0;
   let pollErrors = 0;
+  const pollMs: number[] = [];
   const count = async (): Promise<number | undefined> => {
     polls++;
     try {
+      const t0 = performance.now();
       const res = await fetch(statsUrl, { headers, signal: AbortSignal.timeout(10_000) });
       const body = await res.text();
+      pollMs.push(performance.now() - t0);
       if (res.status === 200) return (JSON.parse(body) as { count: number }).count;
     } catch {
       // counted below; the frames' own timeouts keep the phase bounded
@@ -218,7 +223,7 @@ async function freshness(redis: Redis, stream: string, base: string, secret: Buf
   };
 
   await Promise.all([produce(), poll()]);
-  return { latencies, frames: total, misses, polls, pollErrors };
+  return { latencies, frames: total, misses, polls, pollErrors, pollMs };
 }
 
 /** Milliseconds (a tenth below 100); a dash when there is no figure (no frame seen). */
@@ -284,12 +289,12 @@ async function run(frames: Buffer[], secret: Buffer, secretEnv: Record<string, s
         .sort((a, b) => b.usec - a.usec)
         .slice(0, 6);
       console.log(`      Redis time by command: ${stats.map((c) => `${c.command} ${((c.usec / frames.length)).toFixed(1)} µs/frame (${c.calls} calls)`).join(', ')}`);
-      const fresh = FRESH_SECONDS > 0 ? await freshness(redis, 'bench:frames', base, secret) : { latencies: [], frames: 0, misses: 0, polls: 0, pollErrors: 0 };
+      const fresh = FRESH_SECONDS > 0 ? await freshness(redis, 'bench:frames', base, secret) : { latencies: [], frames: 0, misses: 0, polls: 0, pollErrors: 0, pollMs: [] };
       // What the service keeps once the work is done: RSS after a quiet spell (no requests, no frames).
       await new Promise((r) => setTimeout(r, IDLE_AFTER_MS));
       const rssIdle = procStatus(child.pid!, 'VmRSS');
       if (FRESH_SECONDS > 0) {
-        console.log(`      freshness: ${fresh.frames} frames for ${FRESH_SENSOR}, ${fresh.misses} not visible within ${FRESH_TIMEOUT_MS / 1000} s; ${fresh.polls} stats requests (${fresh.pollErrors} failed)`);
+        console.log(`      freshness: ${fresh.frames} frames for ${FRESH_SENSOR}, ${fresh.misses} not visible within ${FRESH_TIMEOUT_MS / 1000} s; ${fresh.polls} stats requests (${fresh.pollErrors} failed), each p50 ${percentile(fresh.pollMs, 0.5).toFixed(1)} ms, p99 ${percentile(fresh.pollMs, 0.99).toFixed(1)} ms`);
       }
       return {
         bare,
