@@ -44,6 +44,8 @@ const QUEUE_ROWS_PER_COMMIT = 2000;
 /** The fingerprints that left the replay window are deleted at most this often. */
 const FORGET_EVERY_S = 30;
 const MAX_BACKOFF_MS = 30_000;
+/** How long a JSON reading waits in the work queue for others to share its DuckDB commit. */
+const QUEUE_DELAY_MS = 50;
 
 const concat = <T extends Uint8Array | Uint32Array | Int32Array>(arrays: T[], make: (n: number) => T): T => {
   const out = make(arrays.reduce((n, a) => n + a.length, 0));
@@ -70,6 +72,7 @@ export class Committer {
   private seq = 0;
   private running = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  private queueTimer: NodeJS.Timeout | undefined;
   private purges: Purge[] = [];
   private readonly done = new Set<number>();
   /** Work-queue rows up to this id are in analytics (confirmed by a commit). */
@@ -100,7 +103,7 @@ export class Committer {
     },
   ) {
     this.log = options.logger.child({ component: 'committer' });
-    options.store.buffer.onInsert(() => this.kick());
+    options.store.buffer.onInsert(() => this.kickSoon());
     options.store.devices.onPurgeQueued(() => {
       this.loadPurges();
       this.kick();
@@ -161,6 +164,8 @@ export class Committer {
   stop(): Promise<void> {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    clearTimeout(this.queueTimer);
+    this.queueTimer = undefined;
     this.started = false;
     return this.running ? new Promise((resolve) => this.idle.push(resolve)) : Promise.resolve();
   }
@@ -179,6 +184,17 @@ export class Committer {
       }
       this.purges.push({ id: p.id, sensorId: p.device_id, throughId: p.through_id, atSeq: this.seq });
     }
+  }
+
+  /**
+   * Work-queue readings are durable in SQLite already: they wait up to QUEUE_DELAY_MS for others
+   * (or for a batch of frames) so that a steady trickle of JSON readings shares DuckDB commits.
+   */
+  private kickSoon(): void {
+    this.queueTimer ??= setTimeout(() => {
+      this.queueTimer = undefined;
+      this.kick();
+    }, QUEUE_DELAY_MS);
   }
 
   private kick(): void {
