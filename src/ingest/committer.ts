@@ -203,14 +203,21 @@ export class Committer {
     queueMicrotask(() => void this.run());
   }
 
+  /**
+   * Commits while parts or purges wait. Work-queue rows ride along with every commit; rows stored
+   * during the last one wait for their own delay (kickSoon) rather than get a commit each.
+   */
   private async run(): Promise<void> {
     try {
-      while (this.started && (this.queue.length > 0 || this.hasQueueRows() || this.purges.length > 0)) {
+      let first = true;
+      while (this.started && (this.queue.length > 0 || this.purges.length > 0 || (first && this.hasQueueRows()))) {
+        first = false;
         if (!(await this.commitOnce())) return;
       }
+      if (this.hasQueueRows()) this.kickSoon();
     } finally {
       this.running = false;
-      if (!this.retryTimer) for (const resolve of this.idle.splice(0)) resolve();
+      if (!this.retryTimer && !this.queueTimer) for (const resolve of this.idle.splice(0)) resolve();
     }
   }
 
