@@ -36,7 +36,7 @@ export interface AppDeps {
   analytics: AnalyticsClient;
   pipeline: IngestPipeline;
   metrics: Metrics;
-  /** State of the Redis consumer and flusher, for /health and /status. */
+  /** State of the Redis consumer, the committer and the replay index, for /health and /status. */
   ingestStatus: () => IngestStatus;
   /** Health evaluated in the background (/health answers from it at once). */
   health: HealthMonitor;

@@ -242,7 +242,7 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
     last_at    INTEGER NOT NULL
   );
   -- A claimed sensor the admin gave to another party: its readings up to through_id (the
-  -- claimant's) leave its history; the flusher deletes them from DuckDB, then the row.
+  -- claimant's) leave its history; the ingest deletes them from DuckDB, then the row.
   CREATE TABLE history_purges (
     id         INTEGER PRIMARY KEY,
     device_id  TEXT NOT NULL,
@@ -278,11 +278,9 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * One connection per process, so the pragmas below hold for every statement the service runs.
  */
 export function openOperationalDb(path: string): Db {
-  if (path !== ':memory:') {
-    ensureDataDir(dirname(path));
-    createPrivateFile(path);
-    makePrivate(`${path}-wal`, `${path}-shm`);
-  }
+  ensureDataDir(dirname(path));
+  createPrivateFile(path);
+  makePrivate(`${path}-wal`, `${path}-shm`);
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

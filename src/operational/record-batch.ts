@@ -1,8 +1,9 @@
 /**
- * Measurement records of one buffer row, packed by column: one typed array per numeric column and
- * a table of the distinct strings (sensor ids, metrics, units, labs) that the string columns
- * index. A row of a thousand frames is one BLOB instead of thousands of JSON objects, and the
- * flusher hands the columns to DuckDB without building an object per record.
+ * The one record form from decode to append: records packed by column, one typed array per
+ * numeric column and a table of the distinct strings (sensor ids, metrics, units, labs) that the
+ * string columns index. The decoder writes it, it moves between threads without a copy, a JSON
+ * reading's work-queue row keeps it as a BLOB, and the analytics commit resolves each record's
+ * series from it without building an object per record.
  *
  * Layout (host byte order, little-endian on every platform Node supports): a 16-byte header
  * (magic, record count, string count, string bytes), then ts f64[n], value f64[n], sensor u32[n],
