@@ -16,7 +16,8 @@
  * a new frame — to a few adjacent slots even at the 92 % load we allow. Tables are sized freely (the
  * home slot is taken as the mixed word scaled to the capacity, not masked), so they grow by 1.2×
  * rather than doubling: load stays between 0.77 and 0.92, i.e. 13–15.7 bytes per frame once a
- * slice holds more than a few hundred (a slice starts at 16 slots, 192 bytes).
+ * slice holds more than a few hundred (a slice starts at 16 slots, 192 bytes, or at the size of the
+ * slice before it).
  *
  * No objects, strings or BigInts per frame: slots are words in one Uint32Array per slice.
  */
@@ -331,7 +332,11 @@ export class ReplayIndex {
     if (s === undefined) {
       // A miss is not cached: a later add would create the slice behind the cache's back.
       if (!create) return undefined;
-      s = new Slice(MIN_CAPACITY);
+      // The slice after the one that filled last starts at that one's size: at a steady rate it
+      // then fills without growing, and no rebuild of a large table stalls the caller. Any other
+      // new slice (a clock off by more than a slice) starts small.
+      const before = this.slices.get(no - 1);
+      s = new Slice(before ? Math.max(MIN_CAPACITY, Math.ceil(before.count / MAX_LOAD) + 1) : MIN_CAPACITY);
       this.slices.set(no, s);
     }
     this.lastNo = no;

@@ -327,3 +327,23 @@ describe('ReplayIndex against a Map model', () => {
     );
   });
 });
+
+describe('ReplayIndex sizing', () => {
+  it('starts the slice after a filled one at its size, so a steady stream never rebuilds a large table', () => {
+    const index = new ReplayIndex({ windowS: 600 });
+    const width = index.sliceS;
+    for (let i = 0; i < 50_000; i++) index.add(fpOf(i + 1, 7), 0, 1_000 * width, 1);
+    const filled = index.bytes;
+    index.add(fpOf(1, 8), 0, 1_001 * width, 1);
+    // The next slice holds the first one's frames without growing: as many bytes again, at once.
+    expect(index.bytes - filled).toBeGreaterThanOrEqual(50_000 * 12);
+    const grown = index.bytes;
+    for (let i = 1; i < 50_000; i++) index.add(fpOf(i + 1, 8), 0, 1_001 * width, 1);
+    expect(index.bytes).toBe(grown);
+    expect(index.size).toBe(100_000);
+    // A slice far from the last one (a clock off by minutes) starts small.
+    const before = index.bytes;
+    index.add(fpOf(1, 9), 0, 900 * width, 1);
+    expect(index.bytes - before).toBeLessThan(1024);
+  });
+});
