@@ -44,7 +44,7 @@ const QUEUE_ROWS_PER_COMMIT = 2000;
 /** The fingerprints that left the replay window are deleted at most this often. */
 const FORGET_EVERY_S = 30;
 const MAX_BACKOFF_MS = 30_000;
-/** How long a JSON reading waits in the work queue for others to share its DuckDB commit. */
+/** Under a steady trickle, the least time between two commits of JSON readings alone. */
 const QUEUE_DELAY_MS = 50;
 
 const concat = <T extends Uint8Array | Uint32Array | Int32Array>(arrays: T[], make: (n: number) => T): T => {
@@ -73,6 +73,8 @@ export class Committer {
   private running = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private queueTimer: NodeJS.Timeout | undefined;
+  /** performance.now() when the last commit ended. */
+  private lastCommitEnd = -Infinity;
   private purges: Purge[] = [];
   private readonly done = new Set<number>();
   /** Work-queue rows up to this id are in analytics (confirmed by a commit). */
@@ -187,14 +189,18 @@ export class Committer {
   }
 
   /**
-   * Work-queue readings are durable in SQLite already: they wait up to QUEUE_DELAY_MS for others
-   * (or for a batch of frames) so that a steady trickle of JSON readings shares DuckDB commits.
+   * Work-queue readings are durable in SQLite already. A reading after a quiet spell is committed
+   * at once (a client that reads right after it wrote sees it); under a steady trickle, readings
+   * wait until QUEUE_DELAY_MS after the last commit and share the next one.
    */
   private kickSoon(): void {
-    this.queueTimer ??= setTimeout(() => {
+    if (this.queueTimer) return;
+    const wait = this.lastCommitEnd + QUEUE_DELAY_MS - performance.now();
+    if (wait <= 0 && !this.running) return this.kick();
+    this.queueTimer = setTimeout(() => {
       this.queueTimer = undefined;
       this.kick();
-    }, QUEUE_DELAY_MS);
+    }, Math.max(wait, 1));
   }
 
   private kick(): void {
@@ -276,6 +282,7 @@ export class Committer {
     try {
       const { batch } = await analytics.commit(request);
       end();
+      this.lastCommitEnd = performance.now();
       this.batch = batch;
       this.queueThrough = queueThrough;
       if (position !== undefined) this.position = position;
