@@ -79,31 +79,15 @@ function combine(groups: readonly Aggregate[]): Aggregate {
  * original's single-value readings gave), and per metric (and unit).
  */
 export async function sensorStats(db: SqlRunner, sensorId: string, filter: RangeFilter = {}): Promise<SensorStats> {
-  // The sensor's series first, then only their readings grouped by series (no join per reading:
-  // about a third of the time), combined per metric and unit here.
-  const q = new Params();
-  const metric = filter.metric !== undefined ? ` AND metric = ${q.text(filter.metric)}` : '';
-  const series = await db.all('stats', `SELECT series, metric, unit FROM series WHERE sensor_id = ${q.text(sensorId)}${metric}`, q.values, q.types);
-  const groups = new Map<string, { metric: string; unit: string; parts: Aggregate[] }>();
-  const groupOf = new Map<number, { metric: string; unit: string; parts: Aggregate[] }>();
-  for (const row of series) {
-    const key = `${String(row.metric)}\u0000${String(row.unit)}`;
-    const group = groups.get(key) ?? { metric: String(row.metric), unit: String(row.unit), parts: [] };
-    groups.set(key, group);
-    groupOf.set(Number(row.series), group);
-  }
-  if (series.length > 0) {
-    const p = new Params();
-    const source = readingsOf(p, new Map([[partitionOf(sensorId), [...groupOf.keys()]]]), { ...filter, aggregatable: true });
-    const rows = await db.all('stats', `SELECT series, ${AGGREGATES} FROM ${source} AS r GROUP BY series`, p.values, p.types);
-    for (const row of rows) groupOf.get(Number(row.series))!.parts.push(aggregate(row));
-  }
-  const metrics = [...groups.values()]
-    .filter((g) => g.parts.length > 0)
-    // As DuckDB orders text (bytes of UTF-8), metric then unit.
-    .sort((a, b) => Buffer.compare(Buffer.from(a.metric), Buffer.from(b.metric)) || Buffer.compare(Buffer.from(a.unit), Buffer.from(b.unit)))
-    // One series: DuckDB's own figures; several (labs, models, sources): combined.
-    .map((g) => ({ metric: g.metric, unit: g.unit, ...(g.parts.length === 1 ? g.parts[0]! : combine(g.parts)) }));
+  const p = new Params();
+  const source = matching(p, { ...filter, sensorId, aggregatable: true });
+  const rows = await db.all(
+    'stats',
+    `SELECT metric, unit, ${AGGREGATES} FROM ${source} AS m GROUP BY metric, unit ORDER BY metric, unit`,
+    p.values,
+    p.types,
+  );
+  const metrics = rows.map((row) => ({ metric: String(row.metric), unit: (row.unit as string | null) ?? null, ...aggregate(row) }));
   return { ...combine(metrics), sensor_id: sensorId, metrics };
 }
 
