@@ -240,6 +240,37 @@ describe('analytics engine: queries give the values computed from the rows', () 
     }
   });
 
+  it('stats: one metric from several series (labs, models, sources) is one group, its figures those of all its readings', async () => {
+    // s-2's readings again under another sensor, spread over three series per metric.
+    const mixed = of((r) => r.sensor_id === 's-2').map((r, i) => ({
+      ...r,
+      sensor_id: 'mixed',
+      lab_id: i % 3 === 0 ? 'LAB-A' : 'LAB-B',
+      source: i % 2 === 0 ? 'stream' : 'http_frames',
+    }));
+    await commitRows(t.engine, mixed);
+    const [series] = await t.engine.all('test', "SELECT count(*)::INTEGER AS n FROM series WHERE sensor_id = 'mixed'");
+    expect(Number(series!.n)).toBeGreaterThan(2);
+    const stats = await t.engine.sensorStats('mixed');
+    expect(stats.metrics.map((m) => m.metric)).toEqual(['humidity', 'temperature']);
+    for (const m of stats.metrics) {
+      const e = expectedAggregate(mixed.filter((r) => r.metric === m.metric));
+      expect(m.count).toBe(e.count);
+      close(m.avg_value, e.avg);
+      expect(m.min_value).toBe(e.min);
+      expect(m.max_value).toBe(e.max);
+      close(m.stddev_value, e.stddev);
+      expect(m.first_reading).toBe(iso(e.first!));
+      expect(m.last_reading).toBe(iso(e.last!));
+    }
+    const all = expectedAggregate(mixed);
+    expect(stats.count).toBe(all.count);
+    close(stats.avg_value, all.avg);
+    close(stats.stddev_value, all.stddev);
+    // A metric filter keeps to that metric's series.
+    expect((await t.engine.sensorStats('mixed', { metric: 'humidity' })).metrics.map((m) => m.metric)).toEqual(['humidity']);
+  });
+
   it('stats: metric and time range filters, bounds inclusive', async () => {
     const start = rows[600]!.ts;
     const end = rows[3000]!.ts;
