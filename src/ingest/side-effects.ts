@@ -76,27 +76,12 @@ export class SideEffects {
     const { store } = this;
     try {
       store.transaction(() => {
-        const devices = new Map<string, DeviceActivity>();
+        const tally = new ActivityTally();
         for (const [, e] of batches) {
-          for (const [deviceId, frames, records, labId, modelId] of e.activity) {
-            const a = devices.get(deviceId) ?? { deviceId, lastSeen: e.at, frames: 0, records: 0, labId: null, modelId: null };
-            a.frames += frames;
-            a.records += records;
-            a.lastSeen = Math.max(a.lastSeen, e.at);
-            a.labId = labId ?? a.labId;
-            a.modelId = modelId ?? a.modelId;
-            devices.set(deviceId, a);
-          }
+          for (const [deviceId, frames, records, labId, modelId] of e.activity) tally.add(deviceId, frames, records, labId, modelId, e.at);
           for (const [sourceId, deviceId, payloadType, ts, body] of e.events) store.deviceEvents.add({ sourceId, deviceId, payloadType, ts, body });
         }
-        // Usage is billed to each sensor's owner, once per stored record.
-        const usage = new Map<string, number>();
-        for (const a of devices.values()) {
-          store.devices.recordActivity(a);
-          const owner = store.devices.ownerOf(a.deviceId);
-          if (owner != null && a.records > 0) usage.set(owner, (usage.get(owner) ?? 0) + a.records);
-        }
-        for (const [userId, n] of usage) store.billing.addUsage(userId, n);
+        tally.write(store);
         store.buffer.setCounter(COUNTER, batches[batches.length - 1]![0]);
       });
     } catch (err) {
@@ -111,5 +96,31 @@ export class SideEffects {
     this.apply();
     clearTimeout(this.timer);
     this.timer = undefined;
+  }
+}
+
+/** Device activity summed per device, then written with each owner's usage, inside the caller's transaction. */
+export class ActivityTally {
+  private readonly devices = new Map<string, DeviceActivity>();
+
+  add(deviceId: string, frames: number, records: number, labId: string | null, modelId: number | null, at: number): void {
+    const a = this.devices.get(deviceId) ?? { deviceId, lastSeen: at, frames: 0, records: 0, labId: null, modelId: null };
+    a.frames += frames;
+    a.records += records;
+    a.lastSeen = Math.max(a.lastSeen, at);
+    a.labId = labId ?? a.labId;
+    a.modelId = modelId ?? a.modelId;
+    this.devices.set(deviceId, a);
+  }
+
+  /** One update per device; usage is billed to each sensor's owner, once per stored record. */
+  write(store: OperationalStore): void {
+    const usage = new Map<string, number>();
+    for (const a of this.devices.values()) {
+      store.devices.recordActivity(a);
+      const owner = store.devices.ownerOf(a.deviceId);
+      if (owner != null && a.records > 0) usage.set(owner, (usage.get(owner) ?? 0) + a.records);
+    }
+    for (const [userId, n] of usage) store.billing.addUsage(userId, n);
   }
 }
