@@ -110,7 +110,6 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     replay,
     committer,
     metrics,
-    logger,
     now,
     ...(redis ? { onReadingsStored: readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics) } : {}),
   });

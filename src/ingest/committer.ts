@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AnalyticsClient } from '../analytics/client.js';
 import type { CommitFingerprints, CommitRequest, CommitSegment, IngestState } from '../analytics/commit-types.js';
 import type { Metrics } from '../metrics.js';
+import { recordCountOf } from '../operational/record-batch.js';
 import type { OperationalStore } from '../operational/store.js';
 import type { Effects, SideEffects } from './side-effects.js';
 
@@ -277,7 +278,7 @@ export class Committer {
       ...(runPurges.length > 0 ? { purges: runPurges.map((p) => ({ id: p.id, sensorId: p.sensorId })) } : {}),
     };
     // Counted now: the commit moves the segments' buffers to the analytics worker (detached here).
-    const records = segments.reduce((n, s) => n + recordCount(s.records), 0);
+    const records = segments.reduce((n, s) => n + recordCountOf(s.records), 0);
     const end = metrics.commitDuration.startTimer();
     try {
       const { batch } = await analytics.commit(request);
@@ -324,8 +325,6 @@ export class Committer {
   }
 }
 
-/** Records in a packed batch, from its header (operational/record-batch.ts). */
-const recordCount = (records: Uint8Array): number => (records.byteLength >= 8 ? new DataView(records.buffer, records.byteOffset, 8).getUint32(4, true) : 0);
 
 function mergeEffects(parts: readonly CommitPart[], at: number): Effects | undefined {
   const withEffects = parts.filter((p) => p.effects && (p.effects.activity.length > 0 || p.effects.events.length > 0));

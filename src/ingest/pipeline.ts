@@ -1,9 +1,8 @@
-import type { Logger } from 'pino';
 import { AppError, ForbiddenError } from '../errors.js';
 import { timed, type Metrics } from '../metrics.js';
 import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
 import type { IngestSource } from '../operational/buffer.js';
-import { RecordBatchBuilder, filterRecords, readRecordBatch, recordCountOf } from '../operational/record-batch.js';
+import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operational/record-batch.js';
 import type { OperationalStore } from '../operational/store.js';
 import type { CommitPart, Committer } from './committer.js';
 import { LATER, PASSED, reasonOf, type DecodedBatch } from './decode-batch.js';
@@ -79,7 +78,6 @@ interface PipelineOptions {
   replay: ReplayIndex;
   committer: Committer;
   metrics: Metrics;
-  logger: Logger;
   /** Unix seconds; injectable for tests and the soak benchmark. */
   now?: () => number;
   /** Called after readings from HTTP are stored (the per-sensor Redis streams). */
@@ -93,9 +91,9 @@ interface PipelineOptions {
  * without yielding, every check that needs shared state — the replay index, a user's claim on the
  * sensor, who may write JSON readings — takes the accepted frames' fingerprints into the replay
  * index and hands their records, fingerprints and side effects to the committer (one DuckDB
- * transaction). If that commit fails, the fingerprints are forgotten again and the caller sees
- * the error: nothing of the batch was stored. One message never fails the rest: what cannot be
- * stored alone is rejected alone, with its reason.
+ * transaction). One message never fails the rest: a message that fails a check is rejected alone,
+ * with its reason. A commit that fails stores nothing of the batch: its fingerprints are forgotten
+ * again and the caller sees the error (the consumer reads the entries again, HTTP answers 5xx).
  */
 export class IngestPipeline {
   private readonly store: OperationalStore;
@@ -390,5 +388,3 @@ function keptRecords(all: Uint8Array, keep: ReadonlyArray<[number, number]>): Ui
   for (const [a, b] of keep) marks.fill(1, a, b);
   return filterRecords(columns, (i) => marks[i] === 1);
 }
-
-export { recordCountOf };

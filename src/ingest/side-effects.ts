@@ -27,6 +27,7 @@ const COUNTER = 'effects_applied_through';
 export class SideEffects {
   private pending: Array<[batch: number, effects: Effects]> = [];
   private timer: NodeJS.Timeout | undefined;
+  private applied: number | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -38,7 +39,8 @@ export class SideEffects {
 
   /** The last batch whose effects are in SQLite. */
   get appliedThrough(): number {
-    return this.store.buffer.counter(COUNTER);
+    // Only this class writes the counter: kept here after the first read, not read per commit.
+    return (this.applied ??= this.store.buffer.counter(COUNTER));
   }
 
   /**
@@ -49,6 +51,7 @@ export class SideEffects {
     if (this.appliedThrough > state.batch) {
       this.log.warn({ sqlite: this.appliedThrough, duckdb: state.batch }, 'ocean.db counted batches analytics.duckdb does not hold; counting from its last batch');
       this.store.transaction(() => this.store.buffer.setCounter(COUNTER, state.batch));
+      this.applied = state.batch;
     }
     for (const [batch, json] of state.effects) if (batch > this.appliedThrough) this.pending.push([batch, JSON.parse(json) as Effects]);
     this.apply();
@@ -84,6 +87,7 @@ export class SideEffects {
         tally.write(store);
         store.buffer.setCounter(COUNTER, batches[batches.length - 1]![0]);
       });
+      this.applied = batches[batches.length - 1]![0];
     } catch (err) {
       this.pending.unshift(...batches);
       this.log.error({ err }, 'counting device activity failed; it is retried');

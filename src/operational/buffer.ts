@@ -25,7 +25,6 @@ export interface QueueInsert {
 export interface QueueRow {
   id: number;
   source: IngestSource;
-  record_count: number;
   records: Buffer;
 }
 
@@ -66,7 +65,7 @@ export function createBuffer(db: Db) {
   );
   const byEntry = db.prepare<[string], { id: number }>('SELECT id FROM telemetry_buffer WHERE entry_id = ?');
   const between = db.prepare<[number, number, number], QueueRow>(
-    'SELECT id, source, record_count, records FROM telemetry_buffer WHERE id > ? AND id <= ? ORDER BY id LIMIT ?',
+    'SELECT id, source, records FROM telemetry_buffer WHERE id > ? AND id <= ? ORDER BY id LIMIT ?',
   );
   const countAfter = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM telemetry_buffer WHERE id > ?');
   const activityAfter = db.prepare<[number, number], ActivityRow>(

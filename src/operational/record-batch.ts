@@ -169,9 +169,9 @@ export function readRecordBatch(blob: Uint8Array): RecordColumns {
   return { length: n, ts, value, sensor, metric, unit, lab, model, strings };
 }
 
-/** How many records a packed batch holds, without reading it. */
-export function recordCountOf(blob: Buffer): number {
-  return blob.readUInt32LE(4);
+/** How many records a packed batch holds, from its header, without reading it. */
+export function recordCountOf(blob: Uint8Array): number {
+  return blob.byteLength >= HEADER ? new DataView(blob.buffer, blob.byteOffset, HEADER).getUint32(4, true) : 0;
 }
 
 /** Record `i` of a batch as an object (tests, the work queue, quarantine). */

@@ -6,8 +6,9 @@ import { buffer as readAll } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommitFingerprints } from '../../src/analytics/commit-types.js';
 import { AnalyticsEngine } from '../../src/analytics/engine.js';
+import type { Aggregate } from '../../src/analytics/types.js';
 import { partitionOf } from '../../src/analytics/partitions.js';
-import { BASE_TS, commitRows, countMeasurements, expectedAggregate, generateRows, iso, type MeasurementRow } from '../helpers/measurements.js';
+import { BASE_TS, commitRows, countMeasurements, expectedAggregate, generateRows, iso, type Expected, type MeasurementRow } from '../helpers/measurements.js';
 import { openTempAnalytics, type TempAnalytics } from '../helpers/temp-analytics.js';
 
 const close = (a: number | null, b: number | null) => {
@@ -216,26 +217,26 @@ describe('analytics engine: queries give the values computed from the rows', () 
   afterEach(() => t.cleanup());
 
   const of = (pred: (r: MeasurementRow) => boolean) => rows.filter(pred);
+  /** count, min and max exactly; avg and stddev to the float noise of summing in another order. */
+  const sameAggregate = (got: Aggregate, e: Expected) => {
+    expect(got.count).toBe(e.count);
+    close(got.avg_value, e.avg);
+    expect(got.min_value).toBe(e.min);
+    expect(got.max_value).toBe(e.max);
+    close(got.stddev_value, e.stddev);
+  };
 
   it('stats: count, avg, min, max, stddev, first and last reading, overall and per metric', async () => {
     const stats = await t.engine.sensorStats('s-2');
     const all = expectedAggregate(of((r) => r.sensor_id === 's-2'));
     expect(stats.sensor_id).toBe('s-2');
-    expect(stats.count).toBe(all.count);
-    close(stats.avg_value, all.avg);
-    expect(stats.min_value).toBe(all.min);
-    expect(stats.max_value).toBe(all.max);
-    close(stats.stddev_value, all.stddev);
+    sameAggregate(stats, all);
     expect(stats.first_reading).toBe(iso(all.first!));
     expect(stats.last_reading).toBe(iso(all.last!));
     expect(stats.metrics.map((m) => m.metric)).toEqual(['humidity', 'temperature']);
     for (const m of stats.metrics) {
       const e = expectedAggregate(of((r) => r.sensor_id === 's-2' && r.metric === m.metric));
-      expect(m.count).toBe(e.count);
-      close(m.avg_value, e.avg);
-      expect(m.min_value).toBe(e.min);
-      expect(m.max_value).toBe(e.max);
-      close(m.stddev_value, e.stddev);
+      sameAggregate(m, e);
       expect(m.unit).toBe(m.metric === 'humidity' ? '%' : 'C');
     }
   });
@@ -255,11 +256,7 @@ describe('analytics engine: queries give the values computed from the rows', () 
     expect(stats.metrics.map((m) => m.metric)).toEqual(['humidity', 'temperature']);
     for (const m of stats.metrics) {
       const e = expectedAggregate(mixed.filter((r) => r.metric === m.metric));
-      expect(m.count).toBe(e.count);
-      close(m.avg_value, e.avg);
-      expect(m.min_value).toBe(e.min);
-      expect(m.max_value).toBe(e.max);
-      close(m.stddev_value, e.stddev);
+      sameAggregate(m, e);
       expect(m.first_reading).toBe(iso(e.first!));
       expect(m.last_reading).toBe(iso(e.last!));
     }
