@@ -29,7 +29,7 @@
  * --no-flusher (experiment: do not start the buffer → DuckDB flusher, to separate its cost).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -172,6 +172,7 @@ async function drive(): Promise<void> {
   const steadyDuration = Number(values['steady-duration']);
   const steadyRounds = Number(values['steady-rounds']);
   const prof = values['cpu-prof'];
+  if (prof) await mkdir(prof, { recursive: true });
   const wanted = values.cases?.split(',').flatMap((c) => (c === 'steady' ? [...STEADY_CASES] : c === 'flat' ? Object.keys(FLAT_CASES) : [c]));
   const unknown = wanted?.filter((c) => !(c in FLAT_CASES) && !(STEADY_CASES as readonly string[]).includes(c) && !Object.values(FLAT_CASES).includes(c));
   if (unknown?.length) throw new Error(`unknown case ${unknown.join(', ')}: use ${[...STEADY_CASES, ...Object.keys(FLAT_CASES)].join(', ')}, steady or flat`);

@@ -104,6 +104,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const replay = new ReplayIndex({ windowS: replayWindowS });
   const effects = new SideEffects(store, logger);
   const committer = new Committer({ analytics, store, effects, metrics, logger, now, replayWindowS });
+  const readingStreams = redis && readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics);
   const pipeline = new IngestPipeline({
     store,
     decoder: new DecodePool(config.nanogridata, logger),
@@ -111,7 +112,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     committer,
     metrics,
     now,
-    ...(redis ? { onReadingsStored: readingStreamPublisher(redis, config.ingest.readingStreamMaxLen, logger, metrics) } : {}),
+    ...(readingStreams ? { onReadingsStored: readingStreams.publish } : {}),
   });
   const consumer = redis
     ? new StreamConsumer({ redis, config: config.ingest, consumerName: consumerNameOf(config.dataDir, config.ingest.consumerName), pipeline, metrics, logger })
@@ -199,6 +200,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
         await step('pipeline', () => pipeline.close());
         await step('analytics', () => analytics.close());
         await step('store', () => store.close());
+        await step('reading streams', () => readingStreams?.close());
         await step('redis', () => redis?.disconnect());
         if (failures.length > 0) throw failures[0];
       })();

@@ -42,18 +42,33 @@ export class IngestCoalescer {
     });
   }
 
+  private optionsOf(p: Pending) {
+    return { source: this.source, ...(p.owner !== undefined ? { owner: p.owner } : {}) };
+  }
+
   private readonly flush = (): void => {
     const group = this.queue.length > this.maxGroup ? this.queue.splice(0, this.maxGroup) : this.queue.splice(0);
     if (this.queue.length > 0) setImmediate(this.flush);
     else this.scheduled = false;
 
     const outcomes: Array<{ ok: true; result: UnitOutcome[] } | { ok: false; err: unknown }> = [];
+    // Alone in its transaction, a request needs no savepoint (a third of a single reading's SQLite cost).
+    if (group.length === 1) {
+      const p = group[0]!;
+      try {
+        const result = this.store.transaction(() => this.pipeline.storeReadings(p.readings, this.optionsOf(p)));
+        this.pipeline.readingsCommitted(p.readings, this.source);
+        p.resolve(result);
+      } catch (err) {
+        p.reject(err);
+      }
+      return;
+    }
     try {
       this.store.transaction(() => {
         for (const p of group) {
           try {
-            const options = { source: this.source, ...(p.owner !== undefined ? { owner: p.owner } : {}) };
-            outcomes.push({ ok: true, result: this.store.transaction(() => this.pipeline.storeReadings(p.readings, options)) });
+            outcomes.push({ ok: true, result: this.store.transaction(() => this.pipeline.storeReadings(p.readings, this.optionsOf(p))) });
           } catch (err) {
             outcomes.push({ ok: false, err });
           }

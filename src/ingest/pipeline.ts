@@ -216,7 +216,8 @@ export class IngestPipeline {
       if (!fresh) return { ok: true, records: 0, bufferId: id, redelivery: true };
       // The reading's activity and usage count in its own transaction: exactly once.
       store.devices.recordActivity({ deviceId: reading.sensor_id, lastSeen: at, frames: 0, records: reading.values.length, labId: null, modelId: null });
-      const owner = store.devices.ownerOf(reading.sensor_id);
+      // A user's readings are of sensors the claim above made (or found) theirs.
+      const owner = options.owner ?? store.devices.ownerOf(reading.sensor_id);
       if (owner != null && reading.values.length > 0) store.billing.addUsage(owner, reading.values.length);
       return { ok: true, records: reading.values.length, bufferId: id };
     });

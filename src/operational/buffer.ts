@@ -90,6 +90,12 @@ export function createBuffer(db: Db) {
   const upsertCounter = forgetting(db.prepare<[string, number]>('INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value'));
   const setCounter = { run: (value: number, name: string) => upsertCounter.run(name, value) };
   const addCounter = forgetting(db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?'));
+  const countInsert = forgetting(
+    db.prepare<[number]>(
+      `UPDATE counters SET value = CASE name WHEN 'activity_applied_through' THEN ? ELSE value + 1 END
+       WHERE name IN ('buffer_rows', 'work_queue', 'activity_applied_through')`,
+    ),
+  );
   const counters = db.prepare<[], { name: string; value: number }>('SELECT name, value FROM counters');
   const lastId = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_buffer'");
   const raiseSeq = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'telemetry_buffer'");
@@ -119,10 +125,9 @@ export function createBuffer(db: Db) {
         if (existing) return { id: existing.id, fresh: false };
       }
       const id = Number(insert.run(row.source, row.sensorId, row.ts, row.data, row.recordCount, row.records, row.entryId ?? null, nowS()).lastInsertRowid);
-      bump('buffer_rows', 1);
-      bump('work_queue', 1);
-      // Its activity is counted in this transaction (ingest/pipeline.ts): the pass over older rows skips it.
-      setCounter.run(id, 'activity_applied_through');
+      // One more row in the table and in the work queue; its activity is counted in this transaction
+      // (ingest/pipeline.ts), so the pass over older rows skips it. One statement: this runs per reading.
+      countInsert.run(id);
       for (const listener of insertListeners) listener();
       return { id, fresh: true };
     },
