@@ -84,6 +84,7 @@ export class Committer {
   private readonly done = new Set<number>();
   /** Work-queue rows up to this id are in analytics (confirmed by a commit). */
   private queueThrough = 0;
+  private queueBacklog = false;
   private batch = 0;
   private position: string | null = null;
   private lastForgetAt = 0;
@@ -221,7 +222,8 @@ export class Committer {
   private async run(): Promise<void> {
     try {
       let first = true;
-      while (this.started && (this.queue.length > 0 || this.purges.length > 0 || (first && this.hasQueueRows()))) {
+      // A full page of work-queue rows means a backlog (an upgrade, a long outage): no delay then.
+      while (this.started && (this.queue.length > 0 || this.purges.length > 0 || ((first || this.queueBacklog) && this.hasQueueRows()))) {
         first = false;
         if (!(await this.commitOnce())) return;
       }
@@ -290,6 +292,7 @@ export class Committer {
       this.lastCommitEnd = performance.now();
       this.batch = batch;
       this.queueThrough = queueThrough;
+      this.queueBacklog = rows.length === QUEUE_ROWS_PER_COMMIT;
       if (position !== undefined) this.position = position;
       if (forget) this.lastForgetAt = now;
       this.appliedSent = Math.max(this.appliedSent, applied);
