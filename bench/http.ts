@@ -356,7 +356,8 @@ async function flat(child: ChildProcess, ready: Ready, names: string[], o: FlatO
   }
   await record('baseline');
 
-  const targets: Record<string, number> = { 'GET users/:id': 0.8, 'POST sessions/validate': 0.7, 'POST telemetry/ingest': 0.5, 'GET /health': 0.5 };
+  // Issue 22's flat-out targets against bare Fastify in the same run.
+  const targets: Record<string, number> = { 'GET users/:id': 0.6, 'POST sessions/validate': 0.6, 'POST telemetry/ingest': 0.4, 'GET /health': 0.7 };
   const baseRps = median(results.get('baseline')!.map((r) => r.rps));
   const baseCpu = median(results.get('baseline')!.map((r) => r.cpuUsPerReq));
   console.log('\nflat-out medians (ratio = req/s ÷ baseline req/s; cpu ratio = baseline CPU/req ÷ case CPU/req)');

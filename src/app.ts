@@ -12,6 +12,7 @@ import { frameworkErrors, registerErrorHandling } from './http/errors.js';
 import { MethodIndex } from './http/method-not-allowed.js';
 import { adminRoutes } from './http/routes/admin.js';
 import { requestIdOf } from './http/request-id.js';
+import { requestLogger, type RequestLog } from './http/request-logger.js';
 import { analyticsRoutes } from './http/routes/analytics.js';
 import { billingRoutes } from './http/routes/billing.js';
 import { devicesRoutes } from './http/routes/devices.js';
@@ -79,6 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors,
     // One line per request, written by the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: requestLogger,
   });
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -100,7 +102,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const labels = {
       method: request.method,
       route: request.routeOptions.url ?? 'unmatched',
@@ -109,6 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     deps.metrics.requestsTotal.inc(labels);
     deps.metrics.requestDuration.observe(labels, reply.elapsedTime / 1000);
     logRequest(request, reply);
+    done();
   });
 
   await app.register(fastifySwagger, {
@@ -162,7 +165,9 @@ const SLOW_REQUEST_MS = 1000;
 function logRequest(request: FastifyRequest, reply: FastifyReply): void {
   const ms = reply.elapsedTime;
   const level = reply.statusCode >= 400 || ms >= SLOW_REQUEST_MS ? 'info' : 'debug';
-  request.log[level]({ req: request, res: reply, responseTime: Math.round(ms * 10) / 10 }, 'request completed');
+  const log = request.log as RequestLog;
+  if (!log.isLevelEnabled(level)) return;
+  log[level]({ req: request, res: reply, responseTime: Math.round(ms * 10) / 10 }, 'request completed');
 }
 
 /**
