@@ -168,8 +168,12 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
       let claimed = 0;
       const now = nowS();
       for (const id of deviceIds) {
-        if (claim.run(id, userId, now).changes === 1) claimed++;
-        else if (ownerOf.get(id)?.owner_id !== userId) return id;
+        // Looked up first: most readings are of a sensor the user has already (a read, not a write).
+        const known = ownerOf.get(id);
+        if (known) {
+          if (known.owner_id !== userId) return id;
+        } else if (claim.run(id, userId, now).changes === 1) claimed++;
+        else return id;
       }
       if (claimed > 0 && ownedCount.get(userId)!.n > maxSensors) throw new SensorLimitError(maxSensors);
       return undefined;
