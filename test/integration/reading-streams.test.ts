@@ -40,4 +40,14 @@ describe('per-sensor reading streams', () => {
     // MAXLEN ~ trims whole nodes: near the bound, far below what was sent.
     expect(await redis.xlen('telemetry:stream:S-2')).toBeLessThan(200);
   });
+
+  it('sends the readings it still holds when the service shuts down', async () => {
+    const other = await createTestApp({ env: { REDIS_URL: redisServer.url } });
+    const bob = await createUserWithSession(other, 'bob');
+    const res = await other.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: bob.auth, payload: { sensor_id: 'S-3', data: 'last words' } });
+    expect(res.statusCode).toBe(200);
+    // At once, well inside the 50 ms a reading may be held: only the shutdown sends it.
+    await other.close();
+    expect((await redis.xrange('telemetry:stream:S-3', '-', '+')).map(([, fields]) => fields)).toEqual([['data', 'last words']]);
+  });
 });
