@@ -24,8 +24,9 @@ async function serve(kind: (typeof KINDS)[number]): Promise<void> {
   const app = Fastify();
   app.get('/c', async () => ({ ok: true }));
   let store: ((data: string) => void) | undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'ocean-floor-'));
+  let dir: string | undefined;
   if (kind === 'POST a reading + SQLite commit') {
+    dir = mkdtempSync(join(tmpdir(), 'ocean-floor-'));
     const db = new Database(join(dir, 'floor.db'));
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
@@ -42,7 +43,7 @@ async function serve(kind: (typeof KINDS)[number]): Promise<void> {
   await app.listen({ port: 0, host: '127.0.0.1' });
   process.send!({ port: (app.server.address() as { port: number }).port });
   process.once('message', () => {
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
     process.exit(0);
   });
 }
