@@ -20,7 +20,7 @@ class RequestLogger {
   ) {}
 
   get level(): LevelWithSilentOrString {
-    return this.parent.level;
+    return this.current().level;
   }
 
   set level(level: LevelWithSilentOrString) {
@@ -28,7 +28,7 @@ class RequestLogger {
   }
 
   isLevelEnabled(level: LevelWithSilentOrString): boolean {
-    return this.parent.isLevelEnabled(level);
+    return this.current().isLevelEnabled(level);
   }
 
   fatal(...args: unknown[]): void {
@@ -56,7 +56,12 @@ class RequestLogger {
   }
 
   private write(level: Level, args: unknown[]): void {
-    if (this.parent.isLevelEnabled(level)) (this.real()[level] as (...a: unknown[]) => void)(...args);
+    if (this.isLevelEnabled(level)) (this.real()[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  /** The child once made (its level may have been set since), else the parent it would inherit from. */
+  private current(): RequestLog {
+    return (this.made ?? this.parent) as RequestLog;
   }
 
   private real(): FastifyBaseLogger {
