@@ -15,6 +15,13 @@ interface LedgerRow extends Omit<LedgerEntry, 'created_at'> {
   created_at: number;
 }
 
+/** A credit change's amount: a non-zero safe integer (negative debits). */
+export function checkedAmount(amount: number): number {
+  if (!Number.isSafeInteger(amount)) throw new BadRequestError('amount must be an integer');
+  if (amount === 0) throw new BadRequestError('amount must not be 0');
+  return amount;
+}
+
 /**
  * Billing: one account row per user (created with the user) and an append-only ledger. A credit
  * change and its ledger row are written in one IMMEDIATE transaction; the balance never goes below 0.
@@ -65,12 +72,6 @@ export function createBilling(db: Db, options: { now: () => number; idempotencyK
     return { change: made, replayed: false };
   });
 
-  const checked = (amount: number) => {
-    if (!Number.isSafeInteger(amount)) throw new BadRequestError('amount must be an integer');
-    if (amount === 0) throw new BadRequestError('amount must not be 0');
-    return amount;
-  };
-
   return {
     get(userId: string): BillingAccount | undefined {
       const row = account.get(userId);
@@ -81,7 +82,7 @@ export function createBilling(db: Db, options: { now: () => number; idempotencyK
      * and a debit past the balance (409 insufficient_credits) without changing anything.
      */
     addCredits(userId: string, amount: number, reason?: string): CreditChange {
-      return change.immediate(userId, checked(amount), reason ?? null);
+      return change.immediate(userId, checkedAmount(amount), reason ?? null);
     },
     /**
      * addCredits under an Idempotency-Key: the first use of the key makes the change and stores its
@@ -90,7 +91,7 @@ export function createBilling(db: Db, options: { now: () => number; idempotencyK
      * stores nothing: it changed nothing, so its retry is decided afresh.
      */
     addCreditsOnce(key: IdempotencyKey, userId: string, amount: number, reason?: string): { change: CreditChange; replayed: boolean } {
-      return changeOnce.immediate(key, userId, checked(amount), reason ?? null);
+      return changeOnce.immediate(key, userId, checkedAmount(amount), reason ?? null);
     },
     /** Deletes Idempotency-Keys older than their time to live; returns how many. */
     purgeIdempotencyKeys(): number {

@@ -18,6 +18,16 @@ interface Row extends StoredAnswer {
   fingerprint: string;
 }
 
+/** A key sent again with another request: refused (422) rather than answered with the other's answer. */
+export const differentRequestError = (): ValidationError =>
+  new ValidationError([
+    {
+      loc: ['header', 'idempotency-key'],
+      msg: 'this Idempotency-Key was already used for a different request; use a new key for a new request',
+      type: 'value_error',
+    },
+  ]);
+
 /**
  * Answers remembered by Idempotency-Key, for `ttlS` seconds of the injected clock. Runs inside the
  * caller's transaction: the answer is stored with the change it describes, or not at all.
@@ -43,15 +53,7 @@ export function createIdempotencyKeys(db: Db, options: { ttlS: number; now: () =
     find(key: IdempotencyKey, fingerprint: string): StoredAnswer | undefined {
       const row = select.get(key.scope, key.key, cutoff());
       if (!row) return undefined;
-      if (row.fingerprint !== fingerprint) {
-        throw new ValidationError([
-          {
-            loc: ['header', 'idempotency-key'],
-            msg: 'this Idempotency-Key was already used for a different request; use a new key for a new request',
-            type: 'value_error',
-          },
-        ]);
-      }
+      if (row.fingerprint !== fingerprint) throw differentRequestError();
       return { status: row.status, body: row.body };
     },
     remember(key: IdempotencyKey, fingerprint: string, answer: StoredAnswer): void {

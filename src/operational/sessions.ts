@@ -26,12 +26,12 @@ export interface SessionsOptions {
 }
 
 /** A token is 32 random bytes, base64url: 43 characters. */
-const TOKEN_BYTES = 32;
-const TOKEN_LENGTH = 43;
+export const TOKEN_BYTES = 32;
+export const TOKEN_LENGTH = 43;
 /** last_activity is written at most this often per session, so validation stays a read. */
 export const ACTIVITY_RESOLUTION_S = 60;
 
-const hashToken = (token: string): Buffer => createHash('sha256').update(token).digest();
+export const hashToken = (token: string): Buffer => createHash('sha256').update(token).digest();
 
 /**
  * Sessions. Only SHA-256(token) is stored. Expiry compares integer epoch seconds, so a session is

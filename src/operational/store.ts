@@ -5,8 +5,9 @@ import { createDevices } from './devices.js';
 import { createBuffer } from './buffer.js';
 import { createMetadata } from './metadata.js';
 import { createQuarantine } from './quarantine.js';
-import { createSessions } from './sessions.js';
-import { createUsers } from './users.js';
+import { createSessions, type Sessions } from './sessions.js';
+import { createUsers, type Users } from './users.js';
+import type { Billing } from './billing.js';
 
 /**
  * The operational store: one SQLite connection and the operations the service runs on it. `now`
@@ -41,3 +42,18 @@ export function openOperationalStore(path: string, options: { sessionTtlS: numbe
 }
 
 export type OperationalStore = ReturnType<typeof openOperationalStore>;
+
+/**
+ * A store's operations as either mode offers them: the embedded store answers at once, the shared
+ * one (PostgreSQL) with a promise. Callers `await` either.
+ */
+export type EitherMode<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => R | Promise<Awaited<R>> : T[K];
+};
+
+/** Users, sessions and billing as the HTTP layer uses them, in either mode (the rest is each store's own). */
+export interface AccountStores {
+  users: EitherMode<Users>;
+  sessions: EitherMode<Omit<Sessions, 'forgetUser'>>;
+  billing: EitherMode<Omit<Billing, 'addUsage'>>;
+}

@@ -9,7 +9,8 @@ import { isoFromS } from './time.js';
 
 export type { User } from './schemas.js';
 
-interface UserRow {
+/** A users row as both stores keep it (epoch-second times). */
+export interface UserRow {
   id: string;
   username: string;
   email: string;
@@ -18,7 +19,7 @@ interface UserRow {
   updated_at: number;
 }
 
-const toUser = (row: UserRow): User => ({
+export const toUser = (row: UserRow): User => ({
   id: row.id,
   username: row.username,
   email: row.email,
@@ -33,7 +34,7 @@ function uniqueColumn(err: unknown): string | undefined {
   return /UNIQUE constraint failed: \w+\.(\w+)/.exec(err.message)?.[1] ?? 'unknown';
 }
 
-const COLUMNS = 'id, username, email, status, created_at, updated_at';
+export const USER_COLUMNS = 'id, username, email, status, created_at, updated_at';
 
 /** A UNIQUE violation as the 409 naming the field; anything else as it was. */
 function conflictOf(err: unknown, input: { username?: string; email?: string }): unknown {
@@ -69,7 +70,7 @@ export function createUsers(db: Db, options: UsersOptions = {}) {
   const insertBilling = db.prepare<[string, string, number, number]>(
     'INSERT INTO billing(id, user_id, created_at, updated_at) VALUES (?, ?, ?, ?)',
   );
-  const byId = db.prepare<[string], UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = ?`);
+  const byId = db.prepare<[string], UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = ?`);
   const updateUser = db.prepare<[string | null, string | null, number, string]>(
     'UPDATE users SET username = coalesce(?, username), email = coalesce(?, email), updated_at = ? WHERE id = ?',
   );
@@ -77,7 +78,7 @@ export function createUsers(db: Db, options: UsersOptions = {}) {
   const deleteUser = db.prepare<[string]>('DELETE FROM users WHERE id = ?');
   // Keyset pagination in creation order (rowid follows insertion).
   const page = db.prepare<[string | null, number], UserRow>(
-    `SELECT ${COLUMNS} FROM users WHERE rowid > coalesce((SELECT rowid FROM users WHERE id = ?), 0) ORDER BY rowid LIMIT ?`,
+    `SELECT ${USER_COLUMNS} FROM users WHERE rowid > coalesce((SELECT rowid FROM users WHERE id = ?), 0) ORDER BY rowid LIMIT ?`,
   );
 
   const createTx = db.transaction((id: string, username: string, email: string, now: number): void => {

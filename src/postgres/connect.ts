@@ -1,0 +1,59 @@
+import pg from 'pg';
+
+export type Pg = pg.Pool;
+export type PgClient = pg.PoolClient;
+
+/**
+ * int8 (bigint, count(*)) as a JS number rather than pg's default string: every integer the
+ * service keeps (epoch seconds, credits, ids, counts) is below 2^53, the limit billing enforces.
+ */
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+export interface PostgresOptions {
+  /** Connections this instance may hold (default 10). */
+  max?: number;
+  /** A statement running longer is cancelled by the server (default 30 s). */
+  statementTimeoutMs?: number;
+}
+
+/**
+ * A pool to the shared PostgreSQL. An idle connection that breaks (the server restarted) emits
+ * 'error' on the pool: it is dropped and the next query opens a new one, so the error is only
+ * logged by the caller, never thrown out of the event loop.
+ */
+export function openPostgres(url: string, options: PostgresOptions = {}): Pg {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    application_name: 'ocean-core',
+    statement_timeout: options.statementTimeoutMs ?? 30_000,
+    connectionTimeoutMillis: 5_000,
+    types,
+  });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Runs fn in one transaction on one connection: COMMIT when it resolves, ROLLBACK when it throws. */
+export async function inTransaction<T>(pool: Pg, fn: (client: PgClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** The SQLSTATE of a PostgreSQL error, e.g. 23505 for a unique violation. */
+export const sqlState = (err: unknown): string | undefined => (err instanceof pg.DatabaseError ? err.code : undefined);
+/** The constraint a PostgreSQL error names (unique and check violations). */
+export const constraintOf = (err: unknown): string | undefined => (err instanceof pg.DatabaseError ? err.constraint : undefined);

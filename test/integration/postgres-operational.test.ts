@@ -1,0 +1,210 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openPostgres, type Pg } from '../../src/postgres/connect.js';
+import { migratePostgres, PG_SCHEMA_VERSION } from '../../src/postgres/migrations.js';
+import { createPgBilling } from '../../src/postgres/billing.js';
+import { createPgSessions } from '../../src/postgres/sessions.js';
+import { createPgUsers } from '../../src/postgres/users.js';
+import { startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
+import type { AccountStores } from '../../src/operational/store.js';
+import { openTempStore } from '../helpers/temp-store.js';
+
+/** What an instance of the shared mode holds of the operational store: its own pool to the one database. */
+function instance(pool: Pg, now: () => number = () => Date.now() / 1000) {
+  return {
+    users: createPgUsers(pool),
+    sessions: createPgSessions(pool, { ttlS: 3600 }),
+    billing: createPgBilling(pool, { now, idempotencyKeyTtlS: 86400 }),
+  };
+}
+type Store = ReturnType<typeof instance>;
+
+/** The answer of a call, or the error's status, code and message, so that two stores' answers compare. */
+async function answer<T>(call: () => T | Promise<T>): Promise<T | { status: number; code: string; message: string }> {
+  try {
+    return await call();
+  } catch (err) {
+    const e = err as { statusCode?: number; code?: string; message: string };
+    if (e.statusCode === undefined) throw err;
+    return { status: e.statusCode, code: e.code ?? '', message: e.message };
+  }
+}
+
+/** UUIDs, tokens and ISO times replaced by placeholders numbered by first appearance, so that two stores' answers compare. */
+function normalised(value: unknown): unknown {
+  const seen = new Map<string, string>();
+  const pattern = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{4}-\d\d-\d\dT[\d:.]+Z|[A-Za-z0-9_-]{43})$/;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') {
+      const m = pattern.exec(v);
+      if (!m) return v.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (id) => walk(id) as string);
+      if (!seen.has(v)) seen.set(v, `<${seen.size}>`);
+      return seen.get(v);
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  return walk(value);
+}
+
+describe('the shared store on PostgreSQL', () => {
+  let server: PostgresServer;
+  const pools: Pg[] = [];
+  const pool = (url: string) => {
+    const p = openPostgres(url, { max: 4 });
+    pools.push(p);
+    return p;
+  };
+  /** Two instances (two pools) on a new, migrated database. */
+  async function twoInstances(): Promise<[Store, Store]> {
+    const url = await server.createDatabase();
+    const [a, b] = [pool(url), pool(url)];
+    await migratePostgres(a);
+    return [instance(a), instance(b)];
+  }
+
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((p) => p.end()));
+  });
+  afterAll(() => server?.stop());
+
+  it('migrates once when several instances start together on an empty database, and refuses a newer schema', async () => {
+    const url = await server.createDatabase();
+    const applied = await Promise.all([0, 1, 2, 3].map(() => migratePostgres(pool(url))));
+    expect(applied.filter((a) => a.length > 0)).toEqual([Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1)]);
+    const p = pools[0]!;
+    expect((await p.query('SELECT version FROM ocean_schema ORDER BY version')).rows.map((r) => r.version)).toEqual(
+      Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1),
+    );
+    await p.query('INSERT INTO ocean_schema(version) VALUES ($1)', [PG_SCHEMA_VERSION + 1]);
+    await expect(migratePostgres(p)).rejects.toThrow(/newer than this build/);
+  });
+
+  it('answers as the embedded store does, call for call', async () => {
+    const [pgStore] = await twoInstances();
+    const embedded = openTempStore({ sessionTtlS: 3600 });
+    const script = async (s: AccountStores) => {
+      const out: unknown[] = [];
+      const alice = (await s.users.create({ username: 'alice', email: 'alice@example.com' })) as { id: string };
+      out.push(alice);
+      out.push(await answer(() => s.users.create({ username: 'alice', email: 'other@example.com' })));
+      out.push(await answer(() => s.users.create({ username: 'other', email: 'ALICE@example.com' })));
+      const bob = (await s.users.create({ username: 'bob', email: 'bob@example.com' })) as { id: string };
+      out.push(await answer(() => s.users.update(bob.id, { username: 'alice' })));
+      out.push(await answer(() => s.users.update(bob.id, { email: 'robert@example.com' })));
+      out.push(await answer(() => s.users.update('00000000-0000-4000-8000-000000000000', { email: 'x@example.com' })));
+      out.push(await answer(() => s.users.list({ limit: 10 })));
+      out.push(await answer(() => s.users.list({ limit: 10, after: alice.id })));
+      out.push(await answer(() => s.sessions.create(alice.id, 'bob')));
+      out.push(await answer(() => s.sessions.create('00000000-0000-4000-8000-000000000000', 'alice')));
+      const session = (await s.sessions.create(alice.id, 'alice')) as { token: string; session_id: string };
+      out.push(await answer(() => s.sessions.verify(session.token)));
+      out.push(await answer(() => s.sessions.verify('x'.repeat(43))));
+      out.push(await answer(() => s.sessions.find({ token: session.token })));
+      out.push(await answer(() => s.sessions.revoke({ sessionId: session.session_id })));
+      out.push(await answer(() => s.sessions.revoke({ sessionId: session.session_id })));
+      out.push(await answer(() => s.sessions.verify(session.token)));
+      out.push(await answer(() => s.billing.addCredits(alice.id, 100, 'top-up')));
+      out.push(await answer(() => s.billing.addCredits(alice.id, -101)));
+      out.push(await answer(() => s.billing.addCredits(alice.id, 0)));
+      out.push(await answer(() => s.billing.addCredits(alice.id, 1.5)));
+      out.push(await answer(() => s.billing.addCredits('00000000-0000-4000-8000-000000000000', 5)));
+      out.push(await answer(() => s.billing.addCredits(alice.id, 9007199254740991)));
+      out.push(await answer(() => s.billing.addCredits(alice.id, -40)));
+      const key = { scope: 'admin:add-credits', key: 'k1' };
+      out.push(await answer(() => s.billing.addCreditsOnce(key, alice.id, 7, 'once')));
+      out.push(await answer(() => s.billing.addCreditsOnce(key, alice.id, 7, 'once')));
+      out.push(await answer(() => s.billing.addCreditsOnce(key, alice.id, 8, 'once')));
+      out.push(await answer(() => s.billing.get(alice.id)));
+      out.push(await answer(() => s.billing.ledger(alice.id, { limit: 10 })));
+      out.push(await answer(() => s.billing.ledger(alice.id, { limit: 1, before: 2 })));
+      out.push(await answer(() => s.users.remove(bob.id)));
+      out.push(await answer(() => s.users.remove(bob.id)));
+      out.push(await answer(() => s.billing.get(bob.id)));
+      return normalised(out);
+    };
+    try {
+      const expected = await script(embedded.store);
+      expect(await script(pgStore)).toEqual(expected);
+    } finally {
+      embedded.cleanup();
+    }
+  });
+
+  it('deletes a user with its ledger (the ledger refuses every other change)', async () => {
+    const [a] = await twoInstances();
+    const { id } = await a.users.create({ username: 'alice', email: 'alice@example.com' });
+    await a.billing.addCredits(id, 10);
+    const p = pools[0]!;
+    await expect(p.query('UPDATE billing_ledger SET delta = 20')).rejects.toThrow(/append-only/);
+    await expect(p.query('DELETE FROM billing_ledger')).rejects.toThrow(/append-only/);
+    expect(await a.users.remove(id)).toBe(true);
+    expect((await p.query('SELECT count(*) AS n FROM billing_ledger')).rows[0].n).toBe(0);
+  });
+
+  it('validates through B a session made through A, and A refuses at once a session B revoked', async () => {
+    const [a, b] = await twoInstances();
+    const user = await a.users.create({ username: 'alice', email: 'alice@example.com' });
+    const session = await a.sessions.create(user.id, 'alice');
+    expect(await b.sessions.verify(session.token)).toMatchObject({ session_id: session.session_id, user_id: user.id, username: 'alice' });
+    expect(await a.sessions.verify(session.token)).toMatchObject({ session_id: session.session_id });
+    expect(await b.sessions.revoke({ token: session.token })).toBe(true);
+    expect(await a.sessions.verify(session.token)).toBeNull();
+    // A user renamed or deleted through one is seen so by the other at once.
+    const other = await b.sessions.create(user.id, 'alice');
+    await b.users.update(user.id, { username: 'alicia' });
+    expect(await a.sessions.verify(other.token)).toMatchObject({ username: 'alicia' });
+    await b.users.remove(user.id);
+    expect(await a.sessions.verify(other.token)).toBeNull();
+    expect(await a.users.get(user.id)).toBeUndefined();
+  });
+
+  it('answers one 200 and one 409 to a username taken through both instances at the same moment', async () => {
+    const [a, b] = await twoInstances();
+    for (let round = 0; round < 20; round++) {
+      const results = await Promise.allSettled([
+        a.users.create({ username: `user${round}`, email: `a${round}@example.com` }),
+        b.users.create({ username: `user${round}`, email: `b${round}@example.com` }),
+      ]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(refused.reason).toMatchObject({ statusCode: 409, message: `username 'user${round}' already exists` });
+    }
+    const listed = await b.users.list({ limit: 100 });
+    expect(listed).toHaveLength(20);
+    // Every user has its billing row: no half-created user was left by the refused one.
+    expect((await pools[0]!.query('SELECT count(*) AS n FROM billing')).rows[0].n).toBe(20);
+  });
+
+  it('never takes credits below zero under debits through both instances, and the ledger sums to the balance', async () => {
+    const [a, b] = await twoInstances();
+    const { id } = await a.users.create({ username: 'alice', email: 'alice@example.com' });
+    await a.billing.addCredits(id, 100);
+    const debits = Array.from({ length: 40 }, (_, i) => answer(() => (i % 2 ? a : b).billing.addCredits(id, -7, `debit ${i}`)));
+    const results = await Promise.all(debits);
+    const made = results.filter((r) => !('status' in (r as object)));
+    expect(made).toHaveLength(14);
+    expect(results.filter((r) => (r as { code?: string }).code === 'insufficient_credits')).toHaveLength(26);
+    expect((await b.billing.get(id))!.credits).toBe(2);
+    const ledger = await a.billing.ledger(id, { limit: 100 });
+    expect(ledger.reduce((sum, e) => sum + e.delta, 0)).toBe(2);
+    expect(ledger.every((e) => e.balance_after >= 0)).toBe(true);
+    expect(ledger.map((e) => e.balance_after).sort((x, y) => x - y)).toEqual([2, 9, 16, 23, 30, 37, 44, 51, 58, 65, 72, 79, 86, 93, 100]);
+  });
+
+  it('applies once an Idempotency-Key sent to both instances at the same moment', async () => {
+    const [a, b] = await twoInstances();
+    const { id } = await a.users.create({ username: 'alice', email: 'alice@example.com' });
+    for (let round = 0; round < 10; round++) {
+      const key = { scope: 'admin:add-credits', key: `k${round}` };
+      const [x, y] = await Promise.all([a.billing.addCreditsOnce(key, id, 5), b.billing.addCreditsOnce(key, id, 5)]);
+      expect(x.change).toEqual(y.change);
+      expect([x.replayed, y.replayed].sort()).toEqual([false, true]);
+    }
+    expect((await a.billing.get(id))!.credits).toBe(50);
+    expect(await b.billing.ledger(id, { limit: 100 })).toHaveLength(10);
+  });
+});
