@@ -17,7 +17,8 @@ import type { Aggregate, Anomalies, Comparison, RangeFilter, SensorList, Sensors
 /** Bucket rows one timeseries answer may hold; past this, ask for a wider interval. */
 export const MAX_TIMESERIES_ROWS = 50_000;
 
-const AGGREGATES = `count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max,
+/** The aggregates every answer reports, in SQL both DuckDB and PostgreSQL run. */
+export const AGGREGATES = `count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max,
   stddev_samp(value) AS stddev, min(ts) AS first_reading, max(ts) AS last_reading`;
 
 const EMPTY: Aggregate = {
@@ -32,7 +33,7 @@ const EMPTY: Aggregate = {
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-function aggregate(row: Row | undefined): Aggregate {
+export function aggregate(row: Row | undefined): Aggregate {
   const count = row ? Number(row.count) : 0;
   if (!row || count === 0) return { ...EMPTY };
   return {
@@ -50,7 +51,7 @@ function aggregate(row: Row | undefined): Aggregate {
  * Totals from groups of the same rows (a sensor's metrics, or its series) with Chan's parallel
  * variance, which spares DuckDB a second grouping of the same rows.
  */
-function combine(groups: readonly Aggregate[]): Aggregate {
+export function combine(groups: readonly Aggregate[]): Aggregate {
   if (groups.length === 0) return { ...EMPTY };
   let count = 0;
   let sum = 0;
@@ -112,6 +113,14 @@ export async function timeseries(db: SqlRunner, sensorId: string, options: Range
     p.values,
     p.types,
   );
+  return timeseriesOf(rows, sensorId, options.interval, seconds);
+}
+
+/**
+ * The timeseries answer from its query's rows (bucket, metric, pooled, count, avg, min, max; at
+ * most MAX_TIMESERIES_ROWS + 1 of them), for either store.
+ */
+export function timeseriesOf(rows: readonly Row[], sensorId: string, interval: string, seconds: number): Timeseries {
   if (rows.length > MAX_TIMESERIES_ROWS) {
     throw new BadRequestError(`more than ${MAX_TIMESERIES_ROWS} buckets: use a wider interval, a metric or a shorter time range`, 'too_many_buckets');
   }
@@ -128,7 +137,7 @@ export async function timeseries(db: SqlRunner, sensorId: string, options: Range
     if (Number(row.pooled) === 1) data.push(bucket);
     else byMetric.push({ ...bucket, metric: String(row.metric) });
   }
-  return { sensor_id: sensorId, interval: options.interval, data, interval_seconds: seconds, by_metric: byMetric };
+  return { sensor_id: sensorId, interval, data, interval_seconds: seconds, by_metric: byMetric };
 }
 
 /**
@@ -160,6 +169,11 @@ export async function anomalies(
     p.values,
     p.types,
   );
+  return anomaliesOf(rows, sensorId, threshold);
+}
+
+/** The anomalies answer from its query's rows (ts, metric, value, z_score, mean, sd), for either store. */
+export function anomaliesOf(rows: readonly Row[], sensorId: string, threshold: number): Anomalies {
   const list = rows.map((row) => ({
     timestamp: isoOrNull(row.ts)!,
     value: Number(row.value),
@@ -212,6 +226,11 @@ export async function compare(db: SqlRunner, sensorIds: readonly string[], filte
       groups.set(sensor, [...(groups.get(sensor) ?? []), aggregate(row)]);
     }
   }
+  return comparisonOf(ids, groups);
+}
+
+/** The compare answer from each sensor's per-series aggregates, for either store. */
+export function comparisonOf(ids: readonly string[], groups: ReadonlyMap<string, Aggregate[]>): Comparison {
   const sensors = ids.map((id) => ({ sensor_id: id, ...combine(groups.get(id) ?? []) }));
   const comparison: Comparison['comparison'] = {};
   for (const { sensor_id, ...agg } of [...sensors].sort(byAvgDescending)) comparison[sensor_id] = agg;
@@ -239,8 +258,13 @@ export async function sensors(db: SqlRunner, options: SensorsPage = {}): Promise
     p.values,
     p.types,
   );
-  const more = options.limit !== undefined && rows.length > options.limit;
-  const list = (more ? rows.slice(0, options.limit) : rows).map((row) => ({
+  return sensorListOf(rows, options.limit);
+}
+
+/** The sensor list from its query's rows (at most limit + 1: one more tells another page follows), for either store. */
+export function sensorListOf(rows: readonly Row[], limit: number | undefined): SensorList {
+  const more = limit !== undefined && rows.length > limit;
+  const list = (more ? rows.slice(0, limit) : rows).map((row) => ({
     sensor_id: String(row.sensor_id),
     count: Number(row.count),
     metrics: (row.metrics as string[]).map(String),

@@ -5,7 +5,8 @@ import { isoFromS } from './time.js';
 
 export type { MetadataEntry, Profile } from './schemas.js';
 
-interface Row {
+/** A metadata row as both stores keep it. */
+export interface MetadataRow {
   key: string;
   value: string;
   sensor_id: string | null;
@@ -13,8 +14,17 @@ interface Row {
   updated_at: number;
 }
 
-const KV = 'kv';
-const PROFILE = 'profile';
+export const KV = 'kv';
+export const PROFILE = 'profile';
+
+export const entryOf = (row: MetadataRow): MetadataEntry => ({ key: row.key, value: JSON.parse(row.value) as unknown, updated_at: isoFromS(row.updated_at) });
+
+export const profileOf = (row: MetadataRow): Profile => ({
+  profile_id: row.key,
+  sensor_id: row.sensor_id ?? '',
+  timestamp: isoFromS(row.ts ?? row.updated_at),
+  metadata: JSON.parse(row.value) as Record<string, unknown>,
+});
 
 /**
  * Key-value metadata (namespace 'kv') and sensor profiles (namespace 'profile') in one table.
@@ -26,7 +36,7 @@ export function createMetadata(db: Db) {
      ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, sensor_id = excluded.sensor_id,
        ts = excluded.ts, updated_at = excluded.updated_at`,
   );
-  const select = db.prepare<[string, string], Row>(
+  const select = db.prepare<[string, string], MetadataRow>(
     'SELECT key, value, sensor_id, ts, updated_at FROM metadata WHERE namespace = ? AND key = ?',
   );
 
@@ -37,7 +47,7 @@ export function createMetadata(db: Db) {
     },
     get(key: string): MetadataEntry | undefined {
       const row = select.get(KV, key);
-      return row && { key: row.key, value: JSON.parse(row.value) as unknown, updated_at: isoFromS(row.updated_at) };
+      return row && entryOf(row);
     },
     /** Stores (or replaces) a profile; `timestamp` is Unix seconds, default now. */
     storeProfile(input: { profile_id: string; sensor_id: string; timestamp?: number; metadata: Record<string, unknown> }): void {
@@ -46,13 +56,7 @@ export function createMetadata(db: Db) {
     },
     getProfile(profileId: string): Profile | undefined {
       const row = select.get(PROFILE, profileId);
-      if (!row) return undefined;
-      return {
-        profile_id: row.key,
-        sensor_id: row.sensor_id ?? '',
-        timestamp: isoFromS(row.ts ?? row.updated_at),
-        metadata: JSON.parse(row.value) as Record<string, unknown>,
-      };
+      return row && profileOf(row);
     },
   };
 }

@@ -3,7 +3,7 @@ import { openOperationalDb } from './db.js';
 import { createDeviceEvents } from './device-events.js';
 import { createDevices } from './devices.js';
 import { createBuffer } from './buffer.js';
-import { createMetadata } from './metadata.js';
+import { createMetadata, type Metadata } from './metadata.js';
 import { createQuarantine } from './quarantine.js';
 import { createSessions, type Sessions } from './sessions.js';
 import { createUsers, type Users } from './users.js';
@@ -51,9 +51,10 @@ export type EitherMode<T> = {
   [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => R | Promise<Awaited<R>> : T[K];
 };
 
-/** Users, sessions and billing as the HTTP layer uses them, in either mode (the rest is each store's own). */
-export interface AccountStores {
+/** The operational stores as the HTTP layer uses them, in either mode (the rest is each store's own). */
+export interface StoreOperations {
   users: EitherMode<Users>;
   sessions: EitherMode<Omit<Sessions, 'forgetUser'>>;
   billing: EitherMode<Omit<Billing, 'addUsage'>>;
+  metadata: EitherMode<Metadata>;
 }

@@ -2,7 +2,7 @@ import { ConflictError, NotFoundError } from '../errors.js';
 import { checkedAmount, type BillingAccount, type CreditChange, type IdempotencyKey, type LedgerEntry } from '../operational/billing.js';
 import { differentRequestError } from '../operational/idempotency.js';
 import { isoFromS } from '../operational/time.js';
-import { inTransaction, type Pg, type PgClient } from './connect.js';
+import { inTransaction, type Queryable } from './connect.js';
 
 interface AccountRow extends Omit<BillingAccount, 'created_at' | 'updated_at'> {
   created_at: number;
@@ -17,10 +17,10 @@ interface AccountRow extends Omit<BillingAccount, 'created_at' | 'updated_at'> {
  * ledger always sums to it. A change under an Idempotency-Key holds a lock on that key for its
  * transaction, so that the same key sent to two instances at once is applied once.
  */
-export function createPgBilling(pool: Pg, options: { now: () => number; idempotencyKeyTtlS: number }) {
+export function createPgBilling(db: Queryable, options: { now: () => number; idempotencyKeyTtlS: number }) {
   const nowS = () => Math.floor(options.now());
 
-  const change = async (db: Pg | PgClient, userId: string, delta: number, reason: string | null): Promise<CreditChange> => {
+  const change = async (db: Queryable, userId: string, delta: number, reason: string | null): Promise<CreditChange> => {
     const { rows } = await db.query<{ credits: number; ledger_id: number }>(
       `WITH updated AS (
          UPDATE billing SET credits = credits + $2, updated_at = $3
@@ -41,19 +41,19 @@ export function createPgBilling(pool: Pg, options: { now: () => number; idempote
 
   return {
     async get(userId: string): Promise<BillingAccount | undefined> {
-      const { rows } = await pool.query<AccountRow>('SELECT id, user_id, plan, credits, usage, created_at, updated_at FROM billing WHERE user_id = $1', [userId]);
+      const { rows } = await db.query<AccountRow>('SELECT id, user_id, plan, credits, usage, created_at, updated_at FROM billing WHERE user_id = $1', [userId]);
       const row = rows[0];
       return row && { ...row, created_at: isoFromS(row.created_at), updated_at: isoFromS(row.updated_at) };
     },
     /** Adds `amount` credits (negative debits) and appends one ledger row, atomically; 409 past the balance. */
     async addCredits(userId: string, amount: number, reason?: string): Promise<CreditChange> {
-      return change(pool, userId, checkedAmount(amount), reason ?? null);
+      return change(db, userId, checkedAmount(amount), reason ?? null);
     },
     /** addCredits under an Idempotency-Key, as the embedded store answers it (see operational/billing.ts). */
     async addCreditsOnce(key: IdempotencyKey, userId: string, amount: number, reason?: string): Promise<{ change: CreditChange; replayed: boolean }> {
       const delta = checkedAmount(amount);
       const fingerprint = JSON.stringify([userId, delta, reason ?? null]);
-      return inTransaction(pool, async (client) => {
+      return inTransaction(db, async (client) => {
         await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${key.scope}\n${key.key}`]);
         const { rows } = await client.query<{ fingerprint: string; body: string }>(
           'SELECT fingerprint, body FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at > $3',
@@ -76,12 +76,12 @@ export function createPgBilling(pool: Pg, options: { now: () => number; idempote
     },
     /** Deletes Idempotency-Keys older than their time to live; returns how many. */
     async purgeIdempotencyKeys(): Promise<number> {
-      const { rowCount } = await pool.query('DELETE FROM idempotency_keys WHERE created_at <= $1', [nowS() - options.idempotencyKeyTtlS]);
+      const { rowCount } = await db.query('DELETE FROM idempotency_keys WHERE created_at <= $1', [nowS() - options.idempotencyKeyTtlS]);
       return rowCount ?? 0;
     },
     /** Ledger entries, newest first; `before` is the id to continue below. */
     async ledger(userId: string, options: { limit: number; before?: number }): Promise<LedgerEntry[]> {
-      const { rows } = await pool.query<Omit<LedgerEntry, 'created_at'> & { created_at: number }>(
+      const { rows } = await db.query<Omit<LedgerEntry, 'created_at'> & { created_at: number }>(
         `SELECT id, delta, balance_after, reason, created_at FROM billing_ledger
          WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
         [userId, options.before ?? Number.MAX_SAFE_INTEGER, options.limit],

@@ -37,9 +37,30 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Pg {
   return pool;
 }
 
-/** Runs fn in one transaction on one connection: COMMIT when it resolves, ROLLBACK when it throws. */
-export async function inTransaction<T>(pool: Pg, fn: (client: PgClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/** What runs a statement: the pool (each statement its own transaction) or a client inside a transaction. */
+export type Queryable = Pg | PgClient;
+
+let savepoints = 0;
+
+/**
+ * Runs fn in one transaction: on a pool, BEGIN … COMMIT on one of its connections (ROLLBACK when fn
+ * throws); on a client already in a transaction, inside a savepoint (as better-sqlite3 nests), so
+ * that a refused inner step takes back only its own changes.
+ */
+export async function inTransaction<T>(db: Queryable, fn: (client: PgClient) => Promise<T>): Promise<T> {
+  if (!(db instanceof pg.Pool)) {
+    const name = `ocean_${++savepoints}`;
+    await db.query(`SAVEPOINT ${name}`);
+    try {
+      const result = await fn(db);
+      await db.query(`RELEASE SAVEPOINT ${name}`);
+      return result;
+    } catch (err) {
+      await db.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
+      throw err;
+    }
+  }
+  const client = await db.connect();
   try {
     await client.query('BEGIN');
     const result = await fn(client);

@@ -3,7 +3,7 @@ import { BadRequestError, NotFoundError } from '../errors.js';
 import { nowS } from '../operational/db.js';
 import type { CreatedSession } from '../operational/schemas.js';
 import { ACTIVITY_RESOLUTION_S, hashToken, TOKEN_BYTES, TOKEN_LENGTH, type SessionInfo, type SessionsOptions } from '../operational/sessions.js';
-import type { Pg } from './connect.js';
+import type { Queryable } from './connect.js';
 
 type SessionRef = { sessionId: string } | { token: string };
 
@@ -12,13 +12,13 @@ type SessionRef = { sessionId: string } | { token: string };
  * async. Nothing is cached, so a revocation through any instance is refused by every other at once;
  * validation is one indexed read (and, once a minute per session, a write of last_activity).
  */
-export function createPgSessions(pool: Pg, options: Omit<SessionsOptions, 'cacheEntries'>) {
+export function createPgSessions(db: Queryable, options: Omit<SessionsOptions, 'cacheEntries'>) {
   const now = options.now ?? nowS;
   const ttlS = options.ttlS;
   const lookup = (ref: SessionRef) =>
     'sessionId' in ref
-      ? pool.query<{ session_id: string; user_id: string; revoked_at: number | null }>('SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE id = $1', [ref.sessionId])
-      : pool.query<{ session_id: string; user_id: string; revoked_at: number | null }>('SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE token_hash = $1', [hashToken(ref.token)]);
+      ? db.query<{ session_id: string; user_id: string; revoked_at: number | null }>('SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE id = $1', [ref.sessionId])
+      : db.query<{ session_id: string; user_id: string; revoked_at: number | null }>('SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE token_hash = $1', [hashToken(ref.token)]);
 
   return {
     /** Opens a session for an existing user whose username is `username`. */
@@ -28,7 +28,7 @@ export function createPgSessions(pool: Pg, options: Omit<SessionsOptions, 'cache
       const createdAt = now();
       const expiresAt = createdAt + ttlS;
       // One statement: the user is checked and the session written with no gap for a deletion between.
-      const { rows } = await pool.query<{ username: string; inserted: boolean }>(
+      const { rows } = await db.query<{ username: string; inserted: boolean }>(
         `WITH u AS (SELECT id, username FROM users WHERE id = $2),
               ins AS (INSERT INTO sessions(id, user_id, token_hash, created_at, expires_at, last_activity)
                       SELECT $1, u.id, $3, $4, $5, $4 FROM u WHERE u.username = $6 RETURNING 1)
@@ -44,7 +44,7 @@ export function createPgSessions(pool: Pg, options: Omit<SessionsOptions, 'cache
     async verify(token: string, hash?: Buffer): Promise<SessionInfo | null> {
       if (token.length !== TOKEN_LENGTH) return null;
       const t = now();
-      const { rows } = await pool.query<SessionInfo>(
+      const { rows } = await db.query<SessionInfo>(
         `SELECT s.id AS session_id, s.user_id, u.username, s.created_at, s.expires_at, s.last_activity
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,
@@ -53,7 +53,7 @@ export function createPgSessions(pool: Pg, options: Omit<SessionsOptions, 'cache
       const session = rows[0];
       if (!session) return null;
       if (t - session.last_activity >= ACTIVITY_RESOLUTION_S) {
-        await pool.query('UPDATE sessions SET last_activity = $1 WHERE id = $2 AND last_activity < $1', [t, session.session_id]);
+        await db.query('UPDATE sessions SET last_activity = $1 WHERE id = $2 AND last_activity < $1', [t, session.session_id]);
         session.last_activity = t;
       }
       return session;
@@ -67,13 +67,13 @@ export function createPgSessions(pool: Pg, options: Omit<SessionsOptions, 'cache
     async revoke(ref: SessionRef): Promise<boolean> {
       const { rowCount } =
         'sessionId' in ref
-          ? await pool.query('UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [now(), ref.sessionId])
-          : await pool.query('UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL', [now(), hashToken(ref.token)]);
+          ? await db.query('UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [now(), ref.sessionId])
+          : await db.query('UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL', [now(), hashToken(ref.token)]);
       return rowCount === 1;
     },
     /** Deletes sessions that expired; returns how many. */
     async purgeExpired(): Promise<number> {
-      const { rowCount } = await pool.query('DELETE FROM sessions WHERE expires_at <= $1', [now()]);
+      const { rowCount } = await db.query('DELETE FROM sessions WHERE expires_at <= $1', [now()]);
       return rowCount ?? 0;
     },
   };

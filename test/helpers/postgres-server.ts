@@ -3,6 +3,9 @@ import { chownSync, existsSync, readdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { openPostgres, type Pg } from '../../src/postgres/connect.js';
+import { migratePostgres } from '../../src/postgres/migrations.js';
 import { stop } from './child-process.js';
 import { freePort } from './redis-server.js';
 import { makeTempDir } from './temp-dir.js';
@@ -122,5 +125,31 @@ export async function startPostgres(): Promise<PostgresServer> {
       })();
       return stopped;
     },
+  };
+}
+
+/**
+ * For a test file: one private server, started before its tests, and `database(n)`: a new migrated
+ * database with n pools on it (n instances of the shared mode), ended after each test.
+ */
+export function usePostgres(): { database(instances?: number): Promise<Pg[]>; server(): PostgresServer } {
+  let server: PostgresServer | undefined;
+  const pools: Pg[] = [];
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((p) => p.end()));
+  });
+  afterAll(() => server?.stop());
+  return {
+    async database(instances = 1) {
+      const url = await server!.createDatabase();
+      const made = Array.from({ length: instances }, () => openPostgres(url, { max: 4 }));
+      pools.push(...made);
+      await migratePostgres(made[0]!);
+      return made;
+    },
+    server: () => server!,
   };
 }

@@ -1,11 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { openPostgres, type Pg } from '../../src/postgres/connect.js';
 import { migratePostgres, PG_SCHEMA_VERSION } from '../../src/postgres/migrations.js';
 import { createPgBilling } from '../../src/postgres/billing.js';
+import { createPgMetadata } from '../../src/postgres/metadata.js';
 import { createPgSessions } from '../../src/postgres/sessions.js';
 import { createPgUsers } from '../../src/postgres/users.js';
-import { startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
-import type { AccountStores } from '../../src/operational/store.js';
+import { usePostgres } from '../helpers/postgres-server.js';
+import type { StoreOperations } from '../../src/operational/store.js';
 import { openTempStore } from '../helpers/temp-store.js';
 
 /** What an instance of the shared mode holds of the operational store: its own pool to the one database. */
@@ -14,6 +15,7 @@ function instance(pool: Pg, now: () => number = () => Date.now() / 1000) {
     users: createPgUsers(pool),
     sessions: createPgSessions(pool, { ttlS: 3600 }),
     billing: createPgBilling(pool, { now, idempotencyKeyTtlS: 86400 }),
+    metadata: createPgMetadata(pool),
   };
 }
 type Store = ReturnType<typeof instance>;
@@ -48,32 +50,24 @@ function normalised(value: unknown): unknown {
 }
 
 describe('the shared store on PostgreSQL', () => {
-  let server: PostgresServer;
-  const pools: Pg[] = [];
-  const pool = (url: string) => {
-    const p = openPostgres(url, { max: 4 });
-    pools.push(p);
-    return p;
-  };
+  const pg = usePostgres();
   /** Two instances (two pools) on a new, migrated database. */
   async function twoInstances(): Promise<[Store, Store]> {
-    const url = await server.createDatabase();
-    const [a, b] = [pool(url), pool(url)];
-    await migratePostgres(a);
-    return [instance(a), instance(b)];
+    const [a, b] = await pg.database(2);
+    sql = a!;
+    return [instance(a!), instance(b!)];
   }
-
-  beforeAll(async () => {
-    server = await startPostgres();
-  }, 60_000);
+  /** The first instance's pool, for checks in SQL. */
+  let sql: Pg;
+  const pools: Pg[] = [];
   afterEach(async () => {
     await Promise.all(pools.splice(0).map((p) => p.end()));
   });
-  afterAll(() => server?.stop());
 
   it('migrates once when several instances start together on an empty database, and refuses a newer schema', async () => {
-    const url = await server.createDatabase();
-    const applied = await Promise.all([0, 1, 2, 3].map(() => migratePostgres(pool(url))));
+    const url = await pg.server().createDatabase();
+    pools.push(...[0, 1, 2, 3].map(() => openPostgres(url, { max: 2 })));
+    const applied = await Promise.all(pools.map((p) => migratePostgres(p)));
     expect(applied.filter((a) => a.length > 0)).toEqual([Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1)]);
     const p = pools[0]!;
     expect((await p.query('SELECT version FROM ocean_schema ORDER BY version')).rows.map((r) => r.version)).toEqual(
@@ -86,7 +80,7 @@ describe('the shared store on PostgreSQL', () => {
   it('answers as the embedded store does, call for call', async () => {
     const [pgStore] = await twoInstances();
     const embedded = openTempStore({ sessionTtlS: 3600 });
-    const script = async (s: AccountStores) => {
+    const script = async (s: StoreOperations) => {
       const out: unknown[] = [];
       const alice = (await s.users.create({ username: 'alice', email: 'alice@example.com' })) as { id: string };
       out.push(alice);
@@ -124,6 +118,15 @@ describe('the shared store on PostgreSQL', () => {
       out.push(await answer(() => s.users.remove(bob.id)));
       out.push(await answer(() => s.users.remove(bob.id)));
       out.push(await answer(() => s.billing.get(bob.id)));
+      await s.metadata.set('site', { name: 'north', floors: [1, 2] });
+      await s.metadata.set('site', 'replaced');
+      await s.metadata.set('empty', undefined);
+      out.push(await answer(() => s.metadata.get('site')));
+      out.push(await answer(() => s.metadata.get('empty')));
+      out.push(await answer(() => s.metadata.get('nothing')));
+      await s.metadata.storeProfile({ profile_id: 'p1', sensor_id: 'P-1', timestamp: 1_700_000_000.5, metadata: { a: 1 } });
+      out.push(await answer(() => s.metadata.getProfile('p1')));
+      out.push(await answer(() => s.metadata.getProfile('site')));
       return normalised(out);
     };
     try {
@@ -138,7 +141,7 @@ describe('the shared store on PostgreSQL', () => {
     const [a] = await twoInstances();
     const { id } = await a.users.create({ username: 'alice', email: 'alice@example.com' });
     await a.billing.addCredits(id, 10);
-    const p = pools[0]!;
+    const p = sql;
     await expect(p.query('UPDATE billing_ledger SET delta = 20')).rejects.toThrow(/append-only/);
     await expect(p.query('DELETE FROM billing_ledger')).rejects.toThrow(/append-only/);
     expect(await a.users.remove(id)).toBe(true);
@@ -176,7 +179,7 @@ describe('the shared store on PostgreSQL', () => {
     const listed = await b.users.list({ limit: 100 });
     expect(listed).toHaveLength(20);
     // Every user has its billing row: no half-created user was left by the refused one.
-    expect((await pools[0]!.query('SELECT count(*) AS n FROM billing')).rows[0].n).toBe(20);
+    expect((await sql.query('SELECT count(*) AS n FROM billing')).rows[0].n).toBe(20);
   });
 
   it('never takes credits below zero under debits through both instances, and the ledger sums to the balance', async () => {
