@@ -5,7 +5,7 @@
  * SQL; then p50/p99 of stats, a one-day 5-minute timeseries, anomalies and a 10-sensor compare,
  * called in-process (no HTTP) on random sensors, sequentially. A private PostgreSQL is started.
  */
-import { pgAnalyticsReads } from '../src/postgres/analytics.js';
+import { createPgAnalytics } from '../src/postgres/analytics.js';
 import { openPostgres } from '../src/postgres/connect.js';
 import { migratePostgres } from '../src/postgres/migrations.js';
 import type { AnalyticsStore } from '../src/analytics/types.js';
@@ -85,7 +85,7 @@ try {
           `(${(size / rows).toFixed(1)} bytes/reading with the index), DuckDB in ${duckLoad.toFixed(1)} s`,
       );
       console.log(`${'query'.padEnd(30)} ${'PG p50'.padStart(8)} ${'PG p99'.padStart(8)} ${'Duck p50'.padStart(9)} ${'Duck p99'.padStart(9)} ${'PG/Duck'.padStart(8)}   (ms, ${SAMPLES} samples)`);
-      const pg = pgAnalyticsReads(pool);
+      const pg = createPgAnalytics(pool, { maxExports: 2, timeoutMs: 30_000 });
       for (const [name, ask] of CASES) {
         const onPg = await percentiles(() => ask(pg));
         const onDuck = await percentiles(() => ask(duck.engine));

@@ -1,9 +1,10 @@
 import { AGGREGATES, aggregate, anomaliesOf, combine, comparisonOf, MAX_TIMESERIES_ROWS, sensorListOf, timeseriesOf } from '../analytics/queries.js';
 import type { Selection } from '../analytics/filters.js';
 import { intervalSeconds } from '../analytics/interval.js';
-import type { Aggregate, Anomalies, Comparison, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from '../analytics/types.js';
+import type { Aggregate, AnalyticsStore, Anomalies, Comparison, RangeFilter, SensorList, SensorsPage, SensorStats, Timeseries } from '../analytics/types.js';
 import { MAX_MEASUREMENT } from '../nanogridata/types.js';
 import type { Pg } from './connect.js';
+import { pgExporter, type PgExportOptions } from './export.js';
 
 /**
  * The analytics reads on the shared PostgreSQL, answering as the embedded DuckDB store does
@@ -125,13 +126,14 @@ export async function sensors(pool: Pg, options: SensorsPage = {}): Promise<Sens
   return sensorListOf(rows, options.limit);
 }
 
-/** The reads above over one pool, in the shape of the embedded store's (analytics/types.ts AnalyticsStore). */
-export function pgAnalyticsReads(pool: Pg) {
+/** The analytics store of the shared mode: the reads above and exports (export.ts) over one pool. */
+export function createPgAnalytics(pool: Pg, exports: PgExportOptions): AnalyticsStore {
   return {
-    sensorStats: (sensorId: string, filter?: RangeFilter) => sensorStats(pool, sensorId, filter),
-    timeseries: (sensorId: string, options: RangeFilter & { interval: string }) => timeseries(pool, sensorId, options),
-    anomalies: (sensorId: string, options?: RangeFilter & { threshold?: number; limit?: number }) => anomalies(pool, sensorId, options),
-    compare: (sensorIds: readonly string[], filter?: RangeFilter) => compare(pool, sensorIds, filter),
-    sensors: (options?: SensorsPage) => sensors(pool, options),
+    sensorStats: (sensorId, filter) => sensorStats(pool, sensorId, filter),
+    timeseries: (sensorId, options) => timeseries(pool, sensorId, options),
+    anomalies: (sensorId, options) => anomalies(pool, sensorId, options),
+    compare: (sensorIds, filter) => compare(pool, sensorIds, filter),
+    sensors: (options) => sensors(pool, options),
+    ...pgExporter(pool, exports),
   };
 }

@@ -1,8 +1,12 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buffer as readAll } from 'node:stream/consumers';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
 import type { IngestSource } from '../../src/operational/buffer.js';
 import { RecordBatchBuilder } from '../../src/operational/record-batch.js';
 import type { AnalyticsStore } from '../../src/analytics/types.js';
-import { pgAnalyticsReads } from '../../src/postgres/analytics.js';
+import { createPgAnalytics } from '../../src/postgres/analytics.js';
 import { inTransaction, type Pg } from '../../src/postgres/connect.js';
 import { PgSeries, prepareReadings, REDELIVERY, REPLAY, STORED, storeReadings, type PgSegment } from '../../src/postgres/readings.js';
 import { BASE_TS, commitRows, generateRows, type MeasurementRow } from '../helpers/measurements.js';
@@ -83,12 +87,68 @@ describe('readings on PostgreSQL', () => {
         ['sensors, a page', (q) => q.sensors({ after: 'Sensor-D', limit: 2 })],
         ['sensors of a list', (q) => q.sensors({ sensorIds: ['sensor-z', 'sensor_e', 'nobody'] })],
       ];
-      const pg = pgAnalyticsReads(pool!);
+      const pg = createPgAnalytics(pool!, { maxExports: 2, timeoutMs: 30_000 });
       for (const [name, ask] of questions) expect(rounded(await ask(pg)), name).toEqual(rounded(await ask(duck.engine)));
       // Not vacuous: the answers hold data.
       expect((await pg.sensorStats('sensor-a')).count).toBeGreaterThan(1000);
       expect((await pg.anomalies('sensor-c')).count).toBeGreaterThan(0);
       expect((await pg.timeseries('sensor-b', { interval: '5m' })).data.length).toBeGreaterThan(100);
+    } finally {
+      await duck.cleanup();
+    }
+  });
+
+  it('exports the same rows in the same formats as the embedded store (Parquet, CSV, JSON, NDJSON)', async () => {
+    const [pool] = await database();
+    const duck = await openTempAnalytics();
+    try {
+      const rows = generateRows({ count: 3000, sensors: ['s-1', 's-2', '=s-3'], seed: 5 });
+      rows[7]!.unit = '+danger';
+      await commitRows(duck.engine, rows);
+      await store(pool!, new PgSeries(pool!), [segmentOf(rows)]);
+      const exporter = createPgAnalytics(pool!, { maxExports: 2, timeoutMs: 30_000 });
+      /** A file's rows in a fixed order (neither store orders an export). */
+      const sortedLines = (bytes: Buffer) => bytes.toString('utf8').trim().split('\n').sort();
+      const requests = [
+        { format: 'csv' as const },
+        { format: 'csv' as const, sensorIds: ['=s-3', 's-1'], start: rows[1000]!.ts, end: rows[2500]!.ts },
+        { format: 'ndjson' as const, metric: 'humidity' },
+        { format: 'json' as const, sensorIds: ['s-2'] },
+        { format: 'csv' as const, sensorIds: [] },
+      ];
+      for (const request of requests) {
+        const [fromPg, fromDuck] = await Promise.all([exporter.exportMeasurements(request), duck.engine.exportMeasurements(request)]);
+        expect(fromPg.contentType).toBe(fromDuck.contentType);
+        const [a, b] = await Promise.all([readAll(fromPg.stream), readAll(fromDuck.stream)]);
+        if (request.format === 'json') expect(JSON.parse(a.toString()).map(JSON.stringify).sort()).toEqual(JSON.parse(b.toString()).map(JSON.stringify).sort());
+        else expect(sortedLines(a), JSON.stringify(request)).toEqual(sortedLines(b));
+        expect(a.length, JSON.stringify(request)).toBeGreaterThan(request.sensorIds?.length === 0 ? 0 : 1000);
+      }
+      // Parquet: the same rows, read back.
+      const read = async (bytes: Buffer, name: string) => {
+        const path = join(duck.dir, name);
+        await writeFile(path, bytes);
+        const instance = await DuckDBInstance.create(':memory:');
+        const c = await instance.connect();
+        try {
+          return (await c.runAndReadAll(`SELECT * FROM read_parquet('${path}') ORDER BY ALL`)).getRowObjectsJS();
+        } finally {
+          c.closeSync();
+          instance.closeSync();
+        }
+      };
+      const request = { format: 'parquet' as const, sensorIds: ['s-1', '=s-3'], metric: 'temperature' };
+      const [pq, dq] = await Promise.all([exporter.exportMeasurements(request), duck.engine.exportMeasurements(request)]);
+      const [pgRows, duckRows] = [await read(await readAll(pq.stream), 'pg.parquet'), await read(await readAll(dq.stream), 'duck.parquet')];
+      expect(pgRows.length).toBe(rows.filter((r) => r.sensor_id !== 's-2' && r.metric === 'temperature').length);
+      expect(pgRows).toEqual(duckRows);
+
+      // At most maxExports at once: a third, while two are being read, is refused with 503.
+      const held = [await exporter.exportMeasurements({ format: 'ndjson' }), await exporter.exportMeasurements({ format: 'csv' })];
+      await expect(exporter.exportMeasurements({ format: 'csv' })).rejects.toMatchObject({ statusCode: 503 });
+      for (const file of held) file.stream.destroy();
+      await Promise.all(held.map((f) => f.finished));
+      expect((await readAll((await exporter.exportMeasurements({ format: 'csv', sensorIds: ['s-1'] })).stream)).length).toBeGreaterThan(1000);
     } finally {
       await duck.cleanup();
     }
