@@ -33,7 +33,8 @@ export interface DeviceEvent {
   created_at: string;
 }
 
-interface Row {
+/** A device_events row as both stores keep it. */
+export interface DeviceEventRow {
   id: number;
   device_id: string;
   payload_type: number;
@@ -42,13 +43,23 @@ interface Row {
   created_at: number;
 }
 
+export const deviceEventOf = (r: DeviceEventRow): DeviceEvent => ({
+  id: r.id,
+  device_id: r.device_id,
+  payload_type: r.payload_type,
+  type: PAYLOAD_TYPE_NAMES[r.payload_type] ?? 'unknown',
+  ts: isoFromS(r.ts),
+  body: JSON.parse(r.body) as Record<string, unknown>,
+  created_at: isoFromS(r.created_at),
+});
+
 /** Non-telemetry frames (EVENT, CONFIG, COMMAND, CALIBRATION) kept per device, as sent. */
 export function createDeviceEvents(db: Db) {
   const insert = db.prepare<[string, string, number, number, string, number]>(
     `INSERT INTO device_events(source_id, device_id, payload_type, ts, body, created_at) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT(source_id) DO NOTHING`,
   );
-  const page = db.prepare<[string, number, number], Row>(
+  const page = db.prepare<[string, number, number], DeviceEventRow>(
     `SELECT id, device_id, payload_type, ts, body, created_at FROM device_events
      WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
   );
@@ -60,15 +71,7 @@ export function createDeviceEvents(db: Db) {
     },
     /** A device's events, newest first; `before` is the id to continue below. */
     list(deviceId: string, options: { limit: number; before?: number }): DeviceEvent[] {
-      return page.all(deviceId, options.before ?? Number.MAX_SAFE_INTEGER, options.limit).map((r) => ({
-        id: r.id,
-        device_id: r.device_id,
-        payload_type: r.payload_type,
-        type: PAYLOAD_TYPE_NAMES[r.payload_type] ?? 'unknown',
-        ts: isoFromS(r.ts),
-        body: JSON.parse(r.body) as Record<string, unknown>,
-        created_at: isoFromS(r.created_at),
-      }));
+      return page.all(deviceId, options.before ?? Number.MAX_SAFE_INTEGER, options.limit).map(deviceEventOf);
     },
   };
 }

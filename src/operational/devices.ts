@@ -14,7 +14,8 @@ export interface Device {
   records: number;
 }
 
-interface DeviceRow extends Omit<Device, 'has_secret'> {
+/** A devices row as both stores keep it. */
+export interface DeviceRow extends Omit<Device, 'has_secret'> {
   secret: Buffer | null;
   origin: string;
 }
@@ -43,6 +44,8 @@ export interface DeviceActivity {
   labId: string | null;
   modelId: number | null;
 }
+
+export const toDevice = ({ secret, origin: _origin, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
 
 /**
  * Devices are sensors: the device id is the analytics sensor_id. A device is created by an admin
@@ -105,7 +108,6 @@ export function createDevices(db: Db, options: { maxSensorsPerUser?: number } = 
   const ownedIds = db.prepare<[string], { device_id: string }>('SELECT device_id FROM devices WHERE owner_id = ?');
   const ownedCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM devices WHERE owner_id = ?');
 
-  const toDevice = ({ secret, origin: _origin, ...row }: DeviceRow): Device => ({ ...row, has_secret: secret !== null });
   /** Devices known to be neither new nor claimed by JSON ingest: a batch of frames need not look them up. */
   const settled = new Set<string>();
   const secretListeners: Array<() => void> = [];

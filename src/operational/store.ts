@@ -1,7 +1,7 @@
 import { createBilling } from './billing.js';
 import { openOperationalDb } from './db.js';
-import { createDeviceEvents } from './device-events.js';
-import { createDevices } from './devices.js';
+import { createDeviceEvents, type DeviceEvents } from './device-events.js';
+import { createDevices, type Devices } from './devices.js';
 import { createBuffer } from './buffer.js';
 import { createMetadata, type Metadata } from './metadata.js';
 import { createQuarantine } from './quarantine.js';
@@ -57,4 +57,7 @@ export interface StoreOperations {
   sessions: EitherMode<Omit<Sessions, 'forgetUser'>>;
   billing: EitherMode<Omit<Billing, 'addUsage'>>;
   metadata: EitherMode<Metadata>;
+  /** Purges queued for DuckDB and the listeners are the embedded store's own (the shared one purges at once and notifies). */
+  devices: EitherMode<Omit<Devices, 'pendingPurges' | 'purgeDone' | 'onPurgeQueued' | 'onSecretsChanged'>>;
+  deviceEvents: EitherMode<DeviceEvents>;
 }

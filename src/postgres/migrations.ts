@@ -117,6 +117,42 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (namespace, key)
   );
   `,
+  /*
+   * 4: devices (sensors) and their own frame secrets, held frames of claimed sensors, and the
+   * non-telemetry frames. origin: 'admin' (registered), 'claim' (a user's JSON ingest or profile),
+   * 'frame' (first seen in a signed frame).
+   */ `
+  CREATE TABLE devices (
+    device_id    text PRIMARY KEY,
+    owner_id     text REFERENCES users(id) ON DELETE SET NULL,
+    model_id     integer,
+    secret       bytea,
+    lab_id       text,
+    created_at   bigint NOT NULL,
+    last_seen    double precision,
+    frames       bigint NOT NULL DEFAULT 0,
+    records      bigint NOT NULL DEFAULT 0,
+    origin       text NOT NULL DEFAULT 'frame'
+  );
+  CREATE INDEX devices_owner ON devices(owner_id, device_id);
+  CREATE TABLE device_conflicts (
+    device_id  text PRIMARY KEY,
+    claimed_by text NOT NULL,
+    frames     bigint NOT NULL,
+    first_at   bigint NOT NULL,
+    last_at    bigint NOT NULL
+  );
+  CREATE TABLE device_events (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_id    text NOT NULL UNIQUE,
+    device_id    text NOT NULL,
+    payload_type integer NOT NULL,
+    ts           bigint NOT NULL,
+    body         text NOT NULL,
+    created_at   bigint NOT NULL
+  );
+  CREATE INDEX device_events_device ON device_events(device_id, id);
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -3,6 +3,10 @@ import { openPostgres, type Pg } from '../../src/postgres/connect.js';
 import { migratePostgres, PG_SCHEMA_VERSION } from '../../src/postgres/migrations.js';
 import { createPgBilling } from '../../src/postgres/billing.js';
 import { createPgMetadata } from '../../src/postgres/metadata.js';
+import { createPgDeviceEvents, createPgDevices } from '../../src/postgres/devices.js';
+import { openOperationalStore } from '../../src/operational/store.js';
+import { makeTempDirSync } from '../helpers/temp-dir.js';
+import { join } from 'node:path';
 import { createPgSessions } from '../../src/postgres/sessions.js';
 import { createPgUsers } from '../../src/postgres/users.js';
 import { usePostgres } from '../helpers/postgres-server.js';
@@ -16,6 +20,8 @@ function instance(pool: Pg, now: () => number = () => Date.now() / 1000) {
     sessions: createPgSessions(pool, { ttlS: 3600 }),
     billing: createPgBilling(pool, { now, idempotencyKeyTtlS: 86400 }),
     metadata: createPgMetadata(pool),
+    devices: createPgDevices(pool, { maxSensorsPerUser: 3 }),
+    deviceEvents: createPgDeviceEvents(pool),
   };
 }
 type Store = ReturnType<typeof instance>;
@@ -209,5 +215,107 @@ describe('the shared store on PostgreSQL', () => {
     }
     expect((await a.billing.get(id))!.credits).toBe(50);
     expect(await b.billing.ledger(id, { limit: 100 })).toHaveLength(10);
+  });
+
+  it('keeps devices as the embedded store does, call for call: registration, claims, the sensor cap, conflicts, activity, pages', async () => {
+    const [pgStore] = await twoInstances();
+    const temp = makeTempDirSync('ocean-op-');
+    const embedded = openOperationalStore(join(temp.path, 'ocean.db'), { sessionTtlS: 3600, maxSensorsPerUser: 3 });
+    const script = async (s: Pick<StoreOperations, 'users' | 'devices' | 'deviceEvents' | 'metadata'>) => {
+      const out: unknown[] = [];
+      const alice = (await s.users.create({ username: 'alice', email: 'alice@example.com' })).id;
+      const bob = (await s.users.create({ username: 'bob', email: 'bob@example.com' })).id;
+      out.push(await answer(() => s.devices.claimForUser('S-1', alice)));
+      out.push(await answer(() => s.devices.claimForUser('S-1', bob)));
+      out.push(await answer(() => s.devices.claimAllForUser(['S-2', 'S-3'], alice)));
+      // A fourth sensor passes the cap of 3: refused, and nothing of the call is kept.
+      out.push(await answer(() => s.devices.claimAllForUser(['S-4', 'S-5'], alice)));
+      out.push(await answer(() => s.devices.ownedCount(alice)));
+      out.push(await answer(() => s.devices.ownerOf('S-4')));
+      await s.devices.noteFrameDevices(['F-1', 'F-2', 'F-1']);
+      out.push(await answer(() => s.devices.claimForUser('F-1', bob)));
+      out.push(await answer(() => s.devices.ownerOf('F-1')));
+      out.push(await answer(() => s.devices.isHeld('F-1')));
+      out.push(await answer(() => s.devices.isHeld('S-1')));
+      out.push(await answer(() => s.devices.claimantOf('S-1')));
+      out.push(await answer(() => s.devices.claimantOf('F-1')));
+      await s.devices.noteConflict('S-1', alice);
+      await s.devices.noteConflict('S-1', alice);
+      out.push((await s.devices.conflicts()).map((c) => ({ ...c, first_at: typeof c.first_at, last_at: typeof c.last_at })));
+      await s.metadata.storeProfile({ profile_id: 'p-s1', sensor_id: 'S-1', metadata: { by: 'alice' } });
+      // The admin gives alice's claimed S-1 to bob: the conflict is settled, alice's profile goes.
+      out.push(await answer(() => s.devices.register({ deviceId: 'S-1', ownerId: bob, modelId: 16, secret: Buffer.from('k'.repeat(32)), labId: 'LAB' })));
+      out.push(await answer(() => s.devices.conflicts()));
+      out.push(await answer(() => s.metadata.getProfile('p-s1')));
+      out.push(await answer(() => s.devices.claimantOf('S-1')));
+      out.push(await answer(() => s.devices.secretOf('S-1')));
+      out.push(await answer(() => s.devices.secretOf('S-2')));
+      out.push([...(await s.devices.ownSecrets()).keys()]);
+      await s.devices.recordActivity({ deviceId: 'F-1', lastSeen: 1_700_000_000.5, frames: 3, records: 9, labId: 'L', modelId: 16 });
+      await s.devices.recordActivity({ deviceId: 'F-1', lastSeen: 1_600_000_000, frames: 1, records: 2, labId: null, modelId: 17 });
+      await s.devices.recordActivity({ deviceId: 'NEW', lastSeen: 5, frames: 1, records: 1, labId: null, modelId: null });
+      const device = (d: { created_at: number } | undefined) => d && { ...d, created_at: typeof d.created_at };
+      out.push(device(await s.devices.get('F-1')));
+      out.push(device(await s.devices.get('NEW')));
+      out.push(device(await s.devices.get('nothing')));
+      out.push((await s.devices.page(undefined, '', 3)).map(device));
+      out.push((await s.devices.page(undefined, 'NEW', 10)).map((d) => d.device_id));
+      out.push((await s.devices.page(alice, '', 10)).map((d) => d.device_id));
+      out.push(await answer(() => s.devices.ownedIds(alice)));
+      out.push(await answer(() => s.devices.ownedIdsPage(alice, 'S-2', 10)));
+      out.push(await answer(() => s.deviceEvents.add({ sourceId: '1-0:0', deviceId: 'F-1', payloadType: 3, ts: 1_700_000_000.9, body: { alarm: true } })));
+      out.push(await answer(() => s.deviceEvents.add({ sourceId: '1-0:0', deviceId: 'F-1', payloadType: 3, ts: 1, body: {} })));
+      out.push(await answer(() => s.deviceEvents.add({ sourceId: '1-0:1', deviceId: 'F-1', payloadType: 9, ts: 2, body: { x: [1] } })));
+      out.push((await s.deviceEvents.list('F-1', { limit: 10 })).map((e) => ({ ...e, id: typeof e.id })));
+      out.push((await s.deviceEvents.list('F-1', { limit: 1 })).length);
+      return normalised(out);
+    };
+    // The service claims inside a transaction, which a refused claim rolls back: so here too.
+    const devices = Object.assign(Object.create(null) as typeof embedded.devices, embedded.devices, {
+      claimAllForUser: (ids: Iterable<string>, user: string) => embedded.transaction(() => embedded.devices.claimAllForUser(ids, user)),
+    });
+    try {
+      const expected = await script({ ...embedded, devices });
+      expect(await script(pgStore)).toEqual(expected);
+    } finally {
+      embedded.close();
+      temp.cleanup();
+    }
+  });
+
+  it('gives a sensor claimed through both instances at once to one user, and holds the cap across instances', async () => {
+    const [a, b] = await twoInstances();
+    const alice = (await a.users.create({ username: 'alice', email: 'alice@example.com' })).id;
+    const bob = (await a.users.create({ username: 'bob', email: 'bob@example.com' })).id;
+    for (let i = 0; i < 3; i++) {
+      const [x, y] = await Promise.all([a.devices.claimForUser(`X-${i}`, alice), b.devices.claimForUser(`X-${i}`, bob)]);
+      expect([x, y].filter(Boolean)).toHaveLength(1);
+    }
+    const carol = (await a.users.create({ username: 'carol', email: 'carol@example.com' })).id;
+    const claims = await Promise.all(Array.from({ length: 8 }, (_, i) => answer(() => (i % 2 ? a : b).devices.claimForUser(`C-${i}`, carol))));
+    expect(claims.filter((c) => c === true)).toHaveLength(3);
+    expect(claims.filter((c) => (c as { code?: string }).code === 'sensor_limit')).toHaveLength(5);
+    expect(await b.devices.ownedCount(carol)).toBe(3);
+  });
+
+  it("purges a claimant's readings when the admin gives the sensor to another party", async () => {
+    const [a] = await twoInstances();
+    const alice = (await a.users.create({ username: 'alice', email: 'alice@example.com' })).id;
+    expect(await a.devices.claimForUser('S-1', alice)).toBe(true);
+    await sql.query("INSERT INTO series(series, sensor_id, metric, unit, source) VALUES (1, 'S-1', 'm', 'u', 'http'), (2, 'S-2', 'm', 'u', 'http')");
+    await sql.query('INSERT INTO readings(series, ts, value) VALUES (1, now(), 1), (1, now(), 2), (2, now(), 3)');
+    await a.devices.register({ deviceId: 'S-1', ownerId: alice });
+    expect((await sql.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(3);
+    await a.devices.register({ deviceId: 'S-1', ownerId: null });
+    // Registered by the admin first, so no longer a claim: nothing more goes.
+    expect((await sql.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(3);
+    expect(await a.devices.claimForUser('S-3', alice)).toBe(true);
+    await sql.query("INSERT INTO series(series, sensor_id, metric, unit, source) VALUES (3, 'S-3', 'm', 'u', 'http')");
+    await sql.query('INSERT INTO readings(series, ts, value) VALUES (3, now(), 1), (3, now(), 2)');
+    await a.devices.register({ deviceId: 'S-3', ownerId: null });
+    expect((await sql.query('SELECT series, count(*) AS n FROM readings GROUP BY series ORDER BY series')).rows).toEqual([
+      { series: 1, n: 2 },
+      { series: 2, n: 1 },
+    ]);
   });
 });
