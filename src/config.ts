@@ -212,6 +212,11 @@ export function loadOpsConfig(env: Env): OpsConfig {
 }
 
 export function loadConfig(env: Env): Config {
+  // DATABASE_URL means "share one PostgreSQL between instances": running embedded while it is set
+  // would give each instance its own data, which is what its operator set it to avoid.
+  if ((env.DATABASE_URL ?? '') !== '') {
+    throw new ConfigError('DATABASE_URL', 'the shared mode (several instances on one PostgreSQL) is not switched on in this build; unset DATABASE_URL to run embedded (SQLite and DuckDB in DATA_DIR)');
+  }
   const v = <K extends keyof typeof scalars>(name: K) =>
     parseVar(env, name, scalars[name]) as z.output<(typeof scalars)[K]>;
   return {

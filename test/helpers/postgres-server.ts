@@ -32,6 +32,22 @@ function binDir(): string {
   throw new Error('PostgreSQL server binaries not found (Debian: apt-get install postgresql; .ci/run installs it)');
 }
 
+/**
+ * Whether the PostgreSQL tests should be skipped: the server binaries are missing (Debian's
+ * postgresql package). As with the other optional tools, one line says so outside CI; with CI=true
+ * (.ci/run installs the package) the missing package fails the file instead.
+ */
+export function skipWithoutPostgres(): boolean {
+  try {
+    binDir();
+    return false;
+  } catch (err) {
+    if (process.env.CI === 'true') throw new Error(`${(err as Error).message}; CI requires it`, { cause: err });
+    console.warn(`skipping the shared-mode (PostgreSQL) tests: ${(err as Error).message}`);
+    return true;
+  }
+}
+
 /** initdb and postgres refuse to run as root: as root, they run as the `postgres` user. */
 function runAs(): { uid: number; gid: number } | undefined {
   if (userInfo().uid !== 0) return undefined;

@@ -9,7 +9,7 @@ import { makeTempDirSync } from '../helpers/temp-dir.js';
 import { join } from 'node:path';
 import { createPgSessions } from '../../src/postgres/sessions.js';
 import { createPgUsers } from '../../src/postgres/users.js';
-import { usePostgres } from '../helpers/postgres-server.js';
+import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import type { StoreOperations } from '../../src/operational/store.js';
 import { openTempStore } from '../helpers/temp-store.js';
 
@@ -55,7 +55,7 @@ function normalised(value: unknown): unknown {
   return walk(value);
 }
 
-describe('the shared store on PostgreSQL', () => {
+describe.skipIf(skipWithoutPostgres())('the shared store on PostgreSQL', () => {
   const pg = usePostgres();
   /** Two instances (two pools) on a new, migrated database. */
   async function twoInstances(): Promise<[Store, Store]> {

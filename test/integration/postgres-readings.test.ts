@@ -10,7 +10,7 @@ import { createPgAnalytics } from '../../src/postgres/analytics.js';
 import { inTransaction, type Pg } from '../../src/postgres/connect.js';
 import { PgSeries, prepareReadings, REDELIVERY, REPLAY, STORED, storeReadings, type PgSegment } from '../../src/postgres/readings.js';
 import { BASE_TS, commitRows, generateRows, type MeasurementRow } from '../helpers/measurements.js';
-import { usePostgres } from '../helpers/postgres-server.js';
+import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import { openTempAnalytics } from '../helpers/temp-analytics.js';
 
 /** Numbers rounded to 9 significant digits: the two engines sum floating point in their own order. */
@@ -51,7 +51,7 @@ function framesSegment(ids: readonly number[], options: { perFrame?: number; tag
 
 type Reads = Pick<AnalyticsStore, 'sensorStats' | 'timeseries' | 'anomalies' | 'compare' | 'sensors'>;
 
-describe('readings on PostgreSQL', () => {
+describe.skipIf(skipWithoutPostgres())('readings on PostgreSQL', () => {
   const { database } = usePostgres();
   const store = async (pool: Pg, series: PgSeries, segments: PgSegment[]) => {
     const prepared = await prepareReadings(series, segments);

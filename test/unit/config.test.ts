@@ -36,6 +36,8 @@ describe('loadConfig', () => {
     ['REDIS_URL', 'localhost:6379'],
     ['ADMIN_TOKEN', 'tiny'],
     ['LOG_LEVEL', 'loud'],
+    // Not in this build yet: refused rather than ignored (each instance would keep its own data).
+    ['DATABASE_URL', 'postgres://ocean:pw@db.example:5432/ocean'],
   ])('refuses %s=%s with a ConfigError naming the variable', (variable, value) => {
     let thrown: unknown;
     try {
@@ -49,6 +51,6 @@ describe('loadConfig', () => {
     expect(err.message).toMatch(new RegExp(`^invalid configuration: ${variable}: \\S`));
     expect(err.message).not.toContain('\n');
     // A rejected secret or token is not echoed.
-    if (/SECRET|TOKEN/.test(variable)) expect(err.message).not.toContain(value);
+    if (/SECRET|TOKEN|DATABASE_URL/.test(variable)) expect(err.message).not.toContain(value);
   });
 });
