@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { AuthError, ForbiddenError } from '../errors.js';
-import type { OperationalStore } from '../operational/store.js';
+import type { StoreOperations } from '../operational/store.js';
 
 export type Principal = { kind: 'admin' } | { kind: 'user'; userId: string; sessionId: string };
 
@@ -25,43 +25,44 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 /**
  * Authentication (admin bearer token or a user's session token) and the access rules of the
  * design: a user's session reaches only that user's resources and sensors; admin reaches all.
+ * The checks that read the store are async: the shared mode's store answers with promises.
  */
-export function createAuth(adminToken: string, store: Pick<OperationalStore, 'sessions' | 'devices'>) {
+export function createAuth(adminToken: string, store: Pick<StoreOperations, 'sessions' | 'devices'>) {
   const adminDigest = sha256(adminToken);
 
-  function identify(request: FastifyRequest): Principal | null {
+  async function identify(request: FastifyRequest): Promise<Principal | null> {
     const token = bearerToken(request);
     if (!token) return null;
     // Comparing digests keeps the comparison constant-time whatever the candidate's length; the
     // session store looks the token up by the same digest.
     const digest = sha256(token);
     if (timingSafeEqual(digest, adminDigest)) return { kind: 'admin' };
-    const session = store.sessions.verify(token, digest);
+    const session = await store.sessions.verify(token, digest);
     return session ? { kind: 'user', userId: session.user_id, sessionId: session.session_id } : null;
   }
 
-  function authenticate(request: FastifyRequest): Principal {
+  async function authenticate(request: FastifyRequest): Promise<Principal> {
     if (!request.headers.authorization) throw new AuthError('missing Authorization: Bearer <token>');
-    const principal = identify(request);
+    const principal = await identify(request);
     if (!principal) throw new AuthError('invalid or expired token');
     request.principal = principal;
     return principal;
   }
 
-  function maySensor(request: FastifyRequest, sensorId: string): boolean {
+  async function maySensor(request: FastifyRequest, sensorId: string): Promise<boolean> {
     const p = request.principal;
-    return p?.kind === 'admin' || (p?.kind === 'user' && store.devices.ownerOf(sensorId) === p.userId);
+    return p?.kind === 'admin' || (p?.kind === 'user' && (await store.devices.ownerOf(sensorId)) === p.userId);
   }
 
   return {
     identify,
     /** preHandler: admin token only. */
     async requireAdmin(request: FastifyRequest): Promise<void> {
-      if (authenticate(request).kind !== 'admin') throw new ForbiddenError('admin token required');
+      if ((await authenticate(request)).kind !== 'admin') throw new ForbiddenError('admin token required');
     },
     /** preHandler: any valid session or the admin token. */
     async requireUser(request: FastifyRequest): Promise<void> {
-      authenticate(request);
+      await authenticate(request);
     },
     /** Throws 403 unless the caller is admin or the user itself. */
     assertUser(request: FastifyRequest, userId: string): void {
@@ -73,21 +74,21 @@ export function createAuth(adminToken: string, store: Pick<OperationalStore, 'se
     /** Whether the caller is admin or owns the sensor. */
     maySensor,
     /** Throws 403 unless the caller is admin or owns the sensor (which the caller named: the answer names it). */
-    assertSensor(request: FastifyRequest, sensorId: string): void {
-      if (!maySensor(request, sensorId)) throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
+    async assertSensor(request: FastifyRequest, sensorId: string): Promise<void> {
+      if (!(await maySensor(request, sensorId))) throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
     },
     /**
      * As assertSensor, but a sensor nobody owns yet becomes the calling user's, as a first
      * ingest does: the devices store's claim decides (one rule for every claiming route).
      */
-    claimSensor(request: FastifyRequest, sensorId: string): void {
+    async claimSensor(request: FastifyRequest, sensorId: string): Promise<void> {
       const p = request.principal;
       if (p?.kind === 'admin') return;
-      if (p?.kind === 'user' && store.devices.claimForUser(sensorId, p.userId)) return;
+      if (p?.kind === 'user' && (await store.devices.claimForUser(sensorId, p.userId))) return;
       throw new ForbiddenError(`not allowed to access sensor ${sensorId}`);
     },
     /** The sensors the caller may read: undefined means all (admin). */
-    sensorScope(request: FastifyRequest): string[] | undefined {
+    async sensorScope(request: FastifyRequest): Promise<string[] | undefined> {
       const p = request.principal;
       if (p?.kind === 'admin') return undefined;
       if (p?.kind === 'user') return store.devices.ownedIds(p.userId);

@@ -17,6 +17,14 @@ export interface MetadataRow {
 export const KV = 'kv';
 export const PROFILE = 'profile';
 
+/** A profile to store; `timestamp` is Unix seconds, default now. */
+export interface ProfileInput {
+  profile_id: string;
+  sensor_id: string;
+  timestamp?: number;
+  metadata: Record<string, unknown>;
+}
+
 export const entryOf = (row: MetadataRow): MetadataEntry => ({ key: row.key, value: JSON.parse(row.value) as unknown, updated_at: isoFromS(row.updated_at) });
 
 export const profileOf = (row: MetadataRow): Profile => ({
@@ -50,7 +58,7 @@ export function createMetadata(db: Db) {
       return row && entryOf(row);
     },
     /** Stores (or replaces) a profile; `timestamp` is Unix seconds, default now. */
-    storeProfile(input: { profile_id: string; sensor_id: string; timestamp?: number; metadata: Record<string, unknown> }): void {
+    storeProfile(input: ProfileInput): void {
       const now = nowS();
       upsert.run(PROFILE, input.profile_id, JSON.stringify(input.metadata), input.sensor_id, input.timestamp ?? now, now);
     },

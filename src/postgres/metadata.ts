@@ -1,5 +1,5 @@
 import { nowS } from '../operational/db.js';
-import { entryOf, KV, PROFILE, profileOf, type MetadataEntry, type MetadataRow, type Profile } from '../operational/metadata.js';
+import { entryOf, KV, PROFILE, profileOf, type MetadataEntry, type MetadataRow, type Profile, type ProfileInput } from '../operational/metadata.js';
 import type { Queryable } from './connect.js';
 
 /** Metadata and profiles in the shared PostgreSQL: the embedded store's operations (operational/metadata.ts), async. */
@@ -22,7 +22,7 @@ export function createPgMetadata(db: Queryable) {
       const row = await select(KV, key);
       return row && entryOf(row);
     },
-    async storeProfile(input: { profile_id: string; sensor_id: string; timestamp?: number; metadata: Record<string, unknown> }): Promise<void> {
+    async storeProfile(input: ProfileInput): Promise<void> {
       const now = nowS();
       await upsert(PROFILE, input.profile_id, JSON.stringify(input.metadata), input.sensor_id, input.timestamp ?? now, now);
     },

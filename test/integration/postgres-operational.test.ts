@@ -1,29 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { openPostgres, type Pg } from '../../src/postgres/connect.js';
 import { migratePostgres, PG_SCHEMA_VERSION } from '../../src/postgres/migrations.js';
-import { createPgBilling } from '../../src/postgres/billing.js';
-import { createPgMetadata } from '../../src/postgres/metadata.js';
-import { createPgDeviceEvents, createPgDevices } from '../../src/postgres/devices.js';
+import { openPgStore } from '../../src/postgres/store.js';
 import { openOperationalStore } from '../../src/operational/store.js';
 import { makeTempDirSync } from '../helpers/temp-dir.js';
 import { join } from 'node:path';
-import { createPgSessions } from '../../src/postgres/sessions.js';
-import { createPgUsers } from '../../src/postgres/users.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import type { StoreOperations } from '../../src/operational/store.js';
 import { openTempStore } from '../helpers/temp-store.js';
 
 /** What an instance of the shared mode holds of the operational store: its own pool to the one database. */
-function instance(pool: Pg, now: () => number = () => Date.now() / 1000) {
-  return {
-    users: createPgUsers(pool),
-    sessions: createPgSessions(pool, { ttlS: 3600 }),
-    billing: createPgBilling(pool, { now, idempotencyKeyTtlS: 86400 }),
-    metadata: createPgMetadata(pool),
-    devices: createPgDevices(pool, { maxSensorsPerUser: 3 }),
-    deviceEvents: createPgDeviceEvents(pool),
-  };
-}
+const instance = (pool: Pg) => openPgStore(pool, { sessionTtlS: 3600, maxSensorsPerUser: 3 });
 type Store = ReturnType<typeof instance>;
 
 /** The answer of a call, or the error's status, code and message, so that two stores' answers compare. */
@@ -221,7 +208,7 @@ describe.skipIf(skipWithoutPostgres())('the shared store on PostgreSQL', () => {
     const [pgStore] = await twoInstances();
     const temp = makeTempDirSync('ocean-op-');
     const embedded = openOperationalStore(join(temp.path, 'ocean.db'), { sessionTtlS: 3600, maxSensorsPerUser: 3 });
-    const script = async (s: Pick<StoreOperations, 'users' | 'devices' | 'deviceEvents' | 'metadata'>) => {
+    const script = async (s: Pick<StoreOperations, 'users' | 'devices' | 'deviceEvents' | 'metadata' | 'storeProfileAs'>) => {
       const out: unknown[] = [];
       const alice = (await s.users.create({ username: 'alice', email: 'alice@example.com' })).id;
       const bob = (await s.users.create({ username: 'bob', email: 'bob@example.com' })).id;
@@ -268,6 +255,16 @@ describe.skipIf(skipWithoutPostgres())('the shared store on PostgreSQL', () => {
       out.push(await answer(() => s.deviceEvents.add({ sourceId: '1-0:1', deviceId: 'F-1', payloadType: 9, ts: 2, body: { x: [1] } })));
       out.push((await s.deviceEvents.list('F-1', { limit: 10 })).map((e) => ({ ...e, id: typeof e.id })));
       out.push((await s.deviceEvents.list('F-1', { limit: 1 })).length);
+      // Profiles: claimed with the sensor, refused on another's sensor or profile, the admin's anywhere.
+      out.push(await answer(() => s.storeProfileAs(bob, { profile_id: 'pb', sensor_id: 'B-NEW', metadata: { a: 1 } })));
+      out.push(await answer(() => s.devices.ownerOf('B-NEW')));
+      out.push(await answer(() => s.storeProfileAs(alice, { profile_id: 'pb', sensor_id: 'S-2', metadata: {} })));
+      out.push(await answer(() => s.storeProfileAs(alice, { profile_id: 'pa', sensor_id: 'B-NEW', metadata: {} })));
+      out.push(await answer(() => s.storeProfileAs(alice, { profile_id: 'pa', sensor_id: 'A-4', metadata: {} })));
+      out.push(await answer(() => s.devices.ownerOf('A-4')));
+      out.push(await answer(() => s.storeProfileAs(null, { profile_id: 'pb', sensor_id: 'ADMIN', metadata: { by: 'admin' }, timestamp: 1_700_000_000 })));
+      out.push(await answer(() => s.metadata.getProfile('pb')));
+      out.push(await answer(() => s.devices.ownerOf('ADMIN')));
       return normalised(out);
     };
     // The service claims inside a transaction, which a refused claim rolls back: so here too.

@@ -67,7 +67,7 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request, reply) => {
       const { sensor_id } = request.params;
-      auth.assertSensor(request, sensor_id);
+      await auth.assertSensor(request, sensor_id);
       return analyticsFor(request, reply).sensorStats(sensor_id, request.query);
     },
   );
@@ -86,7 +86,7 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request, reply) => {
       const { sensor_id } = request.params;
-      auth.assertSensor(request, sensor_id);
+      await auth.assertSensor(request, sensor_id);
       return analyticsFor(request, reply).timeseries(sensor_id, request.query);
     },
   );
@@ -105,7 +105,7 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request, reply) => {
       const { sensor_id } = request.params;
-      auth.assertSensor(request, sensor_id);
+      await auth.assertSensor(request, sensor_id);
       return analyticsFor(request, reply).anomalies(sensor_id, request.query);
     },
   );
@@ -124,7 +124,7 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request, reply) => {
       const { sensor_ids, start_time, end_time, metric } = request.body;
-      for (const id of sensor_ids) auth.assertSensor(request, id);
+      for (const id of sensor_ids) await auth.assertSensor(request, id);
       return analyticsFor(request, reply).compare(sensor_ids, { start: start_time, end: end_time, metric });
     },
   );
@@ -148,7 +148,7 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
       // A page of the user's own sensors from SQLite, then which of them have data: the work per
       // request is one page, however many sensors the user owns. A page may list fewer than
       // `limit` (sensors without data are left out); next_after says whether more follow.
-      const ids = deps.store.devices.ownedIdsPage(p.userId, after ?? '', limit + 1);
+      const ids = await deps.store.devices.ownedIdsPage(p.userId, after ?? '', limit + 1);
       const page = ids.slice(0, limit);
       const list = await analytics.sensors({ sensorIds: page });
       return { ...list, next_after: ids.length > limit ? page[page.length - 1]! : null };
@@ -169,10 +169,10 @@ export const analyticsRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request, reply) => {
       const { format, sensor_id, metric, start, end } = request.query;
-      if (sensor_id) for (const id of sensor_id) auth.assertSensor(request, id);
+      if (sensor_id) for (const id of sensor_id) await auth.assertSensor(request, id);
       const file = await analyticsFor(request, reply).exportMeasurements({
         format,
-        sensorIds: sensor_id ?? auth.sensorScope(request),
+        sensorIds: sensor_id ?? (await auth.sensorScope(request)),
         metric,
         start,
         end,

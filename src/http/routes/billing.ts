@@ -47,8 +47,8 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
       if (amount === undefined) throw ValidationError.missing('query', 'amount');
       const reason = body?.reason ?? query.reason;
       const key = request.headers['idempotency-key'];
-      if (key === undefined) return billing.addCredits(request.params.user_id, amount, reason);
-      const once = billing.addCreditsOnce({ scope: `${callerOf(request)}:add-credits`, key }, request.params.user_id, amount, reason);
+      if (key === undefined) return await billing.addCredits(request.params.user_id, amount, reason);
+      const once = await billing.addCreditsOnce({ scope: `${callerOf(request)}:add-credits`, key }, request.params.user_id, amount, reason);
       if (once.replayed) void reply.header('idempotent-replayed', 'true');
       return once.change;
     },
@@ -68,7 +68,7 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
     async (request) => {
       const { user_id } = request.params;
       auth.assertUser(request, user_id);
-      const account = billing.get(user_id);
+      const account = await billing.get(user_id);
       if (!account) throw new NotFoundError(`user ${user_id} not found`);
       return account;
     },
@@ -89,9 +89,9 @@ export const billingRoutes: RoutePlugin = async (app, { deps, auth }) => {
     async (request) => {
       const { user_id } = request.params;
       auth.assertUser(request, user_id);
-      if (!billing.get(user_id)) throw new NotFoundError(`user ${user_id} not found`);
+      if (!(await billing.get(user_id))) throw new NotFoundError(`user ${user_id} not found`);
       const { limit, before } = request.query;
-      const entries = billing.ledger(user_id, before === undefined ? { limit } : { limit, before });
+      const entries = await billing.ledger(user_id, before === undefined ? { limit } : { limit, before });
       return { user_id, entries, next_before: entries.length === limit ? entries[entries.length - 1]!.id : null };
     },
   );

@@ -44,10 +44,10 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const body = request.body;
-      if (body.owner_id != null && !users.get(body.owner_id)) throw new NotFoundError(`user ${body.owner_id} not found`);
-      const existingOwner = devices.ownerOf(body.device_id);
+      if (body.owner_id != null && !(await users.get(body.owner_id))) throw new NotFoundError(`user ${body.owner_id} not found`);
+      const existingOwner = await devices.ownerOf(body.device_id);
       const ownerId = body.owner_id !== undefined ? body.owner_id : (existingOwner ?? null);
-      const device = devices.register({
+      const device = await devices.register({
         deviceId: body.device_id,
         ownerId,
         ...(body.model_id !== undefined ? { modelId: body.model_id } : {}),
@@ -76,7 +76,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
         throw new ForbiddenError(`not allowed to list the devices of user ${owner_id}`);
       }
       // One more than asked tells whether another page follows.
-      const page = devices.page(p.kind === 'user' ? p.userId : owner_id, after ?? '', limit + 1);
+      const page = await devices.page(p.kind === 'user' ? p.userId : owner_id, after ?? '', limit + 1);
       const list = page.slice(0, limit).map(toJson);
       return { count: list.length, devices: list, next_after: page.length > limit ? list[list.length - 1]!.device_id : null };
     },
@@ -94,7 +94,7 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
       },
     },
     async () => {
-      const conflicts = devices.conflicts().map((c) => ({ ...c, first_at: isoFromS(c.first_at), last_at: isoFromS(c.last_at) }));
+      const conflicts = (await devices.conflicts()).map((c) => ({ ...c, first_at: isoFromS(c.first_at), last_at: isoFromS(c.last_at) }));
       return { count: conflicts.length, conflicts };
     },
   );
@@ -112,8 +112,8 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const { device_id } = request.params;
-      auth.assertSensor(request, device_id);
-      const device = devices.get(device_id);
+      await auth.assertSensor(request, device_id);
+      const device = await devices.get(device_id);
       if (!device) throw new NotFoundError(`device '${device_id}' not found`);
       return toJson(device);
     },
@@ -133,12 +133,10 @@ export const devicesRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const { device_id } = request.params;
-      auth.assertSensor(request, device_id);
-      if (!devices.get(device_id)) throw new NotFoundError(`device '${device_id}' not found`);
+      await auth.assertSensor(request, device_id);
+      if (!(await devices.get(device_id))) throw new NotFoundError(`device '${device_id}' not found`);
       const { limit, before } = request.query;
-      const events = deviceEvents
-        .list(device_id, before === undefined ? { limit } : { limit, before })
-        .map(({ device_id: _d, ...e }) => e);
+      const events = (await deviceEvents.list(device_id, before === undefined ? { limit } : { limit, before })).map(({ device_id: _d, ...e }) => e);
       return { device_id, events, next_before: events.length === limit ? events[events.length - 1]!.id : null };
     },
   );

@@ -40,7 +40,7 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
       if (bodyValue !== undefined && queryValue !== undefined) throw new BadRequestError('value given twice (query and body)');
       // Required, as in the original; the schema leaves it optional because it may come from either place.
       if (bodyValue === undefined && queryValue === undefined) throw ValidationError.missing('query', 'value');
-      metadata.set(key, bodyValue !== undefined ? bodyValue : queryValue);
+      await metadata.set(key, bodyValue !== undefined ? bodyValue : queryValue);
       return { key, set: true as const };
     },
   );
@@ -57,7 +57,7 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
       },
     },
     async (request) => {
-      const entry = metadata.get(request.params.key);
+      const entry = await metadata.get(request.params.key);
       if (!entry) throw new NotFoundError(`metadata key '${request.params.key}' not found`);
       return entry;
     },
@@ -76,19 +76,15 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const { body } = request;
-      // One transaction: a refused store (403 on the old profile's sensor) leaves no claim behind.
-      deps.store.transaction(() => {
-        // Replacing a profile also needs access to the sensor it described.
-        const existing = metadata.getProfile(body.profile_id);
-        if (existing && existing.sensor_id !== body.sensor_id && !auth.maySensor(request, existing.sensor_id)) throw profileRefused(body.profile_id);
-        auth.claimSensor(request, body.sensor_id);
-        metadata.storeProfile({
-          profile_id: body.profile_id,
-          sensor_id: body.sensor_id,
-          metadata: body.metadata,
-          ...(body.timestamp !== undefined ? { timestamp: body.timestamp } : {}),
-        });
+      const p = request.principal;
+      const outcome = await deps.store.storeProfileAs(p?.kind === 'user' ? p.userId : null, {
+        profile_id: body.profile_id,
+        sensor_id: body.sensor_id,
+        metadata: body.metadata,
+        ...(body.timestamp !== undefined ? { timestamp: body.timestamp } : {}),
       });
+      if (outcome === 'profile') throw profileRefused(body.profile_id);
+      if (outcome === 'sensor') throw new ForbiddenError(`not allowed to access sensor ${body.sensor_id}`);
       return { profile_id: body.profile_id, stored: true as const };
     },
   );
@@ -105,9 +101,9 @@ export const metadataRoutes: RoutePlugin = async (app, { deps, auth }) => {
       },
     },
     async (request) => {
-      const profile = metadata.getProfile(request.params.profile_id);
+      const profile = await metadata.getProfile(request.params.profile_id);
       if (!profile) throw new NotFoundError(`profile '${request.params.profile_id}' not found`);
-      if (!auth.maySensor(request, profile.sensor_id)) throw profileRefused(profile.profile_id);
+      if (!(await auth.maySensor(request, profile.sensor_id))) throw profileRefused(profile.profile_id);
       return profile;
     },
   );

@@ -29,7 +29,7 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
         response: { 200: createdSessionSchema, ...errors(400, 401, 403, 404, 422) },
       },
     },
-    async (request) => sessions.create(request.body.user_id, request.body.username),
+    async (request) => await sessions.create(request.body.user_id, request.body.username),
   );
 
   app.post(
@@ -49,7 +49,7 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
       // An explicit token wins over the header, so an admin can check a user's token.
       const token = request.body?.token || request.query.token || bearerToken(request);
       if (!token) throw new AuthError('no token: send it as Authorization: Bearer, JSON {token} or ?token=');
-      const session = sessions.verify(token);
+      const session = await sessions.verify(token);
       if (!session) throw new AuthError('invalid or expired token');
       // The token itself is never echoed back (the original returned it).
       return {
@@ -89,12 +89,12 @@ export const sessionsRoutes: RoutePlugin = async (app, { deps, auth }) => {
               ? { sessionId: principal.sessionId }
               : undefined;
       if (!ref) throw new BadRequestError('session_id or token is required with the admin token');
-      const session = sessions.find(ref);
+      const session = await sessions.find(ref);
       if (!session) throw new NotFoundError('session not found');
       if (principal.kind === 'user' && session.user_id !== principal.userId) {
         throw new ForbiddenError("not allowed to revoke another user's session");
       }
-      sessions.revoke({ sessionId: session.session_id });
+      await sessions.revoke({ sessionId: session.session_id });
       return { session_id: session.session_id, revoked: true as const };
     },
   );

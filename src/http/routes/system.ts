@@ -124,7 +124,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
         memory_usage_mb: Math.round((memory.rss / 1048576) * 10) / 10,
       };
       // Public (load balancers): no host name, Redis memory, sizes or errors. A bad token is no admin.
-      if (auth.identify(request)?.kind !== 'admin') return open;
+      if ((await auth.identify(request))?.kind !== 'admin') return open;
       return {
         ...open,
         engines: { operational: 'sqlite', analytics: 'duckdb', stream: config.redisUrl ? 'redis' : 'disabled' },

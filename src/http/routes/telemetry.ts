@@ -84,7 +84,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     async (request) => {
       const { limit, after } = request.query;
       // One more than asked tells whether another page follows.
-      const rows = store.buffer.queued(limit + 1, after ?? 0);
+      const rows = await store.buffer.queued(limit + 1, after ?? 0);
       const data = rows.slice(0, limit).map((r) => ({
         id: r.id,
         sensor_id: r.sensor_id,
@@ -109,7 +109,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
         response: { 200: quarantineResponse, ...errors(401, 403, 422) },
       },
     },
-    async (request) => ({ count: store.quarantine.count(), records: store.quarantine.list(request.query.limit, request.query.offset) }),
+    async (request) => ({ count: await store.quarantine.count(), records: await store.quarantine.list(request.query.limit, request.query.offset) }),
   );
 
   app.post(
@@ -125,7 +125,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const ids = Array.isArray(request.body) ? request.body : request.body.ids;
-      const processed = store.buffer.markProcessed(ids);
+      const processed = await store.buffer.markProcessed(ids);
       return { processed, success: true, requested: ids.length };
     },
   );

@@ -20,7 +20,7 @@ export const usersRoutes: RoutePlugin = async (app, { deps, auth }) => {
         response: { 200: userSchema, ...errors(401, 403, 409, 422) },
       },
     },
-    async (request) => users.create(request.body),
+    async (request) => await users.create(request.body),
   );
 
   app.get(
@@ -38,7 +38,7 @@ export const usersRoutes: RoutePlugin = async (app, { deps, auth }) => {
     async (request) => {
       const { user_id } = request.params;
       auth.assertUser(request, user_id);
-      const user = users.get(user_id);
+      const user = await users.get(user_id);
       if (!user) throw new NotFoundError(`user ${user_id} not found`);
       return user;
     },
