@@ -20,6 +20,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { encodeFrame, pressurePayload } from '../src/nanogridata/encoder.js';
+import { load, makeFrames } from './stream-frames.js';
 import { pressureSecret, waitFor } from '../test/helpers/frames.js';
 import { freePort, startRedis } from '../test/helpers/redis-server.js';
 import { makeTempDir } from '../test/helpers/temp-dir.js';
@@ -46,32 +47,6 @@ const EXTRA_ENV = Object.fromEntries(values.env.split(',').filter(Boolean).map((
 const ROOT = new URL('../', import.meta.url).pathname;
 const ADMIN = 'bench-admin-token-0123456789';
 const TICKS = 100; // clock ticks per second in /proc/<pid>/stat (USER_HZ)
-
-/** Frames of 1 to 5 entries (3 on average), levels 1 and 2 alternately, 1,000 devices, all in the drift window. */
-function makeFrames(count: number, secret: Buffer): { frames: Buffer[]; records: number } {
-  const now = Math.floor(Date.now() / 1000);
-  const frames: Buffer[] = [];
-  let records = 0;
-  for (let i = 0; i < count; i++) {
-    const n = 1 + (i % 5);
-    const entries = Array.from({ length: n }, (_, k) => ({ ts: now - 60 + (i % 60) + k / 10, value: 100_000 + i * 3 + k }));
-    frames.push(encodeFrame({ modelId: 0x10, level: 1 + (i % 2), timestamp: now, secret, payload: pressurePayload({ deviceId: `P-${i % 1000}`, labId: 'LAB-1', entries }) }));
-    records += n;
-  }
-  return { frames, records };
-}
-
-/** XADDs the frames; the id of the last entry. */
-async function load(redis: Redis, stream: string, frames: Buffer[]): Promise<string> {
-  let last = '';
-  for (let i = 0; i < frames.length; i += 5000) {
-    const pipeline = redis.pipeline();
-    for (const frame of frames.slice(i, i + 5000)) pipeline.xadd(stream, '*', 'frame', frame);
-    const results = (await pipeline.exec()) ?? [];
-    last = String(results[results.length - 1]![1]);
-  }
-  return last;
-}
 
 /** The baseline: the least any consumer must do — read a batch, acknowledge it. */
 async function bareDrain(redis: Redis, stream: string, total: number): Promise<number> {
