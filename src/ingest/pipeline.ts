@@ -113,38 +113,8 @@ export class IngestPipeline {
   }
 
   /** Decodes the frames of a batch in the decode pool. Several batches may be prepared while another commits. */
-  async prepare(units: readonly IngestUnit[], maxBadMacs?: number): Promise<PreparedBatch> {
-    const frameOf = new Int32Array(units.length).fill(-1);
-    let count = 0;
-    let bytes = 0;
-    units.forEach((u, i) => {
-      if (u.kind !== 'frame') return;
-      frameOf[i] = count++;
-      bytes += u.bytes.length;
-    });
-    if (count === 0) return { units, frameOf, decoded: null };
-    // One buffer of its own (not a slice of Node's pool), so that it can move to the worker.
-    const all = new Uint8Array(bytes);
-    const ends = new Uint32Array(count);
-    const deviceIds: Array<string | null> = new Array(count);
-    let named = false;
-    let at = 0;
-    units.forEach((u, i) => {
-      if (u.kind !== 'frame') return;
-      all.set(u.bytes, at);
-      at += u.bytes.length;
-      ends[frameOf[i]!] = at;
-      deviceIds[frameOf[i]!] = u.deviceId ?? null;
-      named ||= u.deviceId !== undefined;
-    });
-    const decoded = await this.options.decoder.decode({
-      bytes: all,
-      ends,
-      deviceIds: named ? deviceIds : null,
-      nowS: this.now(),
-      ...(maxBadMacs !== undefined ? { maxBadMacs } : {}),
-    });
-    return { units, frameOf, decoded };
+  prepare(units: readonly IngestUnit[], maxBadMacs?: number): Promise<PreparedBatch> {
+    return prepareUnits(this.options.decoder, units, this.now(), maxBadMacs);
   }
 
   /** Checks and commits a prepared batch (see the class comment); each batch exactly once. */
@@ -388,4 +358,39 @@ function keptRecords(all: Uint8Array, keep: ReadonlyArray<[number, number]>): Ui
   const marks = new Uint8Array(columns.length);
   for (const [a, b] of keep) marks.fill(1, a, b);
   return filterRecords(columns, (i) => marks[i] === 1);
+}
+
+/** Decodes a batch's frames in the decode pool (both modes' pipelines). `nowS`: the server clock, Unix seconds. */
+export async function prepareUnits(decoder: DecodePool, units: readonly IngestUnit[], nowS: number, maxBadMacs?: number): Promise<PreparedBatch> {
+  const frameOf = new Int32Array(units.length).fill(-1);
+  let count = 0;
+  let bytes = 0;
+  units.forEach((u, i) => {
+    if (u.kind !== 'frame') return;
+    frameOf[i] = count++;
+    bytes += u.bytes.length;
+  });
+  if (count === 0) return { units, frameOf, decoded: null };
+  // One buffer of its own (not a slice of Node's pool), so that it can move to the worker.
+  const all = new Uint8Array(bytes);
+  const ends = new Uint32Array(count);
+  const deviceIds: Array<string | null> = new Array(count);
+  let named = false;
+  let at = 0;
+  units.forEach((u, i) => {
+    if (u.kind !== 'frame') return;
+    all.set(u.bytes, at);
+    at += u.bytes.length;
+    ends[frameOf[i]!] = at;
+    deviceIds[frameOf[i]!] = u.deviceId ?? null;
+    named ||= u.deviceId !== undefined;
+  });
+  const decoded = await decoder.decode({
+    bytes: all,
+    ends,
+    deviceIds: named ? deviceIds : null,
+    nowS,
+    ...(maxBadMacs !== undefined ? { maxBadMacs } : {}),
+  });
+  return { units, frameOf, decoded };
 }

@@ -79,6 +79,10 @@ export function createPgBilling(db: Queryable, options: { now: () => number; ide
       const { rowCount } = await db.query('DELETE FROM idempotency_keys WHERE created_at <= $1', [nowS() - options.idempotencyKeyTtlS]);
       return rowCount ?? 0;
     },
+    /** Counts ingested records against the user (inside the ingest's transaction when given its client). */
+    async addUsage(userId: string, n: number): Promise<void> {
+      if (n !== 0) await db.query('UPDATE billing SET usage = usage + $1, updated_at = $2 WHERE user_id = $3', [n, nowS(), userId]);
+    },
     /** Ledger entries, newest first; `before` is the id to continue below. */
     async ledger(userId: string, options: { limit: number; before?: number }): Promise<LedgerEntry[]> {
       const { rows } = await db.query<Omit<LedgerEntry, 'created_at'> & { created_at: number }>(

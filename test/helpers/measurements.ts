@@ -161,3 +161,8 @@ export async function loadGenerated(
     );
   }
 }
+
+/** Numbers rounded to 9 significant digits: DuckDB and PostgreSQL sum floating point in their own order. */
+export function rounded(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value), (_, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(9)) : v));
+}

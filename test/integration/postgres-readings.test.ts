@@ -9,14 +9,9 @@ import type { AnalyticsStore } from '../../src/analytics/types.js';
 import { createPgAnalytics } from '../../src/postgres/analytics.js';
 import { inTransaction, type Pg } from '../../src/postgres/connect.js';
 import { PgSeries, prepareReadings, REDELIVERY, REPLAY, STORED, storeReadings, type PgSegment } from '../../src/postgres/readings.js';
-import { BASE_TS, commitRows, generateRows, type MeasurementRow } from '../helpers/measurements.js';
+import { BASE_TS, commitRows, generateRows, rounded, type MeasurementRow } from '../helpers/measurements.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import { openTempAnalytics } from '../helpers/temp-analytics.js';
-
-/** Numbers rounded to 9 significant digits: the two engines sum floating point in their own order. */
-function rounded(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value), (_, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(9)) : v));
-}
 
 /** One segment of rows (one source), without frames: stored as JSON readings are. */
 function segmentOf(rows: readonly MeasurementRow[]): PgSegment {

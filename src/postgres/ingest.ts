@@ -1,0 +1,284 @@
+import { ForbiddenError } from '../errors.js';
+import { LATER, PASSED, reasonOf } from '../ingest/decode-batch.js';
+import type { DecodePool } from '../ingest/decode-pool.js';
+import { prepareUnits, type CommitOptions, type IngestUnit, type PreparedBatch, type UnitOutcome } from '../ingest/pipeline.js';
+import type { Reading } from '../ingest/reading.js';
+import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
+import type { DeviceActivity } from '../operational/devices.js';
+import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operational/record-batch.js';
+import { createPgBilling } from './billing.js';
+import { inTransaction, type Pg, type PgClient } from './connect.js';
+import { createPgDeviceEvents, createPgDevices } from './devices.js';
+import { PgSeries, prepareReadings, REDELIVERY, REPLAY, storeReadings, type PgSegment, type PreparedReadings } from './readings.js';
+
+/** Payload type 1: records go to analytics; other types are kept as device events. */
+const PAYLOAD_TELEMETRY = 1;
+
+/** A frame that passed its checks so far, waiting for the database's word on its fingerprint. */
+interface Candidate {
+  unit: number;
+  frame: number;
+  deviceId: string;
+  records: number;
+  /** Index of its first record in the decoded batch's records. */
+  start: number;
+  telemetry: boolean;
+}
+
+/**
+ * The shared mode's ingest: the embedded pipeline's commit (ingest/pipeline.ts) with PostgreSQL
+ * deciding what it decided with its in-memory replay index. A batch is one transaction: the frames
+ * that passed decoding and the claim check go in with their fingerprints (postgres/readings.ts:
+ * a frame whose fingerprint is there already, from whichever instance, is a replay, or a
+ * redelivery of the same stream entry), and with them, in the same transaction, what the stored
+ * ones change: device activity, the owners' usage, device events, JSON readings and their
+ * work-queue rows. So nothing is counted twice and nothing stored is left uncounted, whichever
+ * instance dies when. Outcomes and reasons are the embedded pipeline's, unit for unit.
+ */
+export class PgIngest {
+  private readonly now: () => number;
+  private readonly series: PgSeries;
+  /** Who speaks for a device (settled devices are remembered: see postgres/devices.ts). */
+  private readonly devices;
+
+  constructor(
+    private readonly options: {
+      pool: Pg;
+      decoder: DecodePool;
+      /** Unix seconds. */
+      now?: () => number;
+      maxSensorsPerUser?: number;
+    },
+  ) {
+    this.now = options.now ?? (() => Date.now() / 1000);
+    this.series = new PgSeries(options.pool);
+    this.devices = createPgDevices(options.pool, this.deviceOptions());
+  }
+
+  /** Decodes a batch's frames in the decode pool, off this thread. */
+  prepare(units: readonly IngestUnit[], maxBadMacs?: number): Promise<PreparedBatch> {
+    return prepareUnits(this.options.decoder, units, this.now(), maxBadMacs);
+  }
+
+  /** Checks and stores a prepared batch in one transaction: one outcome per unit, in order. Throws when nothing of it was stored. */
+  async commit(batch: PreparedBatch, options: CommitOptions): Promise<UnitOutcome[]> {
+    const { units, frameOf, decoded: d } = batch;
+    const outcomes: UnitOutcome[] = new Array(units.length);
+    const readings: Array<{ unit: number; reading: Reading }> = [];
+    const candidates: Candidate[] = [];
+    /** Frames refused for a reason that a replay would have preceded (the embedded pipeline checks replay first). */
+    const refusedLater: Array<{ unit: number; frame: number; outcome: UnitOutcome; conflict?: [string, string] }> = [];
+    let firstRecord = 0;
+    for (let i = 0; i < units.length; i++) {
+      const unit = units[i]!;
+      if (unit.kind === 'invalid') {
+        outcomes[i] = { ok: false, reason: unit.reason, ...(unit.detail !== undefined ? { detail: unit.detail } : {}) };
+        continue;
+      }
+      if (unit.kind === 'reading') {
+        readings.push({ unit: i, reading: unit.reading });
+        continue;
+      }
+      const f = frameOf[i]!;
+      if (d!.status[f] !== PASSED) {
+        outcomes[i] = { ok: false, reason: reasonOf(d!, f) };
+        continue;
+      }
+      const records = d!.recordCounts[f]!;
+      const start = firstRecord;
+      firstRecord += records;
+      if (d!.later[f] !== 0) {
+        refusedLater.push({ unit: i, frame: f, outcome: { ok: false, reason: LATER[d!.later[f]!]! } });
+        continue;
+      }
+      const deviceId = d!.strings[d!.deviceIds[f]!]!;
+      const claimant = await this.devices.claimantOf(deviceId);
+      if (claimant !== undefined) {
+        refusedLater.push({
+          unit: i,
+          frame: f,
+          outcome: { ok: false, reason: 'claim_conflict', detail: `sensor ${deviceId} is claimed by a user's JSON ingest: held for an admin` },
+          conflict: [deviceId, claimant],
+        });
+        continue;
+      }
+      candidates.push({ unit: i, frame: f, deviceId, records, start, telemetry: d!.payloadTypes[f] === PAYLOAD_TELEMETRY });
+    }
+
+    const segment = d && candidates.length > 0 ? this.segmentOf(d, candidates, options) : undefined;
+    // Series are resolved before the transaction takes its connection (it must never wait for a second one).
+    const prepared = await prepareReadings(this.series, segment ? [segment] : []);
+    const json = await this.prepareJson(readings.map((r) => r.reading), options.source);
+    const at = Math.floor(this.now());
+    await inTransaction(this.options.pool, async (tx) => {
+      const devices = createPgDevices(tx, this.deviceOptions());
+      // Frames refused after decoding: a replay says so first; a held frame is counted for the admin.
+      if (refusedLater.length > 0) {
+        const known = await this.knownFingerprints(tx, d!, refusedLater.map((r) => r.frame));
+        for (const r of refusedLater) {
+          if (known.has(r.frame)) outcomes[r.unit] = { ok: false, reason: 'replay' };
+          else {
+            outcomes[r.unit] = r.outcome;
+            if (r.conflict) await devices.noteConflict(...r.conflict);
+          }
+        }
+      }
+      // Sensors first seen in frames become devices now, before any claim could take them.
+      if (candidates.length > 0) await devices.noteFrameDevices(candidates.map((c) => c.deviceId));
+      const [verdicts] = segment ? await storeReadings(tx, prepared) : [];
+      const activity = new Map<string, DeviceActivity>();
+      const events = createPgDeviceEvents(tx);
+      for (let k = 0; k < candidates.length; k++) {
+        const c = candidates[k]!;
+        const verdict = verdicts![k]!;
+        if (verdict === REPLAY) {
+          outcomes[c.unit] = { ok: false, reason: 'replay' };
+          continue;
+        }
+        if (verdict === REDELIVERY) {
+          outcomes[c.unit] = { ok: true, records: 0, redelivery: true };
+          continue;
+        }
+        outcomes[c.unit] = { ok: true, records: c.telemetry ? c.records : 0 };
+        if (c.telemetry) {
+          const a = activity.get(c.deviceId) ?? { deviceId: c.deviceId, lastSeen: at, frames: 0, records: 0, labId: null, modelId: null };
+          a.frames++;
+          a.records += c.records;
+          const lab = d!.labIds[c.frame]!;
+          if (lab >= 0) a.labId = d!.strings[lab]!;
+          a.modelId = d!.modelIds[c.frame]!;
+          activity.set(c.deviceId, a);
+        } else {
+          const body = d!.events.find(([frame]) => frame === c.frame)?.[1] ?? {};
+          const fp = Buffer.from(d!.fingerprints.buffer, d!.fingerprints.byteOffset + c.frame * FINGERPRINT_BYTES, FINGERPRINT_BYTES).toString('hex');
+          await events.add({ sourceId: `event:${fp}`, deviceId: c.deviceId, payloadType: d!.payloadTypes[c.frame]!, ts: d!.timestamps[c.frame]!, body });
+        }
+      }
+      await this.countActivity(tx, [...activity.values()]);
+      if (readings.length > 0) {
+        const entryIds = options.entryIds ? readings.map((r) => options.entryIds![r.unit]) : undefined;
+        const stored = await this.storeReadingsIn(tx, readings.map((r) => r.reading), json, { ...options, ...(entryIds ? { entryIds } : {}) });
+        stored.forEach((o, k) => (outcomes[readings[k]!.unit] = o));
+      }
+    });
+    return outcomes;
+  }
+
+  /** JSON readings (HTTP) in a transaction of their own: all stored, or none (403 when a sensor is another's). */
+  async ingestReadings(readings: readonly Reading[], options: CommitOptions): Promise<UnitOutcome[]> {
+    const json = await this.prepareJson(readings, options.source);
+    return inTransaction(this.options.pool, (tx) => this.storeReadingsIn(tx, readings, json, options));
+  }
+
+  /** Each reading's records, laid out for the statement (series resolved), one segment per reading. */
+  private async prepareJson(readings: readonly Reading[], source: CommitOptions['source']): Promise<PreparedReadings> {
+    const segments = readings.map((reading): PgSegment => {
+      const records = new RecordBatchBuilder(reading.values.length);
+      for (const [metric, value] of reading.values) records.add({ sensor_id: reading.sensor_id, metric, unit: '', ts: reading.timestamp, value }, null, null);
+      return { source, records: records.toBuffer() };
+    });
+    return prepareReadings(this.series, segments);
+  }
+
+  private deviceOptions() {
+    return this.options.maxSensorsPerUser === undefined ? {} : { maxSensorsPerUser: this.options.maxSensorsPerUser };
+  }
+
+  /** The candidates' fingerprints and records, as one segment. */
+  private segmentOf(d: NonNullable<PreparedBatch['decoded']>, candidates: readonly Candidate[], options: CommitOptions): PgSegment {
+    const n = candidates.length;
+    const fingerprints = new Uint8Array(n * FINGERPRINT_BYTES);
+    const timestamps = new Uint32Array(n);
+    const tags = new Int32Array(n);
+    const recordCounts = new Uint16Array(n);
+    const keep = new Uint8Array(readRecordBatch(d.records).length);
+    candidates.forEach((c, k) => {
+      fingerprints.set(d.fingerprints.subarray(c.frame * FINGERPRINT_BYTES, (c.frame + 1) * FINGERPRINT_BYTES), k * FINGERPRINT_BYTES);
+      timestamps[k] = d.timestamps[c.frame]!;
+      tags[k] = options.tags?.[c.unit] ?? 0;
+      recordCounts[k] = c.telemetry ? c.records : 0;
+      if (c.telemetry) keep.fill(1, c.start, c.start + c.records);
+    });
+    const all = readRecordBatch(d.records);
+    const records = keep.every((v) => v === 1) ? d.records : filterRecords(all, (i) => keep[i] === 1);
+    return { source: options.source, records, frames: { fingerprints, timestamps, tags, recordCounts } };
+  }
+
+  /** Which of these frames' fingerprints are stored already. */
+  private async knownFingerprints(tx: PgClient, d: NonNullable<PreparedBatch['decoded']>, frames: readonly number[]): Promise<Set<number>> {
+    const view = new DataView(d.fingerprints.buffer, d.fingerprints.byteOffset, d.fingerprints.byteLength);
+    const keys = frames.map((f) => view.getBigInt64(f * FINGERPRINT_BYTES, true).toString());
+    const { rows } = await tx.query<{ fp: string }>('SELECT fp::text FROM replay_fingerprints WHERE fp = ANY($1::bigint[])', [keys]);
+    const known = new Set(rows.map((r) => r.fp));
+    return new Set(frames.filter((_, k) => known.has(keys[k]!)));
+  }
+
+  /** Device activity, one update per device, and each owner's usage, once per stored record. */
+  private async countActivity(tx: PgClient, activity: readonly DeviceActivity[]): Promise<void> {
+    if (activity.length === 0) return;
+    const devices = createPgDevices(tx, this.deviceOptions());
+    const billing = createPgBilling(tx, { now: this.now, idempotencyKeyTtlS: 0 });
+    const usage = new Map<string, number>();
+    for (const a of activity) {
+      await devices.recordActivity(a);
+      const owner = await devices.ownerOf(a.deviceId);
+      if (owner != null && a.records > 0) usage.set(owner, (usage.get(owner) ?? 0) + a.records);
+    }
+    for (const [userId, n] of usage) await billing.addUsage(userId, n);
+  }
+
+  /** JSON readings inside the caller's transaction: claims, authority, work-queue rows, readings, activity and usage. */
+  private async storeReadingsIn(tx: PgClient, readings: readonly Reading[], prepared: PreparedReadings, options: CommitOptions): Promise<UnitOutcome[]> {
+    const devices = createPgDevices(tx, this.deviceOptions());
+    if (readings.length > 0 && options.owner !== undefined) {
+      const refused = await devices.claimAllForUser(new Set(readings.map((r) => r.sensor_id)), options.owner);
+      if (refused !== undefined) throw new ForbiddenError(`sensor ${refused} belongs to another user or device`);
+    }
+    const at = Math.floor(this.now());
+    const outcomes: UnitOutcome[] = [];
+    const stored = new Uint8Array(readings.length);
+    const activity: DeviceActivity[] = [];
+    for (let i = 0; i < readings.length; i++) {
+      const reading = readings[i]!;
+      if (options.anonymous && (await devices.isHeld(reading.sensor_id))) {
+        outcomes.push({ ok: false, reason: 'device_authority', detail: `sensor ${reading.sensor_id} is registered or owned: unsigned readings cannot write to it` });
+        continue;
+      }
+      const entryId = options.entryIds?.[i] ?? null;
+      const { rows } = await tx.query<{ id: number; fresh: boolean }>(
+        `WITH ins AS (
+           INSERT INTO telemetry_buffer(source, sensor_id, ts, data, record_count, entry_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (entry_id) DO NOTHING RETURNING id)
+         SELECT id, true AS fresh FROM ins UNION ALL SELECT id, false FROM telemetry_buffer WHERE entry_id = $6 AND NOT EXISTS (SELECT 1 FROM ins)`,
+        [options.source, reading.sensor_id, reading.timestamp, reading.data, reading.values.length, entryId, at],
+      );
+      const row = rows[0]!;
+      if (!row.fresh) {
+        outcomes.push({ ok: true, records: 0, bufferId: row.id, redelivery: true });
+        continue;
+      }
+      stored[i] = 1;
+      activity.push({ deviceId: reading.sensor_id, lastSeen: at, frames: 0, records: reading.values.length, labId: null, modelId: null });
+      outcomes.push({ ok: true, records: reading.values.length, bufferId: row.id });
+    }
+    const keep = readingsOf(prepared, readings, stored);
+    if (keep.rseries.length > 0) await storeReadings(tx, keep);
+    await this.countActivity(tx, activity);
+    return outcomes;
+  }
+}
+
+/** The prepared columns of the readings marked in `stored` (a reading's records are consecutive, in reading order). */
+function readingsOf(p: PreparedReadings, readings: readonly Reading[], stored: Uint8Array): PreparedReadings {
+  if (stored.every((v) => v === 1)) return p;
+  const pick = <T>(column: T[]): T[] => {
+    const out: T[] = [];
+    let at = 0;
+    readings.forEach((r, i) => {
+      if (stored[i]) out.push(...column.slice(at, at + r.values.length));
+      at += r.values.length;
+    });
+    return out;
+  };
+  return { ...p, rfp: pick(p.rfp), rseries: pick(p.rseries), rts: pick(p.rts), rvalue: pick(p.rvalue) };
+}
