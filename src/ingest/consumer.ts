@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { IngestConfig } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { deadLettersOf, type DeadLetter, type Entry } from './dead-letters.js';
-import type { IngestPipeline, IngestUnit, PreparedBatch, UnitOutcome } from './pipeline.js';
+import type { CommitOptions, IngestUnit, PreparedBatch, UnitOutcome } from './pipeline.js';
 import type { IngestStatus } from './status.js';
 import { parseStreamEntry, type EntryFields } from './stream-entry.js';
 
@@ -19,13 +19,25 @@ interface Batch {
   prepared: PreparedBatch;
 }
 
+/** What the consumer needs of a pipeline: the embedded one (ingest/pipeline.ts) or the shared mode's (postgres/ingest.ts). */
+export interface BatchIngest {
+  prepare(units: readonly IngestUnit[]): Promise<PreparedBatch>;
+  commit(batch: PreparedBatch, options: CommitOptions): Promise<UnitOutcome[]>;
+}
+
 interface ConsumerOptions {
   /** Connection for ordinary commands; the consumer duplicates it for its blocking reads. */
   redis: Redis;
   config: IngestConfig;
-  /** This data dir's name in the group (ingest/consumer-name.ts). */
+  /** This data dir's name in the group (ingest/consumer-name.ts), or this instance's in the shared mode. */
   consumerName: string;
-  pipeline: IngestPipeline;
+  pipeline: BatchIngest;
+  /**
+   * The shared mode: the group has several consumers, and entries pending this long on any of them
+   * (an instance that died or hangs) are claimed (XAUTOCLAIM) and stored here, once (the shared
+   * store's fingerprints decide). Unset (embedded): another consumer in the group is refused.
+   */
+  claimIdleMs?: number;
   metrics: Metrics;
   logger: Logger;
 }
@@ -190,9 +202,20 @@ export class StreamConsumer {
       next.catch(() => undefined);
       ahead.push(next);
     };
+    let claimedAt = Date.now();
     while (!signal.aborted) {
       try {
         if (!this.groupReady) await this.ensureGroup();
+        const claimIdleMs = this.options.claimIdleMs;
+        if (claimIdleMs !== undefined && history === null && Date.now() - claimedAt >= claimIdleMs / 2) {
+          claimedAt = Date.now();
+          if ((await this.claimIdle(claimIdleMs)) > 0) {
+            // The claimed entries are pending on this consumer now: read through the history, as after
+            // a restart. Batches read ahead stay pending too and come back the same way.
+            await Promise.allSettled(ahead.splice(0));
+            history = '0';
+          }
+        }
         if (history !== null) {
           while (committing.length > 0) await committing.shift();
           const raw = await this.read(history);
@@ -272,6 +295,10 @@ export class StreamConsumer {
         throw err;
       }
     }
+    if (this.options.claimIdleMs !== undefined) {
+      this.groupReady = true;
+      return;
+    }
     const consumers = (await redis.xinfo('CONSUMERS', this.cfg.stream, this.cfg.group)) as unknown[][];
     const others = consumers.map((c) => String(c[c.indexOf('name') + 1])).filter((name) => name !== this.name);
     if (others.length > 0) {
@@ -283,6 +310,22 @@ export class StreamConsumer {
       );
     }
     this.groupReady = true;
+  }
+
+  /**
+   * Takes over entries pending longer than `minIdleMs` on any consumer of the group (XAUTOCLAIM, the
+   * whole pending list in pages); returns how many. Only ids are claimed: the history read brings them.
+   */
+  private async claimIdle(minIdleMs: number): Promise<number> {
+    let start = '0-0';
+    let claimed = 0;
+    do {
+      const [next, ids] = (await this.options.redis.xautoclaim(this.cfg.stream, this.cfg.group, this.name, minIdleMs, start, 'COUNT', this.cfg.batchSize, 'JUSTID')) as [string, string[]];
+      claimed += ids.length;
+      start = next;
+    } while (start !== '0-0');
+    if (claimed > 0) this.log.info({ claimed }, 'claimed entries pending on other consumers');
+    return claimed;
   }
 
   private async read(from: string): Promise<RawEntry[]> {

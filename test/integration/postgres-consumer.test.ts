@@ -1,0 +1,81 @@
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, loadNanogridataConfig } from '../../src/config.js';
+import { DecodePool } from '../../src/ingest/decode-pool.js';
+import { StreamConsumer } from '../../src/ingest/consumer.js';
+import { createMetrics } from '../../src/metrics.js';
+import type { Pg } from '../../src/postgres/connect.js';
+import { PgIngest } from '../../src/postgres/ingest.js';
+import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
+import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+
+const STREAM = 'ocean:frames';
+const GROUP = 'ocean-core';
+const { secret, env } = pressureSecret();
+
+describe.skipIf(skipWithoutPostgres())('several consumers in one group on one PostgreSQL (the shared mode)', () => {
+  const pg = usePostgres();
+  let redisServer: RedisServer;
+  let redis: Redis;
+  const open: Array<{ stop?(): Promise<void>; close?(): Promise<void> }> = [];
+  beforeAll(async () => {
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url);
+  });
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await (o.stop ?? o.close)!.call(o);
+    await redis.flushall();
+  });
+  afterAll(async () => {
+    redis?.disconnect();
+    await redisServer?.stop();
+  });
+
+  function consumer(pool: Pg, name: string, claimIdleMs: number): StreamConsumer {
+    const decoder = new DecodePool(loadNanogridataConfig(env), pino({ level: 'silent' }), 1);
+    open.push(decoder);
+    const config = loadConfig({ ...env, INGEST_STREAM: STREAM, INGEST_GROUP: GROUP, INGEST_BATCH_SIZE: '100', INGEST_BLOCK_MS: '100' }).ingest;
+    const c = new StreamConsumer({
+      redis,
+      config,
+      consumerName: name,
+      pipeline: new PgIngest({ pool, decoder }),
+      metrics: createMetrics(),
+      logger: pino({ level: 'silent' }),
+      claimIdleMs,
+    });
+    open.push(c);
+    return c;
+  }
+  const pendingCount = async () => ((await redis.xpending(STREAM, GROUP)) as [number])[0];
+
+  it('stores every frame once with two consumers and one dead one, whose pending entries they claim', async () => {
+    const [a, b] = await pg.database(2);
+    const { frames, records } = pressureFrames({ count: 1500, devices: 30, secret });
+    await redis.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM');
+    const pipeline = redis.pipeline();
+    for (const f of frames) pipeline.xadd(STREAM, '*', 'frame', f);
+    // 100 frames sent again in later entries: replays, whichever consumer sees them.
+    for (const f of frames.slice(0, 100)) pipeline.xadd(STREAM, '*', 'frame', f);
+    await pipeline.exec();
+    // An instance that read 300 entries and died before acknowledging them.
+    await redis.xreadgroup('GROUP', GROUP, 'dead', 'COUNT', 300, 'STREAMS', STREAM, '>');
+    expect(await pendingCount()).toBe(300);
+
+    await Promise.all([consumer(a!, 'a', 300).start(), consumer(b!, 'b', 300).start()]);
+    const stored = async () => (await a!.query<{ n: number }>('SELECT count(*) AS n FROM replay_fingerprints')).rows[0]!.n;
+    await waitFor(async () => (await stored()) === 1500 && (await redis.xlen(`${STREAM}:dead`)) === 100 && (await pendingCount()) === 0, {
+      what: 'every entry stored or dead-lettered, and acknowledged',
+      timeoutMs: 20_000,
+    });
+    expect((await a!.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(records);
+    const letters = (await redis.xrange(`${STREAM}:dead`, '-', '+')) as Array<[string, string[]]>;
+    expect(letters.map(([, fields]) => fields[fields.indexOf('reason') + 1])).toEqual(Array(100).fill('replay'));
+    // The dead instance's entries were taken over: nothing is left pending on it.
+    const consumers = (await redis.xinfo('CONSUMERS', STREAM, GROUP)) as unknown[][];
+    const dead = consumers.find((c) => c[c.indexOf('name') + 1] === 'dead')!;
+    expect(dead[dead.indexOf('pending') + 1]).toBe(0);
+  });
+});
