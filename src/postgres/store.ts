@@ -5,6 +5,7 @@ import { createPgDeviceEvents, createPgDevices } from './devices.js';
 import { createPgMetadata } from './metadata.js';
 import { createPgSessions } from './sessions.js';
 import { createPgUsers } from './users.js';
+import { createPgWorkQueue } from './work-queue.js';
 
 export interface PgStoreOptions {
   sessionTtlS: number;
@@ -28,6 +29,9 @@ export function openPgStore(pool: Pg, options: PgStoreOptions) {
     metadata: createPgMetadata(pool),
     devices: createPgDevices(pool, deviceOptions),
     deviceEvents: createPgDeviceEvents(pool),
+    buffer: createPgWorkQueue(pool),
+    /** What an earlier release's flusher could not store: there is no such release of the shared mode, so none. */
+    quarantine: { count: async () => 0, list: async () => [] },
     /** As the embedded store's storeProfileAs: the access checks, the claim and the store in one transaction. */
     storeProfileAs(userId: string | null, input: ProfileInput): Promise<'stored' | 'profile' | 'sensor'> {
       return inTransaction(pool, async (tx) => {

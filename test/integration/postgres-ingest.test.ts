@@ -145,6 +145,26 @@ describe.skipIf(skipWithoutPostgres())('ingest into PostgreSQL (the shared mode)
     expect(replayed).toEqual([{ ok: false, reason: 'replay' }]);
   });
 
+  it('keeps the work queue of JSON readings as the embedded store does (unprocessed, mark-processed)', async () => {
+    const t = await embedded();
+    const [pool] = await pg.database();
+    const ingest = instance(pool!);
+    const store = openPgStore(pool!, { sessionTtlS: 3600 });
+    const batch = [1, 2, 3, 4].map((v) => reading(`Q-${v % 2}`, v).reading);
+    const options: CommitOptions = { source: 'http' };
+    const ids = (outcomes: Array<{ ok: boolean; bufferId?: number }>) => outcomes.map((o) => o.bufferId!);
+    const [e, p] = [ids(t.service.pipeline.ingestReadings(batch, options)), ids(await ingest.ingestReadings(batch, options))];
+    const queue = (rows: Array<{ id: number; created_at: number }>, own: number[]) => rows.map((r) => ({ ...r, id: own.indexOf(r.id), created_at: typeof r.created_at }));
+    expect(queue(await store.buffer.queued(10), p)).toEqual(queue(t.service.store.buffer.queued(10), e));
+    expect(queue(await store.buffer.queued(2, p[1]), p)).toEqual(queue(t.service.store.buffer.queued(2, e[1]), e));
+    expect(await store.buffer.markProcessed([p[0]!, p[2]!, p[2]!, 999_999])).toBe(t.service.store.buffer.markProcessed([e[0]!, e[2]!, e[2]!, 999_999]));
+    expect(queue(await store.buffer.queued(10), p)).toEqual(queue(t.service.store.buffer.queued(10), e));
+    expect((await store.buffer.counts()).queued).toBe(t.service.store.buffer.counts().queued);
+    // Processed rows past the retention go; queued ones stay however old.
+    expect(await store.buffer.prune(NOW + 10)).toBe(2);
+    expect((await store.buffer.counts())).toEqual({ rows: 2, queued: 2 });
+  });
+
   it('stores JSON readings of a user with the claim, or none of them (403) when one sensor is another user\'s', async () => {
     const [pool] = await pg.database();
     const ingest = instance(pool!);

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { openPostgres, type Pg } from '../../src/postgres/connect.js';
 import { migratePostgres, PG_SCHEMA_VERSION } from '../../src/postgres/migrations.js';
+import { MAINTENANCE_LOCK, runMaintenance } from '../../src/postgres/maintenance.js';
 import { openPgStore } from '../../src/postgres/store.js';
 import { openOperationalStore } from '../../src/operational/store.js';
 import { makeTempDirSync } from '../helpers/temp-dir.js';
@@ -314,5 +315,37 @@ describe.skipIf(skipWithoutPostgres())('the shared store on PostgreSQL', () => {
       { series: 1, n: 2 },
       { series: 2, n: 1 },
     ]);
+  });
+
+  it('runs the periodic job on one instance at a time: expired sessions, old keys and fingerprints, processed queue rows', async () => {
+    const [a] = await twoInstances();
+    const now = 1_800_000_000;
+    const user = (await a.users.create({ username: 'alice', email: 'alice@example.com' })).id;
+    await sql.query(
+      `INSERT INTO sessions(id, user_id, token_hash, created_at, expires_at, last_activity) VALUES
+         ('old', $1, '\\x01', 0, $2, 0), ('live', $1, '\\x02', 0, $3, 0)`,
+      [user, now - 1, now + 100],
+    );
+    await sql.query(`INSERT INTO idempotency_keys(scope, key, fingerprint, status, body, created_at) VALUES ('s', 'old', 'f', 200, '{}', $1), ('s', 'new', 'f', 200, '{}', $2)`, [now - 90_000, now - 10]);
+    await sql.query('INSERT INTO replay_fingerprints(fp, ts, tag) VALUES (1, $1, 0), (2, $2, 0)', [now - 400, now - 100]);
+    await sql.query(
+      `INSERT INTO telemetry_buffer(source, sensor_id, ts, data, record_count, queued, created_at) VALUES
+         ('http', 's', 0, '{}', 1, false, $1), ('http', 's', 0, '{}', 1, true, $1), ('http', 's', 0, '{}', 1, false, $2)`,
+      [now - 90_000, now - 10],
+    );
+    const options = { now, replayWindowS: 310, idempotencyKeyTtlS: 86_400, bufferRetentionS: 86_400 };
+    // Another instance holds the job: this one skips the round and deletes nothing.
+    const other = await sql.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT pg_advisory_xact_lock($1)', [MAINTENANCE_LOCK]);
+      expect(await runMaintenance(sql, options)).toBeUndefined();
+      await other.query('COMMIT');
+    } finally {
+      other.release();
+    }
+    expect(await runMaintenance(sql, options)).toEqual({ sessions: 1, idempotencyKeys: 1, fingerprints: 1, queueRows: 1 });
+    expect((await sql.query('SELECT id FROM sessions')).rows).toEqual([{ id: 'live' }]);
+    expect((await sql.query('SELECT count(*) AS n FROM telemetry_buffer')).rows[0].n).toBe(2);
   });
 });
