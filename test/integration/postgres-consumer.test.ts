@@ -6,7 +6,9 @@ import { DecodePool } from '../../src/ingest/decode-pool.js';
 import { StreamConsumer } from '../../src/ingest/consumer.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Pg } from '../../src/postgres/connect.js';
+import { createPgDevices } from '../../src/postgres/devices.js';
 import { PgIngest } from '../../src/postgres/ingest.js';
+import { watchDeviceSecrets } from '../../src/postgres/secrets.js';
 import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -77,5 +79,28 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
     const consumers = (await redis.xinfo('CONSUMERS', STREAM, GROUP)) as unknown[][];
     const dead = consumers.find((c) => c[c.indexOf('name') + 1] === 'dead')!;
     expect(dead[dead.indexOf('pending') + 1]).toBe(0);
+  });
+
+  it("gives every instance a device's own secret set through another, also after PostgreSQL restarted", async () => {
+    const [a, b] = await pg.database(2);
+    const url = (await a!.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
+    const seen: Array<ReadonlyMap<string, Buffer>> = [];
+    const watcher = await watchDeviceSecrets(a!, `postgres://postgres@127.0.0.1:${pg.server().port}/${url}`, (s) => seen.push(s), pino({ level: 'silent' }));
+    open.push(watcher);
+    expect(seen.at(-1)!.size).toBe(0);
+    const devices = createPgDevices(b!);
+    await devices.register({ deviceId: 'OWN-1', ownerId: null, secret: Buffer.alloc(32, 9) });
+    await waitFor(() => seen.at(-1)!.get('OWN-1')?.equals(Buffer.alloc(32, 9)), { what: 'the secret set through B, seen by A' });
+    await pg.server().restart();
+    // While the listener reconnects, B sets another; A reads the whole set again once back.
+    await waitFor(async () => {
+      try {
+        await devices.register({ deviceId: 'OWN-2', ownerId: null, secret: Buffer.alloc(32, 8) });
+        return true;
+      } catch {
+        return false;
+      }
+    }, { what: 'PostgreSQL back' });
+    await waitFor(() => seen.at(-1)!.has('OWN-2') && seen.at(-1)!.has('OWN-1'), { what: 'both secrets after the restart', timeoutMs: 15_000 });
   });
 });
