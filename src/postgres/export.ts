@@ -47,20 +47,7 @@ export function pgExporter(pool: Pg, options: PgExportOptions) {
       const series = await matchingSeries(pool, request);
       if (series.size > 0) {
         await duck.run('BEGIN TRANSACTION');
-        await withAppender(duck, 'series', (a) => {
-          for (const [id, s] of series) {
-            a.appendInteger(id);
-            a.appendVarchar(s.sensor_id);
-            a.appendVarchar(s.metric);
-            a.appendVarchar(s.unit);
-            if (s.lab_id === null) a.appendNull();
-            else a.appendVarchar(s.lab_id);
-            if (s.model_id === null) a.appendNull();
-            else a.appendSmallInt(s.model_id);
-            a.appendVarchar(s.source);
-            a.endRow();
-          }
-        });
+        await appendSeries(duck, series.values());
         await client.query('BEGIN READ ONLY');
         const values: unknown[] = [[...series.keys()]];
         const range: string[] = [];
@@ -109,6 +96,24 @@ export function pgExporter(pool: Pg, options: PgExportOptions) {
   };
 }
 
+/** Series rows into a DuckDB laid out as the embedded store (inside the connection's transaction). */
+export function appendSeries(duck: DuckDBConnection, rows: Iterable<SeriesRow & { series: number }>): Promise<void> {
+  return withAppender(duck, 'series', (a) => {
+    for (const s of rows) {
+      a.appendInteger(s.series);
+      a.appendVarchar(s.sensor_id);
+      a.appendVarchar(s.metric);
+      a.appendVarchar(s.unit);
+      if (s.lab_id === null) a.appendNull();
+      else a.appendVarchar(s.lab_id);
+      if (s.model_id === null) a.appendNull();
+      else a.appendSmallInt(s.model_id);
+      a.appendVarchar(s.source);
+      a.endRow();
+    }
+  });
+}
+
 interface SeriesRow {
   sensor_id: string;
   metric: string;
@@ -119,7 +124,7 @@ interface SeriesRow {
 }
 
 /** The series an export covers (tenancy and metric filters), by id. */
-async function matchingSeries(pool: Pg, request: ExportRequest): Promise<Map<number, SeriesRow & { partition: number }>> {
+async function matchingSeries(pool: Pg, request: ExportRequest): Promise<Map<number, SeriesRow & { series: number; partition: number }>> {
   const values: unknown[] = [];
   const where: string[] = [];
   if (request.sensorIds !== undefined) where.push(`sensor_id = ANY($${values.push([...request.sensorIds])}::text[])`);
@@ -128,11 +133,11 @@ async function matchingSeries(pool: Pg, request: ExportRequest): Promise<Map<num
     `SELECT series, sensor_id, metric, unit, lab_id, model_id, source FROM series${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`,
     values,
   );
-  return new Map(rows.map(({ series, ...s }) => [series, { ...s, partition: partitionOf(s.sensor_id) }]));
+  return new Map(rows.map((s) => [s.series, { ...s, partition: partitionOf(s.sensor_id) }]));
 }
 
-/** Fetched rows as one appendable part per partition of their series. */
-function partsOf(rows: ReadonlyArray<[number, number, number]>, series: ReadonlyMap<number, { partition: number }>): Map<number, ReadingsPart> {
+/** Fetched rows (series, epoch seconds, value) as one appendable part per partition of their series. */
+export function partsOf(rows: ReadonlyArray<[number, number, number]>, series: ReadonlyMap<number, { partition: number }>): Map<number, ReadingsPart> {
   const n = rows.length;
   const ts = new Float64Array(n);
   const value = new Float64Array(n);

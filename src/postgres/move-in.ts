@@ -65,11 +65,7 @@ export async function moveIn(dataDir: string, pool: Pg): Promise<MoveReport> {
       await copyOperational(sqlite, tx);
       await copyAnalytics(d, tx);
       const target = await targetChecks(tx);
-      const differences = Object.keys(source.counts)
-        .filter((k) => source.counts[k] !== target.counts[k])
-        .map((k) => `${k}: ${source.counts[k]} in the data dir, ${target.counts[k]} in PostgreSQL`)
-        .concat(Object.keys(source.sums).filter((k) => Math.abs(source.sums[k]! - target.sums[k]!) > 1e-6 * Math.max(1, Math.abs(source.sums[k]!))).map((k) => `sum of ${k}: ${source.sums[k]} vs ${target.sums[k]}`));
-      if (differences.length > 0) throw new Error(`the copy does not match its source, nothing was kept: ${differences.join('; ')}`);
+      assertSame(source, target, 'in the data dir', 'in PostgreSQL');
       return target;
     });
   } finally {
@@ -79,8 +75,17 @@ export async function moveIn(dataDir: string, pool: Pg): Promise<MoveReport> {
   }
 }
 
+/** Throws, naming each difference, unless both sides have the same counts and (within rounding) sums. */
+export function assertSame(a: MoveReport, b: MoveReport, aName: string, bName: string): void {
+  const differences = Object.keys(a.counts)
+    .filter((k) => a.counts[k] !== b.counts[k])
+    .map((k) => `${k}: ${a.counts[k]} ${aName}, ${b.counts[k]} ${bName}`)
+    .concat(Object.keys(a.sums).filter((k) => Math.abs(a.sums[k]! - b.sums[k]!) > 1e-6 * Math.max(1, Math.abs(a.sums[k]!))).map((k) => `sum of ${k}: ${a.sums[k]} ${aName}, ${b.sums[k]} ${bName}`));
+  if (differences.length > 0) throw new Error(`the copy does not match its source, nothing was kept: ${differences.join('; ')}`);
+}
+
 /** Operational tables: [name, SQLite select, PostgreSQL insert columns]. Ids are kept; sequences are moved past them after. */
-const TABLES: Array<[string, string, string]> = [
+export const TABLES: Array<[string, string, string]> = [
   ['users', 'SELECT id, legacy_id, username, email, status, created_at, updated_at FROM users ORDER BY rowid', 'id, legacy_id, username, email, status, created_at, updated_at'],
   ['billing', 'SELECT id, user_id, plan, credits, usage, created_at, updated_at FROM billing', 'id, user_id, plan, credits, usage, created_at, updated_at'],
   ['billing_ledger', 'SELECT id, user_id, delta, balance_after, reason, created_at FROM billing_ledger ORDER BY id', 'id, user_id, delta, balance_after, reason, created_at'],
@@ -161,7 +166,7 @@ async function copyChunks(duck: DuckDBConnection, sql: string, insert: (columns:
 }
 
 /** Counts and sums of the source's operational tables. */
-function sourceChecks(sqlite: Database.Database): MoveReport {
+export function sourceChecks(sqlite: Database.Database): MoveReport {
   const one = (sql: string) => Number((sqlite.prepare(sql).get() as { v: number | null }).v ?? 0);
   const counts: Record<string, number> = {};
   for (const [table, select] of TABLES) counts[table] = one(`SELECT count(*) AS v FROM (${select})`);
@@ -177,7 +182,7 @@ function sourceChecks(sqlite: Database.Database): MoveReport {
 }
 
 /** Counts and sums of the source's analytics tables. */
-async function duckChecks(duck: DuckDBConnection): Promise<MoveReport> {
+export async function duckChecks(duck: DuckDBConnection): Promise<MoveReport> {
   const one = async (sql: string) => Number((await duck.runAndReadAll(sql)).getRowObjectsJS()[0]!.v ?? 0);
   const readings = `(${PARTITION_TABLES.map((t) => `SELECT value FROM ${t}`).join(' UNION ALL ')})`;
   return {
@@ -190,7 +195,7 @@ async function duckChecks(duck: DuckDBConnection): Promise<MoveReport> {
   };
 }
 
-async function targetChecks(tx: PgClient): Promise<MoveReport> {
+export async function targetChecks(tx: PgClient): Promise<MoveReport> {
   const one = async (sql: string) => Number((await tx.query<{ v: number | string | null }>(sql)).rows[0]!.v ?? 0);
   const counts: Record<string, number> = {};
   for (const [table] of TABLES) counts[table] = await one(`SELECT count(*) AS v FROM ${table}`);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runMoveIn } from '../../src/cli/move-in.js';
+import { runMoveOut } from '../../src/cli/move-out.js';
 import { loadNanogridataConfig } from '../../src/config.js';
 import { DecodePool } from '../../src/ingest/decode-pool.js';
 import { createPgAnalytics } from '../../src/postgres/analytics.js';
@@ -106,6 +107,42 @@ describe.skipIf(skipWithoutPostgres())('moving an embedded data dir into Postgre
     open.push(decoder);
     const ingest = new PgIngest({ pool: pool!, decoder });
     expect(await ingest.commit(await ingest.prepare([{ kind: 'frame', bytes: frames[7]! }]), { source: 'http_frames' })).toEqual([{ ok: false, reason: 'replay' }]);
+
+    // And back out into a new data dir: the embedded service answers as it did before the move.
+    const back = join(t.dataDir, '..', `${t.dataDir.split('/').pop()}-back`);
+    open.push({ close: () => import('node:fs/promises').then((fs) => fs.rm(back, { recursive: true, force: true })) });
+    const out = io();
+    expect(await runMoveOut([back], { DATABASE_URL: url }, out.io), out.text.err).toBe(0);
+    const u = await createTestApp({ env, dataDir: back });
+    open.push({ close: () => u.close({ keepDir: true }) });
+    const r = u.service.store;
+    const returned = {
+      users: r.users.list({ limit: 10 }),
+      ledger: r.billing.ledger(alice.id, { limit: 10 }).slice(1),
+      billing: [r.billing.get(alice.id), r.billing.get(bob.id)],
+      session: r.sessions.verify(token),
+      revoked: r.sessions.verify(revoked.token),
+      site: r.metadata.get('site'),
+      profile: r.metadata.getProfile('p1'),
+      devices: r.devices.page(undefined, '', 100),
+      secrets: [...r.devices.ownSecrets()],
+      queue: r.buffer.queued(10),
+      sensors: await u.service.analytics.sensors(),
+      stats: await u.service.analytics.sensorStats('P-3'),
+      series: await u.service.analytics.timeseries('A-1', { interval: '1h' }),
+    };
+    // The one credit added in PostgreSQL came back with the rest.
+    expect(rounded({ ...returned, billing: returned.billing.map((b) => b && { ...b, credits: b.credits - (b.user_id === alice.id ? 1 : 0), updated_at: 0 }) })).toEqual(
+      rounded({ ...embedded, billing: embedded.billing.map((b) => b && { ...b, updated_at: 0 }) }),
+    );
+    // New readings take new queue ids and reach analytics; the moved ones are not carried again.
+    const next = u.service.pipeline.ingestReadings([{ sensor_id: 'A-1', timestamp: 1_767_225_700, data: '{"t":9}', values: [['t', 9]] }], { source: 'http', owner: alice.id });
+    expect((next[0] as { bufferId: number }).bufferId).toBeGreaterThan(Math.max(...embedded.queue.map((q) => q.id)));
+    await u.service.committer.whenIdle();
+    expect((await u.service.analytics.sensorStats('A-1')).count).toBe(embedded.series.data.reduce((n, b) => n + b.count, 0) + 1);
+    const outAgain = io();
+    expect(await runMoveOut([back], { DATABASE_URL: url }, outAgain.io)).toBe(1);
+    expect(outAgain.text.err).toMatch(/not empty/);
 
     // Into a database that holds data: refused, nothing changed.
     const again = io();
