@@ -33,9 +33,9 @@ interface ConsumerOptions {
   consumerName: string;
   pipeline: BatchIngest;
   /**
-   * The shared mode: the group has several consumers, and entries pending this long on any of them
-   * (an instance that died or hangs) are claimed (XAUTOCLAIM) and stored here, once (the shared
-   * store's fingerprints decide). Unset (embedded): another consumer in the group is refused.
+   * The shared mode: the group has several consumers, and entries pending this long on another of
+   * them (an instance that died or hangs) are claimed and stored here, once (the shared store's
+   * fingerprints decide). Unset (embedded): another consumer in the group is refused.
    */
   claimIdleMs?: number;
   metrics: Metrics;
@@ -313,17 +313,23 @@ export class StreamConsumer {
   }
 
   /**
-   * Takes over entries pending longer than `minIdleMs` on any consumer of the group (XAUTOCLAIM, the
-   * whole pending list in pages); returns how many. Only ids are claimed: the history read brings them.
+   * Takes over entries pending longer than `minIdleMs` on other consumers of the group (XPENDING
+   * with IDLE, then XCLAIM of their ids, page by page); returns how many. This consumer's own
+   * pending entries are left alone: they are in its batches (XAUTOCLAIM would take those too, and
+   * a slow commit would then have its entries read again). XCLAIM re-checks the idle time, so an
+   * entry another consumer claimed meanwhile is not taken twice.
    */
   private async claimIdle(minIdleMs: number): Promise<number> {
-    let start = '0-0';
+    const { redis } = this.options;
+    let start = '-';
     let claimed = 0;
-    do {
-      const [next, ids] = (await this.options.redis.xautoclaim(this.cfg.stream, this.cfg.group, this.name, minIdleMs, start, 'COUNT', this.cfg.batchSize, 'JUSTID')) as [string, string[]];
-      claimed += ids.length;
-      start = next;
-    } while (start !== '0-0');
+    for (;;) {
+      const page = (await redis.xpending(this.cfg.stream, this.cfg.group, 'IDLE', minIdleMs, start, '+', this.cfg.batchSize)) as Array<[string, string, number, number]>;
+      const theirs = page.filter(([, consumer]) => consumer !== this.name).map(([id]) => id);
+      if (theirs.length > 0) claimed += ((await redis.xclaim(this.cfg.stream, this.cfg.group, this.name, minIdleMs, ...theirs, 'JUSTID')) as string[]).length;
+      if (page.length < this.cfg.batchSize) break;
+      start = `(${page[page.length - 1]![0]}`;
+    }
     if (claimed > 0) this.log.info({ claimed }, 'claimed entries pending on other consumers');
     return claimed;
   }

@@ -6,13 +6,14 @@ import type { Reading } from '../ingest/reading.js';
 import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
 import type { DeviceActivity } from '../operational/devices.js';
 import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operational/record-batch.js';
-import { createPgBilling } from './billing.js';
 import { inTransaction, type Pg, type PgClient } from './connect.js';
 import { createPgDeviceEvents, createPgDevices } from './devices.js';
 import { PgSeries, prepareReadings, REDELIVERY, REPLAY, storeReadings, type PgSegment, type PreparedReadings } from './readings.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
 const PAYLOAD_TELEMETRY = 1;
+/** Settled devices remembered at most (then forgotten all at once, and looked up again). */
+const MAX_SETTLED = 100_000;
 
 /** A frame that passed its checks so far, waiting for the database's word on its fingerprint. */
 interface Candidate {
@@ -38,8 +39,8 @@ interface Candidate {
 export class PgIngest {
   private readonly now: () => number;
   private readonly series: PgSeries;
-  /** Who speaks for a device (settled devices are remembered: see postgres/devices.ts). */
-  private readonly devices;
+  /** Devices known to be neither new nor claimed by JSON (for good: see postgres/devices.ts): their frames need no lookup. */
+  private readonly settled = new Set<string>();
 
   constructor(
     private readonly options: {
@@ -52,7 +53,6 @@ export class PgIngest {
   ) {
     this.now = options.now ?? (() => Date.now() / 1000);
     this.series = new PgSeries(options.pool);
-    this.devices = createPgDevices(options.pool, this.deviceOptions());
   }
 
   /** Decodes a batch's frames in the decode pool, off this thread. */
@@ -69,6 +69,7 @@ export class PgIngest {
     /** Frames refused for a reason that a replay would have preceded (the embedded pipeline checks replay first). */
     const refusedLater: Array<{ unit: number; frame: number; outcome: UnitOutcome; conflict?: [string, string] }> = [];
     let firstRecord = 0;
+    const claimants = d ? await this.claimants(d, units, frameOf) : new Map<string, string>();
     for (let i = 0; i < units.length; i++) {
       const unit = units[i]!;
       if (unit.kind === 'invalid') {
@@ -92,7 +93,7 @@ export class PgIngest {
         continue;
       }
       const deviceId = d!.strings[d!.deviceIds[f]!]!;
-      const claimant = await this.devices.claimantOf(deviceId);
+      const claimant = claimants.get(deviceId);
       if (claimant !== undefined) {
         refusedLater.push({
           unit: i,
@@ -110,6 +111,7 @@ export class PgIngest {
     const prepared = await prepareReadings(this.series, segment ? [segment] : []);
     const json = await this.prepareJson(readings.map((r) => r.reading), options.source);
     const at = Math.floor(this.now());
+    let settledNow: string[] = [];
     await inTransaction(this.options.pool, async (tx) => {
       const devices = createPgDevices(tx, this.deviceOptions());
       // Frames refused after decoding: a replay says so first; a held frame is counted for the admin.
@@ -124,7 +126,11 @@ export class PgIngest {
         }
       }
       // Sensors first seen in frames become devices now, before any claim could take them.
-      if (candidates.length > 0) await devices.noteFrameDevices(candidates.map((c) => c.deviceId));
+      const unsettled = [...new Set(candidates.map((c) => c.deviceId))].filter((id) => !this.settled.has(id));
+      if (unsettled.length > 0) {
+        await tx.query("INSERT INTO devices(device_id, created_at, origin) SELECT id, $2, 'frame' FROM unnest($1::text[]) AS id ORDER BY id ON CONFLICT (device_id) DO NOTHING", [unsettled, at]);
+        settledNow = unsettled;
+      }
       const [verdicts] = segment ? await storeReadings(tx, prepared) : [];
       const activity = new Map<string, DeviceActivity>();
       const events = createPgDeviceEvents(tx);
@@ -161,6 +167,9 @@ export class PgIngest {
         stored.forEach((o, k) => (outcomes[readings[k]!.unit] = o));
       }
     });
+    // Committed: these devices exist (made by frames or before), and a frame's device is never claimed after.
+    if (this.settled.size + settledNow.length > MAX_SETTLED) this.settled.clear();
+    for (const id of settledNow) this.settled.add(id);
     return outcomes;
   }
 
@@ -213,18 +222,75 @@ export class PgIngest {
     return new Set(frames.filter((_, k) => known.has(keys[k]!)));
   }
 
-  /** Device activity, one update per device, and each owner's usage, once per stored record. */
+  /**
+   * Device activity and each owner's usage, once per stored record: one statement for every device
+   * of the batch (in device order, so that instances updating the same devices lock them in one
+   * order), one for the owners' usage.
+   */
   private async countActivity(tx: PgClient, activity: readonly DeviceActivity[]): Promise<void> {
     if (activity.length === 0) return;
-    const devices = createPgDevices(tx, this.deviceOptions());
-    const billing = createPgBilling(tx, { now: this.now, idempotencyKeyTtlS: 0 });
-    const usage = new Map<string, number>();
+    const merged = new Map<string, DeviceActivity>();
     for (const a of activity) {
-      await devices.recordActivity(a);
-      const owner = await devices.ownerOf(a.deviceId);
-      if (owner != null && a.records > 0) usage.set(owner, (usage.get(owner) ?? 0) + a.records);
+      const m = merged.get(a.deviceId);
+      if (!m) merged.set(a.deviceId, { ...a });
+      else {
+        m.frames += a.frames;
+        m.records += a.records;
+        m.lastSeen = Math.max(m.lastSeen, a.lastSeen);
+        m.labId = a.labId ?? m.labId;
+        m.modelId = a.modelId ?? m.modelId;
+      }
     }
-    for (const [userId, n] of usage) await billing.addUsage(userId, n);
+    const all = [...merged.values()];
+    const column = <K extends keyof DeviceActivity>(k: K) => all.map((a) => a[k]);
+    const { rows } = await tx.query<{ device_id: string; owner_id: string | null }>(
+      `INSERT INTO devices(device_id, created_at, model_id, lab_id, last_seen, frames, records)
+       SELECT a.device_id, $7, a.model_id, a.lab_id, a.last_seen, a.frames, a.records
+       FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::double precision[]) AS a(device_id, frames, records, lab_id, model_id, last_seen)
+       ORDER BY a.device_id
+       ON CONFLICT (device_id) DO UPDATE SET last_seen = greatest(coalesce(devices.last_seen, 0), excluded.last_seen), frames = devices.frames + excluded.frames,
+         records = devices.records + excluded.records, model_id = coalesce(devices.model_id, excluded.model_id), lab_id = coalesce(excluded.lab_id, devices.lab_id)
+       RETURNING device_id, owner_id`,
+      [column('deviceId'), column('frames'), column('records'), column('labId'), column('modelId'), column('lastSeen'), Math.floor(this.now())],
+    );
+    const usage = new Map<string, number>();
+    for (const r of rows) {
+      const n = merged.get(r.device_id)!.records;
+      if (r.owner_id != null && n > 0) usage.set(r.owner_id, (usage.get(r.owner_id) ?? 0) + n);
+    }
+    if (usage.size === 0) return;
+    const owners = [...usage.keys()].sort();
+    await tx.query(
+      `UPDATE billing SET usage = billing.usage + u.n, updated_at = $3
+       FROM (SELECT * FROM unnest($1::text[], $2::bigint[]) AS u(user_id, n) ORDER BY user_id) AS u WHERE billing.user_id = u.user_id`,
+      [owners, owners.map((o) => usage.get(o)!), Math.floor(this.now())],
+    );
+  }
+
+  /**
+   * Who claimed each device named by the batch's passed frames (a user's JSON claim: its frames are
+   * held). One query for the devices not known to be settled; those found settled are remembered.
+   */
+  private async claimants(d: NonNullable<PreparedBatch['decoded']>, units: readonly IngestUnit[], frameOf: Int32Array): Promise<Map<string, string>> {
+    const ids = new Set<string>();
+    units.forEach((u, i) => {
+      const f = frameOf[i]!;
+      if (u.kind === 'frame' && d.status[f] === PASSED && d.later[f] === 0) {
+        const id = d.strings[d.deviceIds[f]!]!;
+        if (!this.settled.has(id)) ids.add(id);
+      }
+    });
+    const claimants = new Map<string, string>();
+    if (ids.size === 0) return claimants;
+    const { rows } = await this.options.pool.query<{ device_id: string; owner_id: string | null; origin: string }>(
+      'SELECT device_id, owner_id, origin FROM devices WHERE device_id = ANY($1::text[])',
+      [[...ids]],
+    );
+    for (const r of rows) {
+      if (r.origin === 'claim' && r.owner_id !== null) claimants.set(r.device_id, r.owner_id);
+      else if (r.origin !== 'claim') this.settled.add(r.device_id);
+    }
+    return claimants;
   }
 
   /** JSON readings inside the caller's transaction: claims, authority, work-queue rows, readings, activity and usage. */

@@ -9,7 +9,9 @@ import type { Pg } from '../../src/postgres/connect.js';
 import { createPgDevices } from '../../src/postgres/devices.js';
 import { PgIngest } from '../../src/postgres/ingest.js';
 import { watchDeviceSecrets } from '../../src/postgres/secrets.js';
+import { exited, launchTsx, stop as stopChild } from '../helpers/child-process.js';
 import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
@@ -102,5 +104,44 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
       }
     }, { what: 'PostgreSQL back' });
     await waitFor(() => seen.at(-1)!.has('OWN-2') && seen.at(-1)!.has('OWN-1'), { what: 'both secrets after the restart', timeoutMs: 15_000 });
+  });
+
+  it('stores every frame exactly once while instances are killed (kill -9) at random moments and restarted', { timeout: 120_000 }, async () => {
+    const [pool] = await pg.database();
+    const db = (await pool!.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
+    const pgUrl = `postgres://postgres@127.0.0.1:${pg.server().port}/${db}`;
+    const { frames, records } = pressureFrames({ count: 20_000, devices: 40, secret });
+    await redis.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM');
+    const pipeline = redis.pipeline();
+    for (const f of frames) pipeline.xadd(STREAM, '*', 'frame', f);
+    await pipeline.exec();
+    const start = (name: string) => {
+      const child = launchTsx('test/helpers/pg-consumer-process.ts', [JSON.stringify({ redisUrl: redisServer.url, pgUrl, name, secretHex: secret.toString('hex'), claimIdleMs: 2000 })]);
+      const started = waitFor(() => child.stdout().includes('started'), { what: `instance ${name} started`, timeoutMs: 30_000 });
+      return { child, started };
+    };
+    let a = start('a');
+    const b = start('b');
+    open.push({ stop: async () => void (await Promise.all([stopChild(a.child.proc, { signal: 'SIGKILL' }), stopChild(b.child.proc, { signal: 'SIGKILL' })])) });
+    await Promise.all([a.started, b.started]);
+    const stored = async () => (await pool!.query<{ n: number }>('SELECT count(*) AS n FROM replay_fingerprints')).rows[0]!.n;
+    // Kill A mid-ingest three times, each once the store has passed a point (with a seeded jitter), restarting it each time.
+    const random = mulberry32(7);
+    const atKill: number[] = [];
+    for (const point of [1000, 7000, 13000]) {
+      const target = point + Math.floor(random() * 2000);
+      await waitFor(async () => (await stored()) >= target, { what: `${target} frames stored`, timeoutMs: 30_000, intervalMs: 5 });
+      a.child.proc.kill('SIGKILL');
+      await exited(a.child.proc);
+      atKill.push(await stored());
+      a = start('a');
+      await a.started;
+    }
+    // The kills fell while frames were still arriving.
+    expect(atKill.filter((n) => n < 20_000).length).toBeGreaterThanOrEqual(2);
+    await waitFor(async () => (await stored()) === 20_000 && (await pendingCount()) === 0, { what: 'every frame stored and acknowledged', timeoutMs: 60_000 });
+    expect((await pool!.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(records);
+    expect((await pool!.query('SELECT sum(frames)::bigint AS f, sum(records)::bigint AS r FROM devices')).rows[0]).toEqual({ f: 20_000, r: records });
+    expect(await redis.xlen(`${STREAM}:dead`)).toBe(0);
   });
 });
