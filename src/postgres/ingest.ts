@@ -6,6 +6,7 @@ import type { Reading } from '../ingest/reading.js';
 import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
 import type { DeviceActivity } from '../operational/devices.js';
 import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operational/record-batch.js';
+import { appendActivity } from './activity.js';
 import { inTransaction, type Pg, type PgClient } from './connect.js';
 import { createPgDeviceEvents, createPgDevices } from './devices.js';
 import { PgSeries, prepareReadings, REDELIVERY, REPLAY, storeReadings, type PgSegment, type PreparedReadings } from './readings.js';
@@ -32,9 +33,10 @@ interface Candidate {
  * that passed decoding and the claim check go in with their fingerprints (postgres/readings.ts:
  * a frame whose fingerprint is there already, from whichever instance, is a replay, or a
  * redelivery of the same stream entry), and with them, in the same transaction, what the stored
- * ones change: device activity, the owners' usage, device events, JSON readings and their
- * work-queue rows. So nothing is counted twice and nothing stored is left uncounted, whichever
- * instance dies when. Outcomes and reasons are the embedded pipeline's, unit for unit.
+ * ones change: device activity (appended, then folded into devices and the owners' usage by
+ * postgres/activity.ts, as the embedded side effects are a moment after the commit), device
+ * events, JSON readings and their work-queue rows. So nothing is counted twice and nothing stored
+ * is left uncounted, whichever instance dies when. Outcomes and reasons are the embedded pipeline's, unit for unit.
  */
 export class PgIngest {
   private readonly now: () => number;
@@ -160,7 +162,7 @@ export class PgIngest {
           await events.add({ sourceId: `event:${fp}`, deviceId: c.deviceId, payloadType: d!.payloadTypes[c.frame]!, ts: d!.timestamps[c.frame]!, body });
         }
       }
-      await this.countActivity(tx, [...activity.values()]);
+      await appendActivity(tx, [...activity.values()]);
       if (readings.length > 0) {
         const entryIds = options.entryIds ? readings.map((r) => options.entryIds![r.unit]) : undefined;
         const stored = await this.storeReadingsIn(tx, readings.map((r) => r.reading), json, { ...options, ...(entryIds ? { entryIds } : {}) });
@@ -220,51 +222,6 @@ export class PgIngest {
     const { rows } = await tx.query<{ fp: string }>('SELECT fp::text FROM replay_fingerprints WHERE fp = ANY($1::bigint[])', [keys]);
     const known = new Set(rows.map((r) => r.fp));
     return new Set(frames.filter((_, k) => known.has(keys[k]!)));
-  }
-
-  /**
-   * Device activity and each owner's usage, once per stored record: one statement for every device
-   * of the batch (in device order, so that instances updating the same devices lock them in one
-   * order), one for the owners' usage.
-   */
-  private async countActivity(tx: PgClient, activity: readonly DeviceActivity[]): Promise<void> {
-    if (activity.length === 0) return;
-    const merged = new Map<string, DeviceActivity>();
-    for (const a of activity) {
-      const m = merged.get(a.deviceId);
-      if (!m) merged.set(a.deviceId, { ...a });
-      else {
-        m.frames += a.frames;
-        m.records += a.records;
-        m.lastSeen = Math.max(m.lastSeen, a.lastSeen);
-        m.labId = a.labId ?? m.labId;
-        m.modelId = a.modelId ?? m.modelId;
-      }
-    }
-    const all = [...merged.values()];
-    const column = <K extends keyof DeviceActivity>(k: K) => all.map((a) => a[k]);
-    const { rows } = await tx.query<{ device_id: string; owner_id: string | null }>(
-      `INSERT INTO devices(device_id, created_at, model_id, lab_id, last_seen, frames, records)
-       SELECT a.device_id, $7, a.model_id, a.lab_id, a.last_seen, a.frames, a.records
-       FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::double precision[]) AS a(device_id, frames, records, lab_id, model_id, last_seen)
-       ORDER BY a.device_id
-       ON CONFLICT (device_id) DO UPDATE SET last_seen = greatest(coalesce(devices.last_seen, 0), excluded.last_seen), frames = devices.frames + excluded.frames,
-         records = devices.records + excluded.records, model_id = coalesce(devices.model_id, excluded.model_id), lab_id = coalesce(excluded.lab_id, devices.lab_id)
-       RETURNING device_id, owner_id`,
-      [column('deviceId'), column('frames'), column('records'), column('labId'), column('modelId'), column('lastSeen'), Math.floor(this.now())],
-    );
-    const usage = new Map<string, number>();
-    for (const r of rows) {
-      const n = merged.get(r.device_id)!.records;
-      if (r.owner_id != null && n > 0) usage.set(r.owner_id, (usage.get(r.owner_id) ?? 0) + n);
-    }
-    if (usage.size === 0) return;
-    const owners = [...usage.keys()].sort();
-    await tx.query(
-      `UPDATE billing SET usage = billing.usage + u.n, updated_at = $3
-       FROM (SELECT * FROM unnest($1::text[], $2::bigint[]) AS u(user_id, n) ORDER BY user_id) AS u WHERE billing.user_id = u.user_id`,
-      [owners, owners.map((o) => usage.get(o)!), Math.floor(this.now())],
-    );
   }
 
   /**
@@ -329,7 +286,7 @@ export class PgIngest {
     }
     const keep = readingsOf(prepared, readings, stored);
     if (keep.rseries.length > 0) await storeReadings(tx, keep);
-    await this.countActivity(tx, activity);
+    await appendActivity(tx, activity);
     return outcomes;
   }
 }

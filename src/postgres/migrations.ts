@@ -171,6 +171,21 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX telemetry_buffer_queue ON telemetry_buffer(id) WHERE queued;
   `,
+  /*
+   * 6: device activity as the ingest writes it: one row per device per batch, appended in the
+   * batch's transaction (no row that two instances' batches would both update), folded into
+   * devices and the owners' usage by one instance at a time (postgres/activity.ts).
+   */ `
+  CREATE TABLE device_activity (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id  text NOT NULL,
+    frames     bigint NOT NULL,
+    records    bigint NOT NULL,
+    lab_id     text,
+    model_id   integer,
+    last_seen  double precision NOT NULL
+  );
+  `,
 ];
 
 /** The schema version this build writes. */

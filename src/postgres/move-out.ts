@@ -7,6 +7,7 @@ import { PARTITION_TABLES, partitionOf } from '../analytics/partitions.js';
 import { ensureDataDir } from '../data-files.js';
 import { openOperationalDb } from '../operational/db.js';
 import { RecordBatchBuilder } from '../operational/record-batch.js';
+import { foldActivity } from './activity.js';
 import type { Pg } from './connect.js';
 import { appendSeries, partsOf } from './export.js';
 import { assertSame, duckChecks, sourceChecks, targetChecks, TABLES, type MoveReport } from './move-in.js';
@@ -26,6 +27,8 @@ const FETCH_ROWS = 50_000;
 export async function moveOut(pool: Pg, dataDir: string): Promise<MoveReport> {
   if (existsSync(dataDir) && readdirSync(dataDir).length > 0) throw new Error(`${dataDir} is not empty: move out into a new data dir`);
   ensureDataDir(dataDir);
+  // Activity appended by the ingest and not yet folded into the devices would not be in the copy.
+  while ((await foldActivity(pool, Date.now() / 1000)) === undefined) await new Promise((r) => setTimeout(r, 100));
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');

@@ -7,6 +7,7 @@ import { StreamConsumer } from '../../src/ingest/consumer.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { Pg } from '../../src/postgres/connect.js';
 import { createPgDevices } from '../../src/postgres/devices.js';
+import { foldActivity } from '../../src/postgres/activity.js';
 import { PgIngest } from '../../src/postgres/ingest.js';
 import { watchDeviceSecrets } from '../../src/postgres/secrets.js';
 import { exited, launchTsx, stop as stopChild } from '../helpers/child-process.js';
@@ -141,6 +142,7 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
     expect(atKill.filter((n) => n < 20_000).length).toBeGreaterThanOrEqual(2);
     await waitFor(async () => (await stored()) === 20_000 && (await pendingCount()) === 0, { what: 'every frame stored and acknowledged', timeoutMs: 60_000 });
     expect((await pool!.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(records);
+    await foldActivity(pool!, Date.now() / 1000);
     expect((await pool!.query('SELECT sum(frames)::bigint AS f, sum(records)::bigint AS r FROM devices')).rows[0]).toEqual({ f: 20_000, r: records });
     expect(await redis.xlen(`${STREAM}:dead`)).toBe(0);
   });

@@ -6,6 +6,7 @@ import type { CommitOptions, IngestUnit } from '../../src/ingest/pipeline.js';
 import { encodeFrame, pressurePayload } from '../../src/nanogridata/encoder.js';
 import { createPgAnalytics } from '../../src/postgres/analytics.js';
 import type { Pg } from '../../src/postgres/connect.js';
+import { foldActivity } from '../../src/postgres/activity.js';
 import { PgIngest } from '../../src/postgres/ingest.js';
 import { openPgStore } from '../../src/postgres/store.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -103,7 +104,8 @@ describe.skipIf(skipWithoutPostgres())('ingest into PostgreSQL (the shared mode)
     expect((await analytics.sensors()).sensors.map((s) => [s.sensor_id, s.count])).toEqual(
       (await t.service.analytics.sensors()).sensors.map((s) => [s.sensor_id, s.count]),
     );
-    // The embedded store counts device activity a moment after the commit (side effects, within 500 ms).
+    // Both count device activity a moment after the commit: the embedded side effects within 500 ms, the shared fold when it runs.
+    await foldActivity(pool!, NOW);
     await waitFor(() => (t.service.store.devices.get('P-3')?.frames ?? 0) > 0, { what: 'embedded device activity' });
     // Each store gave alice its own id: compared as owned or not.
     const device = (d: { created_at: number; owner_id: string | null } | undefined) => d && { ...d, created_at: 0, owner_id: d.owner_id !== null };
@@ -138,7 +140,9 @@ describe.skipIf(skipWithoutPostgres())('ingest into PostgreSQL (the shared mode)
     expect(all.filter((o) => o.ok && o.redelivery)).toHaveLength(200);
     expect(all.filter((o) => !o.ok)).toHaveLength(0);
     expect((await a!.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(total);
-    // Device activity counted once per stored frame, whichever instance stored it.
+    // Device activity counted once per stored frame, whichever instance stored it (folded by one of them).
+    await Promise.all([foldActivity(a!, NOW), foldActivity(b!, NOW)]);
+    await foldActivity(a!, NOW);
     expect((await a!.query('SELECT sum(frames)::bigint AS f, sum(records)::bigint AS r FROM devices')).rows[0]).toEqual({ f: 600, r: total });
     // The same frame in another entry (another tag) is a replay.
     const replayed = await ia.commit(await ia.prepare([{ kind: 'frame', bytes: frames[5]! }]), { source: 'stream', anonymous: true, tags: Int32Array.of(99_999) });
@@ -177,6 +181,8 @@ describe.skipIf(skipWithoutPostgres())('ingest into PostgreSQL (the shared mode)
     await expect(ingest.ingestReadings([r('B-1', 1), r('A-1', 5)], { source: 'http', owner: bob })).rejects.toMatchObject({ statusCode: 403 });
     expect(await store.devices.ownerOf('B-1')).toBeUndefined();
     expect((await pool!.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(2);
+    expect((await store.billing.get(alice))!.usage).toBe(0);
+    expect(await foldActivity(pool!, NOW)).toEqual({ devices: 2, records: 2 });
     expect((await store.billing.get(alice))!.usage).toBe(2);
     expect((await pool!.query('SELECT count(*) AS n FROM telemetry_buffer WHERE queued')).rows[0].n).toBe(2);
   });
