@@ -98,8 +98,9 @@ function tagOf(entryId: string, unit: number): number {
  * Nothing else is kept: a crash anywhere leaves the unacknowledged entries pending under this
  * consumer's name, and the next start reads them first (history, from '0'). A frame whose
  * fingerprint DuckDB stored under this same entry is a redelivery, only acknowledged; a JSON
- * reading finds its work-queue row by entry id. Entries of other consumers are never claimed
- * here: a second consumer in the group is refused (only the shared mode may share a group).
+ * reading finds its work-queue row by entry id. In the embedded mode entries of other consumers
+ * are never claimed: a second consumer in the group is refused. In the shared mode (claimIdleMs)
+ * the group has several consumers, and this one takes over entries idle on another (claimIdle).
  */
 export class StreamConsumer {
   private readonly cfg: IngestConfig;
