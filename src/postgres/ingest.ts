@@ -9,7 +9,7 @@ import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operation
 import { appendActivity } from './activity.js';
 import { inTransaction, type Pg, type PgClient } from './connect.js';
 import { createPgDeviceEvents, createPgDevices } from './devices.js';
-import { PgSeries, prepareReadings, REDELIVERY, REPLAY, storeReadings, type PgSegment, type PreparedReadings } from './readings.js';
+import { PgSeries, prepareReadings, REDELIVERY, REPLAY, storeReadings, withoutFrames, type PgSegment, type PreparedReadings } from './readings.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
 const PAYLOAD_TELEMETRY = 1;
@@ -127,17 +127,43 @@ export class PgIngest {
           }
         }
       }
-      // Sensors first seen in frames become devices now, before any claim could take them.
+      // Sensors first seen in frames become devices now, before any claim could take them. One that
+      // another instance claimed since the lookup above (its row appeared meanwhile) is held instead.
       const unsettled = [...new Set(candidates.map((c) => c.deviceId))].filter((id) => !this.settled.has(id));
+      const held = new Map<string, string>();
       if (unsettled.length > 0) {
-        await tx.query("INSERT INTO devices(device_id, created_at, origin) SELECT id, $2, 'frame' FROM unnest($1::text[]) AS id ORDER BY id ON CONFLICT (device_id) DO NOTHING", [unsettled, at]);
-        settledNow = unsettled;
+        const { rows: created } = await tx.query<{ device_id: string }>(
+          "INSERT INTO devices(device_id, created_at, origin) SELECT id, $2, 'frame' FROM unnest($1::text[]) AS id ORDER BY id ON CONFLICT (device_id) DO NOTHING RETURNING device_id",
+          [unsettled, at],
+        );
+        const made = new Set(created.map((r) => r.device_id));
+        const existing = unsettled.filter((id) => !made.has(id));
+        if (existing.length > 0) {
+          const { rows } = await tx.query<{ device_id: string; owner_id: string }>(
+            "SELECT device_id, owner_id FROM devices WHERE device_id = ANY($1::text[]) AND origin = 'claim' AND owner_id IS NOT NULL FOR SHARE",
+            [existing],
+          );
+          for (const r of rows) held.set(r.device_id, r.owner_id);
+        }
+        settledNow = unsettled.filter((id) => !held.has(id));
       }
-      const [verdicts] = segment ? await storeReadings(tx, prepared) : [];
+      const drop = new Set<string>();
+      if (held.size > 0) {
+        const view = new DataView(d!.fingerprints.buffer, d!.fingerprints.byteOffset, d!.fingerprints.byteLength);
+        for (const c of candidates) {
+          const claimant = held.get(c.deviceId);
+          if (claimant === undefined) continue;
+          drop.add(view.getBigInt64(c.frame * FINGERPRINT_BYTES, true).toString());
+          outcomes[c.unit] = { ok: false, reason: 'claim_conflict', detail: `sensor ${c.deviceId} is claimed by a user's JSON ingest: held for an admin` };
+          await devices.noteConflict(c.deviceId, claimant);
+        }
+      }
+      const [verdicts] = segment ? await storeReadings(tx, withoutFrames(prepared, drop)) : [];
       const activity = new Map<string, DeviceActivity>();
       const events = createPgDeviceEvents(tx);
       for (let k = 0; k < candidates.length; k++) {
         const c = candidates[k]!;
+        if (held.has(c.deviceId)) continue;
         const verdict = verdicts![k]!;
         if (verdict === REPLAY) {
           outcomes[c.unit] = { ok: false, reason: 'replay' };

@@ -145,6 +145,25 @@ export async function prepareReadings(series: PgSeries, segments: readonly PgSeg
   return out;
 }
 
+/** The prepared readings without the frames whose fingerprints are in `drop` (and their readings). */
+export function withoutFrames(p: PreparedReadings, drop: ReadonlySet<string>): PreparedReadings {
+  if (drop.size === 0) return p;
+  const keepFrame = p.fp.map((fp) => !drop.has(fp));
+  const keepReading = p.rfp.map((fp) => fp === null || !drop.has(fp));
+  const pick = <T>(column: T[], keep: boolean[]) => column.filter((_, i) => keep[i]);
+  return {
+    fp: pick(p.fp, keepFrame),
+    fts: pick(p.fts, keepFrame),
+    ftag: pick(p.ftag, keepFrame),
+    rfp: pick(p.rfp, keepReading),
+    rseries: pick(p.rseries, keepReading),
+    rts: pick(p.rts, keepReading),
+    rvalue: pick(p.rvalue, keepReading),
+    verdicts: p.verdicts,
+    frames: p.frames.filter((f) => !drop.has(f.fp)),
+  };
+}
+
 /**
  * Stores prepared readings in the caller's transaction, each frame's only if its fingerprint is
  * new: the fingerprints are inserted first (in key order, so that concurrent batches lock them in

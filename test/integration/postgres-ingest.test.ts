@@ -149,6 +149,32 @@ describe.skipIf(skipWithoutPostgres())('ingest into PostgreSQL (the shared mode)
     expect(replayed).toEqual([{ ok: false, reason: 'replay' }]);
   });
 
+  it("holds the frames of a sensor another instance claims while the batch is being stored (the claim's row appears under it)", async () => {
+    const [pool] = await pg.database();
+    const ingest = instance(pool!);
+    const store = openPgStore(pool!, { sessionTtlS: 3600 });
+    const alice = (await store.users.create({ username: 'alice', email: 'alice@example.com' })).id;
+    const units: IngestUnit[] = [{ kind: 'frame', bytes: frame('RACE-1', 1) }, { kind: 'frame', bytes: frame('OTHER-1', 2) }];
+    const prepared = await ingest.prepare(units);
+    // Another instance's claim of RACE-1, not yet committed when this batch looks its sensors up.
+    const other = await pool!.connect();
+    await other.query('BEGIN');
+    await other.query("INSERT INTO devices(device_id, owner_id, created_at, origin) VALUES ('RACE-1', $1, 0, 'claim')", [alice]);
+    const committing = ingest.commit(prepared, { source: 'http_frames' });
+    // The batch's transaction waits for the claim's row; then the claim commits.
+    await waitFor(async () => (await pool!.query("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).rows[0].n > 0, { what: 'the batch waiting for the claim' });
+    await other.query('COMMIT');
+    other.release();
+    const outcomes = await committing;
+    expect(outcomes[0]).toMatchObject({ ok: false, reason: 'claim_conflict' });
+    expect(outcomes[1]).toMatchObject({ ok: true });
+    expect((await store.devices.conflicts()).map((c) => [c.device_id, c.claimed_by, c.frames])).toEqual([['RACE-1', alice, 1]]);
+    expect((await createPgAnalytics(pool!, { maxExports: 1, timeoutMs: 10_000 }).sensors()).sensors.map((x) => x.sensor_id)).toEqual(['OTHER-1']);
+    // Held, not remembered: the same frame once the admin has settled the sensor is stored.
+    await store.devices.register({ deviceId: 'RACE-1', ownerId: alice });
+    expect(await ingest.commit(await ingest.prepare([units[0]!]), { source: 'http_frames' })).toEqual([{ ok: true, records: 2 }]);
+  });
+
   it('keeps the work queue of JSON readings as the embedded store does (unprocessed, mark-processed)', async () => {
     const t = await embedded();
     const [pool] = await pg.database();
