@@ -69,9 +69,10 @@ export class PgSeries {
   private async create(rows: SeriesKey[]): Promise<void> {
     const column = (k: number) => rows.map((v) => v[k]);
     // DO UPDATE (a no-op) rather than DO NOTHING: RETURNING then gives the id of a series that exists.
+    // In key order, so that two instances creating overlapping series lock them in one order (no deadlock).
     const { rows: made } = await this.pool.query<{ series: number; sensor_id: string; metric: string; unit: string; lab_id: string | null; model_id: number | null; source: string }>(
       `INSERT INTO series(sensor_id, metric, unit, lab_id, model_id, source)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[])
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[]) ORDER BY 1, 2, 3, 4, 5, 6
        ON CONFLICT ON CONSTRAINT series_key DO UPDATE SET sensor_id = excluded.sensor_id
        RETURNING series, sensor_id, metric, unit, lab_id, model_id, source`,
       [column(0), column(1), column(2), column(3), column(4), column(5)],

@@ -158,7 +158,8 @@ describe('Redis stream ingest', () => {
     expect(t.service.consumer?.status().consumer).toBe('c1');
   });
 
-  it('reconnects after a Redis restart and loses nothing', async () => {
+  // Its own budget: a restart and the consumer's reconnection backoff (up to 5 s) on a loaded machine.
+  it('reconnects after a Redis restart and loses nothing', { timeout: 60_000 }, async () => {
     await redisServer.stop();
     redisServer = await startRedis({ appendonly: true });
     redis.disconnect();

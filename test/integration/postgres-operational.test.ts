@@ -25,17 +25,23 @@ async function answer<T>(call: () => T | Promise<T>): Promise<T | { status: numb
   }
 }
 
-/** UUIDs, tokens and ISO times replaced by placeholders numbered by first appearance, so that two stores' answers compare. */
+/**
+ * UUIDs and tokens replaced by placeholders numbered by first appearance, and times the stores took
+ * from the clock (within a day of now) by one placeholder, so that two stores' answers compare
+ * whatever second each call fell in. Times the script set (years ago) stay as they are.
+ */
 function normalised(value: unknown): unknown {
   const seen = new Map<string, string>();
-  const pattern = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{4}-\d\d-\d\dT[\d:.]+Z|[A-Za-z0-9_-]{43})$/;
+  const now = Date.now();
+  const identity = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9_-]{43})$/;
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') {
-      const m = pattern.exec(v);
-      if (!m) return v.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (id) => walk(id) as string);
+      if (/^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(v)) return Math.abs(Date.parse(v) - now) < 86_400_000 ? '<now>' : v;
+      if (!identity.test(v)) return v.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (id) => walk(id) as string);
       if (!seen.has(v)) seen.set(v, `<${seen.size}>`);
       return seen.get(v);
     }
+    if (typeof v === 'number' && Math.abs(v * 1000 - now) < 86_400_000) return '<now>';
     if (Array.isArray(v)) return v.map(walk);
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     return v;
