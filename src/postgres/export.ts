@@ -6,7 +6,7 @@ import { PARTITIONS, PARTITION_TABLES, partitionOf } from '../analytics/partitio
 import { SCHEMA } from '../analytics/schema.js';
 import type { ExportFile, ExportRequest } from '../analytics/types.js';
 import { UnavailableError } from '../errors.js';
-import type { Pg } from './connect.js';
+import { inTransaction, type Pg } from './connect.js';
 
 /** Readings fetched from PostgreSQL per round trip. */
 const FETCH_ROWS = 20_000;
@@ -39,7 +39,6 @@ export function pgExporter(pool: Pg, options: PgExportOptions) {
     running.set(id, state);
     // Spilled rows go beside the pipe, in the export's private temp directory (removed after it).
     const instance = await DuckDBInstance.create(':memory:', { memory_limit: options.memoryLimit ?? '256MB', threads: '1', temp_directory: dirname(path) });
-    const client = await pool.connect();
     try {
       const duck = (state.connection = await instance.connect());
       for (const statement of SCHEMA) await duck.run(statement);
@@ -48,27 +47,26 @@ export function pgExporter(pool: Pg, options: PgExportOptions) {
       if (series.size > 0) {
         await duck.run('BEGIN TRANSACTION');
         await appendSeries(duck, series.values());
-        await client.query('BEGIN READ ONLY');
-        const values: unknown[] = [[...series.keys()]];
-        const range: string[] = [];
-        if (request.start !== undefined) range.push(` AND ts >= to_timestamp($${values.push(request.start)})`);
-        if (request.end !== undefined) range.push(` AND ts <= to_timestamp($${values.push(request.end)})`);
-        await client.query(`DECLARE export NO SCROLL CURSOR FOR SELECT series, extract(epoch FROM ts)::float8, value FROM readings WHERE series = ANY($1::integer[])${range.join('')}`, values);
-        for (;;) {
-          if (state.cancelled) throw new Error('export cancelled');
-          const { rows } = await client.query<[number, number, number]>({ text: `FETCH ${FETCH_ROWS} FROM export`, rowMode: 'array' });
-          if (rows.length === 0) break;
-          for (const [p, part] of partsOf(rows, series)) await withAppender(duck, PARTITION_TABLES[p]!, (a) => appendReadings(a, [part]));
-        }
-        await client.query('COMMIT');
+        // A connection is held while the rows are read, not while the download streams.
+        await inTransaction(pool, async (client) => {
+          const values: unknown[] = [[...series.keys()]];
+          const range: string[] = [];
+          if (request.start !== undefined) range.push(` AND ts >= to_timestamp($${values.push(request.start)})`);
+          if (request.end !== undefined) range.push(` AND ts <= to_timestamp($${values.push(request.end)})`);
+          await client.query(`DECLARE export NO SCROLL CURSOR FOR SELECT series, extract(epoch FROM ts)::float8, value FROM readings WHERE series = ANY($1::integer[])${range.join('')}`, values);
+          for (;;) {
+            if (state.cancelled) throw new Error('export cancelled');
+            const { rows } = await client.query<[number, number, number]>({ text: `FETCH ${FETCH_ROWS} FROM export`, rowMode: 'array' });
+            if (rows.length === 0) break;
+            for (const [p, part] of partsOf(rows, series)) await withAppender(duck, PARTITION_TABLES[p]!, (a) => appendReadings(a, [part]));
+          }
+        });
         await duck.run('COMMIT');
       }
       if (state.cancelled) throw new Error('export cancelled');
       const { sql, values, types } = exportStatement(request, path);
       await duck.run(sql, values, types);
     } finally {
-      await client.query('ROLLBACK').catch(() => undefined);
-      client.release();
       state.connection?.closeSync();
       instance.closeSync();
       running.delete(id);
