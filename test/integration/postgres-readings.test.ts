@@ -138,7 +138,9 @@ describe.skipIf(skipWithoutPostgres())('readings on PostgreSQL', () => {
       expect(pgRows.length).toBe(rows.filter((r) => r.sensor_id !== 's-2' && r.metric === 'temperature').length);
       expect(pgRows).toEqual(duckRows);
 
-      // At most maxExports at once: a third, while two are being read, is refused with 503.
+      // At most maxExports at once: a third, while two are being read, is refused with 503. The two
+      // are made large enough (about 2 MB each) that their COPYs wait for a reader, whatever the buffers.
+      await store(pool!, new PgSeries(pool!), [segmentOf(generateRows({ count: 30_000, sensors: ['bulk-1', 'bulk-2'], seed: 9 }))]);
       const held = [await exporter.exportMeasurements({ format: 'ndjson' }), await exporter.exportMeasurements({ format: 'csv' })];
       await expect(exporter.exportMeasurements({ format: 'csv' })).rejects.toMatchObject({ statusCode: 503 });
       for (const file of held) file.stream.destroy();
