@@ -3,9 +3,10 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { pino, type Logger } from 'pino';
-import type { AnalyticsClient } from './analytics/client.js';
+import type { Caller } from './analytics/admission.js';
+import type { AnalyticsStore } from './analytics/types.js';
 import type { Config } from './config.js';
-import type { HealthMonitor } from './health.js';
+import type { Health } from './health.js';
 import { createAuth, type Auth } from './http/auth.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { frameworkErrors, registerErrorHandling } from './http/errors.js';
@@ -23,27 +24,41 @@ import { systemRoutes } from './http/routes/system.js';
 import { telemetryRoutes } from './http/routes/telemetry.js';
 import { usersRoutes } from './http/routes/users.js';
 import { zodValidatorCompiler } from './http/validation.js';
-import type { IngestPipeline } from './ingest/pipeline.js';
+import type { HttpIngest } from './ingest/http-ingest.js';
 import type { IngestStatus } from './ingest/status.js';
 import type { Manifest } from './backup/manifest.js';
 import type { Metrics } from './metrics.js';
-import type { OperationalStore } from './operational/store.js';
+import type { StoreOperations } from './operational/store.js';
 
 export interface AppDeps {
   config: Config;
   /** The admin bearer token in force (configured or generated). */
   adminToken: string;
-  store: OperationalStore;
-  analytics: AnalyticsClient;
-  pipeline: IngestPipeline;
+  store: StoreOperations;
+  /** The analytics store as one caller's requests use it (each caller has its share: analytics/admission.ts). */
+  analytics: { forCaller(caller: Caller): AnalyticsStore };
+  ingest: HttpIngest;
   metrics: Metrics;
-  /** State of the Redis consumer, the committer and the replay index, for /health and /status. */
-  ingestStatus: () => IngestStatus;
   /** Health evaluated in the background (/health answers from it at once). */
-  health: HealthMonitor;
-  /** Takes a backup of both stores into a directory (backup/take.ts), one at a time. */
+  health: { get(): Health };
+  /** What /health, /metrics and /status report about the stores and the ingest workers. */
+  facts: ServiceFacts;
+  /** Takes a backup of both stores into a directory (backup/take.ts), one at a time; the shared mode refuses (pg_dump). */
   backup: (dir: string) => Promise<Manifest>;
   logger?: Logger;
+}
+
+/** The figures of either mode's stores, for the system routes. */
+export interface ServiceFacts {
+  /** `engine` of /health and /status (the embedded one is the original's value). */
+  engine: string;
+  engines: { operational: string; analytics: string };
+  /** Bytes each store takes (files, or the database), by engine; also the `ocean_database_size_bytes` gauge. */
+  sizes(): Record<string, number>;
+  /** JSON readings kept (rows), not yet in analytics (unprocessed) and in the work queue (queued). */
+  buffer(): { rows: number; unprocessed: number; queued: number } | Promise<{ rows: number; unprocessed: number; queued: number }>;
+  /** State of the Redis consumer and the ingest workers. */
+  ingest(): IngestStatus;
 }
 
 /** What every route plugin receives. */

@@ -37,11 +37,21 @@ export interface IngestConfig {
   bufferRetentionS: number;
 }
 
+/** The shared mode (DATABASE_URL): several instances on one PostgreSQL. */
+export interface DatabaseConfig {
+  /** postgres://… (holds a password: never logged). */
+  url: string;
+  /** Connections this instance may hold. */
+  poolMax: number;
+}
+
 export interface Config {
   port: number;
   host: string;
   dataDir: string;
   redisUrl: string | undefined;
+  /** Set: the shared mode; unset: SQLite + DuckDB in dataDir. */
+  database: DatabaseConfig | undefined;
   adminToken: string | undefined;
   sessionTtlS: number;
   /** How long a credit change's Idempotency-Key (and its answer) is remembered. */
@@ -103,6 +113,12 @@ const scalars = {
     .string()
     .regex(/^rediss?:\/\/.+/, 'must look like redis://host:port')
     .optional(),
+  // The value is never quoted back in an error: it may hold a password.
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'must look like postgres://user:password@host:5432/database')
+    .optional(),
+  DATABASE_POOL_MAX: int(2, 1000).default(10),
   INGEST_STREAM: z.string().min(1).default('ocean:frames'),
   INGEST_GROUP: z.string().min(1).default('ocean-core'),
   DEAD_LETTER_STREAM: z.string().min(1).default('ocean:frames:dead'),
@@ -212,19 +228,21 @@ export function loadOpsConfig(env: Env): OpsConfig {
 }
 
 export function loadConfig(env: Env): Config {
-  // DATABASE_URL means "share one PostgreSQL between instances": running embedded while it is set
-  // would give each instance its own data, which is what its operator set it to avoid.
-  if ((env.DATABASE_URL ?? '') !== '') {
-    throw new ConfigError('DATABASE_URL', 'the shared mode (several instances on one PostgreSQL) is not switched on in this build; unset DATABASE_URL to run embedded (SQLite and DuckDB in DATA_DIR)');
-  }
   const v = <K extends keyof typeof scalars>(name: K) =>
     parseVar(env, name, scalars[name]) as z.output<(typeof scalars)[K]>;
+  const databaseUrl = v('DATABASE_URL');
+  const adminToken = v('ADMIN_TOKEN');
+  // Each instance would otherwise generate a token of its own into its own DATA_DIR: one service, one token.
+  if (databaseUrl !== undefined && adminToken === undefined) {
+    throw new ConfigError('ADMIN_TOKEN', 'is required with DATABASE_URL (every instance of the shared mode must accept the same token); make one with: openssl rand -hex 32');
+  }
   return {
     port: v('PORT'),
     host: v('HOST'),
     dataDir: v('DATA_DIR'),
     redisUrl: v('REDIS_URL'),
-    adminToken: v('ADMIN_TOKEN'),
+    database: databaseUrl === undefined ? undefined : { url: databaseUrl, poolMax: v('DATABASE_POOL_MAX') },
+    adminToken,
     sessionTtlS: v('SESSION_TTL_S'),
     idempotencyKeyTtlS: v('IDEMPOTENCY_KEY_TTL_S'),
     logLevel: v('LOG_LEVEL'),

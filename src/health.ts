@@ -1,9 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { AnalyticsClient } from './analytics/client.js';
 import type { IngestStatus } from './ingest/status.js';
 import type { Metrics } from './metrics.js';
-import type { OperationalStore } from './operational/store.js';
 
 /** Why the service is not fully well. Each has a gauge, `ocean_health_degraded{reason}`. */
 export const DEGRADED_REASONS = [
@@ -15,6 +13,7 @@ export const DEGRADED_REASONS = [
   'dead_letters_pending',
   'ingest_commit_failing',
   'disk_full',
+  'database_unreachable',
 ] as const;
 export type DegradedReason = (typeof DEGRADED_REASONS)[number];
 
@@ -22,7 +21,8 @@ export interface Health {
   /** healthy: all well; degraded: working, with reasons; unhealthy: a store is unusable (503). */
   status: 'healthy' | 'degraded' | 'unhealthy';
   reasons: DegradedReason[];
-  checks: { sqlite: 'ok' | 'unavailable'; duckdb: 'ok' | 'unavailable' };
+  /** Each store probe by name: sqlite and duckdb, or postgresql. */
+  checks: Record<string, 'ok' | 'unavailable'>;
   /** When this was evaluated. */
   at: string;
 }
@@ -44,33 +44,44 @@ export function degradedReasons(ingest: IngestStatus, disk: { free: number; tota
   if (c.redis_refusing_writes) reasons.push('redis_refusing_writes');
   if (c.redis_near_full) reasons.push('redis_near_maxmemory');
   if ((c.owed_dead_letters ?? 0) > 0) reasons.push('dead_letters_pending');
-  if (ingest.committer.failures > 0) reasons.push('ingest_commit_failing');
+  if ((ingest.committer?.failures ?? 0) > 0) reasons.push('ingest_commit_failing');
   if (disk && (disk.free < MIN_FREE_BYTES || disk.free < MIN_FREE_SHARE * disk.total)) reasons.push('disk_full');
   return reasons;
 }
 
+/** One store's check: a trivial statement on a connection of its own. */
+export interface StoreProbe {
+  /** Its key in `checks`, and the `engine` of its latency in ocean_database_query_duration_seconds. */
+  name: string;
+  check: () => unknown;
+  /**
+   * What the store being down makes the service: unhealthy (503: an embedded store is this
+   * instance's own), or degraded with a reason (the shared database: every instance shares it, so
+   * a load balancer gains nothing by taking this one out; ingest waits for it, nothing is lost).
+   */
+  whenDown: 'unhealthy' | DegradedReason;
+}
+
 /**
  * Evaluates health in the background every two seconds, so that /health answers at once from the
- * last evaluation and never waits behind user queries: DuckDB is probed on a connection of its
- * own, SQLite with a trivial statement, the disk with statfs.
+ * last evaluation and never waits behind user queries: each store is probed (StoreProbe), the
+ * disk with statfs.
  */
 export class HealthMonitor {
-  private current: Health = { status: 'healthy', reasons: [], checks: { sqlite: 'ok', duckdb: 'ok' }, at: new Date().toISOString() };
+  private current: Health;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private readonly sqlitePing;
 
   constructor(
     private readonly deps: {
-      store: OperationalStore;
-      analytics: AnalyticsClient;
+      probes: readonly StoreProbe[];
       ingestStatus: () => IngestStatus;
       dataDir: string;
       metrics: Metrics;
       logger: Logger;
     },
   ) {
-    this.sqlitePing = deps.store.db.prepare('SELECT 1');
+    this.current = { status: 'healthy', reasons: [], checks: Object.fromEntries(deps.probes.map((p) => [p.name, 'ok'])), at: new Date().toISOString() };
   }
 
   async start(): Promise<void> {
@@ -99,18 +110,22 @@ export class HealthMonitor {
   }
 
   private async run(): Promise<void> {
-    const { analytics, metrics } = this.deps;
-    const checks: Health['checks'] = { sqlite: 'ok', duckdb: 'ok' };
-    try {
-      this.sqlitePing.get();
-    } catch {
-      checks.sqlite = 'unavailable';
-    }
-    try {
-      await withTimeout(analytics.healthPing(), PROBE_TIMEOUT_MS);
-    } catch {
-      checks.duckdb = 'unavailable';
-    }
+    const { probes, metrics } = this.deps;
+    const checks: Health['checks'] = {};
+    const down: StoreProbe['whenDown'][] = [];
+    await Promise.all(
+      probes.map(async (probe) => {
+        const end = metrics.dbQueryDuration.startTimer({ engine: probe.name, op: 'health_ping' });
+        try {
+          await withTimeout(Promise.resolve().then(probe.check), PROBE_TIMEOUT_MS);
+          end();
+          checks[probe.name] = 'ok';
+        } catch {
+          checks[probe.name] = 'unavailable';
+          down.push(probe.whenDown);
+        }
+      }),
+    );
     let disk: { free: number; total: number } | null = null;
     try {
       const s = await statfs(this.deps.dataDir);
@@ -121,7 +136,8 @@ export class HealthMonitor {
       // statfs unsupported: no disk reason
     }
     const reasons = degradedReasons(this.deps.ingestStatus(), disk);
-    const usable = checks.sqlite === 'ok' && checks.duckdb === 'ok';
+    for (const d of down) if (d !== 'unhealthy' && !reasons.includes(d)) reasons.push(d);
+    const usable = !down.includes('unhealthy');
     const next: Health = { status: !usable ? 'unhealthy' : reasons.length > 0 ? 'degraded' : 'healthy', reasons, checks, at: new Date().toISOString() };
     for (const reason of DEGRADED_REASONS) metrics.healthDegraded.set({ reason }, reasons.includes(reason) ? 1 : 0);
     if (next.status !== this.current.status || next.reasons.join() !== this.current.reasons.join()) {

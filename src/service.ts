@@ -1,10 +1,11 @@
 import { Redis } from 'ioredis';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { resolveAdminToken } from './admin-token.js';
 import { AnalyticsClient } from './analytics/client.js';
-import { buildApp } from './app.js';
+import { buildApp, type ServiceFacts } from './app.js';
 import { singleBackup } from './backup/take.js';
 import type { Config } from './config.js';
 import { HealthMonitor } from './health.js';
@@ -12,6 +13,8 @@ import { Committer } from './ingest/committer.js';
 import { StreamConsumer } from './ingest/consumer.js';
 import { consumerNameOf } from './ingest/consumer-name.js';
 import { DecodePool } from './ingest/decode-pool.js';
+import { ingestFrameBody, ownerOption, type HttpIngest } from './ingest/http-ingest.js';
+import { IngestCoalescer } from './ingest/ingest-coalescer.js';
 import { applyEarlierActivity } from './ingest/device-activity.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { readingStreamPublisher } from './ingest/reading-streams.js';
@@ -50,6 +53,14 @@ export interface ServiceOptions {
   now?: () => number;
 }
 
+const fileSize = (path: string) => {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+};
+
 /** Expired sessions and idempotency keys, and work-queue rows past retention, are deleted this often. */
 const PURGE_MS = 60 * 1000;
 /** Seconds a fingerprint is remembered beyond the drift window. */
@@ -67,6 +78,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   const metrics = options.metrics ?? createMetrics();
   const adminToken = resolveAdminToken(config.adminToken, config.dataDir, logger);
   const sqlitePath = join(config.dataDir, 'ocean.db');
+  const duckdbPath = join(config.dataDir, 'analytics.duckdb');
   const store = openOperationalStore(sqlitePath, {
     sessionTtlS: config.sessionTtlS,
     idempotencyKeyTtlS: config.idempotencyKeyTtlS,
@@ -75,7 +87,7 @@ export async function openService(config: Config, options: ServiceOptions): Prom
   });
   // The DuckDB store opens in its worker thread on first use (start() or the first query).
   const analytics = new AnalyticsClient({
-    path: join(config.dataDir, 'analytics.duckdb'),
+    path: duckdbPath,
     memoryLimit: config.duckdb.memoryLimit,
     threads: config.duckdb.threads,
     queryTimeoutMs: config.duckdb.queryTimeoutMs,
@@ -124,13 +136,38 @@ export async function openService(config: Config, options: ServiceOptions): Prom
     committer: { ...committer.status(), backlog: committer.backlog() },
     replay: { frames: replay.size, bytes: replay.bytes },
   });
-  const health = new HealthMonitor({ store, analytics, ingestStatus, dataDir: config.dataDir, metrics, logger });
+  const sqlitePing = store.db.prepare('SELECT 1');
+  const health = new HealthMonitor({
+    probes: [
+      { name: 'sqlite', check: () => sqlitePing.get(), whenDown: 'unhealthy' },
+      // DuckDB on a connection of its own, never behind user queries.
+      { name: 'duckdb', check: () => analytics.healthPing(), whenDown: 'unhealthy' },
+    ],
+    ingestStatus,
+    dataDir: config.dataDir,
+    metrics,
+    logger,
+  });
+  const facts: ServiceFacts = {
+    engine: 'sqlite+duckdb',
+    engines: { operational: 'sqlite', analytics: 'duckdb' },
+    sizes: () => ({ sqlite: fileSize(sqlitePath) + fileSize(`${sqlitePath}-wal`), duckdb: fileSize(duckdbPath) + fileSize(`${duckdbPath}.wal`) }),
+    buffer: () => ({ ...store.buffer.counts(), unprocessed: committer.backlog() }),
+    ingest: ingestStatus,
+  };
+  // Single readings from concurrent requests share one SQLite transaction (group commit).
+  const coalescer = new IngestCoalescer(store, pipeline);
+  const ingest: HttpIngest = {
+    frames: (body, options) => ingestFrameBody(pipeline, body, options),
+    reading: async (reading, owner) => (await coalescer.submit([reading], owner))[0]!,
+    readings: async (readings, owner) => pipeline.ingestReadings(readings, { source: 'http', ...ownerOption(owner) }),
+  };
   const backup = singleBackup({
     mode: 'online',
     analytics: (path) => analytics.backupTo(path),
     operational: (path) => copyOperationalDbOffThread(sqlitePath, path),
   }, logger);
-  const app = await buildApp({ config, adminToken, store, analytics, pipeline, metrics, ingestStatus, health, backup, logger });
+  const app = await buildApp({ config, adminToken, store, analytics, ingest, metrics, health, facts, backup, logger });
 
   let purgeTimer: NodeJS.Timeout | undefined;
   let forgetTimer: NodeJS.Timeout | undefined;

@@ -1,4 +1,4 @@
-import { AppError, ForbiddenError } from '../errors.js';
+import { ForbiddenError } from '../errors.js';
 import { timed, type Metrics } from '../metrics.js';
 import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
 import type { IngestSource } from '../operational/buffer.js';
@@ -7,11 +7,9 @@ import type { OperationalStore } from '../operational/store.js';
 import type { CommitPart, Committer } from './committer.js';
 import { LATER, PASSED, reasonOf, type DecodedBatch } from './decode-batch.js';
 import type { DecodePool } from './decode-pool.js';
-import { framesResult, type FramesResult } from './frames-result.js';
 import type { Reading } from './reading.js';
 import { REDELIVERY, REPLAY, type ReplayIndex } from './replay-index.js';
 import type { Effects } from './side-effects.js';
-import { splitFrames } from './split-frames.js';
 
 /** Payload type 1: records go to analytics; other types are kept as device events. */
 const PAYLOAD_TELEMETRY = 1;
@@ -130,23 +128,8 @@ export class IngestPipeline {
         throw err;
       }
     }
-    this.countOutcomes(outcomes, options.source);
+    countOutcomes(this.options.metrics, outcomes, options.source);
     return outcomes;
-  }
-
-  /**
-   * A body of concatenated frames (HTTP). Each frame is its own message: an identical repeat is a
-   * replay. A body of more than `maxFrames` frames is refused whole (413) before any is decoded.
-   */
-  async ingestFrameBody(body: Buffer, options: { deviceId?: string | undefined; maxFrames: number }): Promise<FramesResult> {
-    const { frames, unreadable, tooMany } = splitFrames(body, options.maxFrames);
-    if (tooMany) {
-      throw new AppError('too_many_frames', 413, `the body holds more than ${options.maxFrames} frames: send at most ${options.maxFrames} per request`);
-    }
-    const { deviceId } = options;
-    const units: IngestUnit[] = frames.map((bytes) => ({ kind: 'frame', bytes, ...(deviceId !== undefined ? { deviceId } : {}) }));
-    if (unreadable) units.push({ kind: 'invalid', reason: unreadable.reason });
-    return framesResult(await this.ingest(units, { source: 'http_frames', maxBadMacs: MAX_BAD_MACS_PER_BODY }));
   }
 
   /** JSON readings (HTTP batch) in a transaction of their own: all stored, or none (403). */
@@ -195,9 +178,7 @@ export class IngestPipeline {
 
   /** After readings stored by storeReadings committed: metrics and the per-sensor streams. */
   readingsCommitted(readings: readonly Reading[], source: IngestSource): void {
-    const records = readings.reduce((n, r) => n + r.values.length, 0);
-    this.options.metrics.telemetryIngested.inc({ source }, readings.length);
-    this.options.metrics.recordsIngested.inc({ source }, records);
+    countReadings(this.options.metrics, readings, source);
     if (source === 'http') this.options.onReadingsStored?.(readings);
   }
 
@@ -330,26 +311,6 @@ export class IngestPipeline {
     return { outcomes, part, taken };
   }
 
-  private countOutcomes(outcomes: readonly UnitOutcome[], source: IngestSource): void {
-    const { metrics } = this.options;
-    let accepted = 0;
-    let records = 0;
-    // One increment per reason per batch, not per frame: a body of thousands of rejected frames
-    // would otherwise spend more on the counter than on refusing them.
-    const rejected = new Map<string, number>();
-    for (const o of outcomes) {
-      if (o.ok) {
-        if (o.redelivery || o.bufferId !== undefined) continue; // readings are counted when stored
-        accepted++;
-        records += o.records;
-      } else {
-        rejected.set(o.reason, (rejected.get(o.reason) ?? 0) + 1);
-      }
-    }
-    for (const [reason, n] of rejected) metrics.framesRejected.inc({ reason }, n);
-    metrics.telemetryIngested.inc({ source }, accepted);
-    metrics.recordsIngested.inc({ source }, records);
-  }
 }
 
 /** The packed records of the accepted telemetry frames (`keep`: ranges of record indexes, in order). */
@@ -393,4 +354,31 @@ export async function prepareUnits(decoder: DecodePool, units: readonly IngestUn
     ...(maxBadMacs !== undefined ? { maxBadMacs } : {}),
   });
   return { units, frameOf, decoded };
+}
+
+/** Accepted frames and their records, and rejections by reason, of one batch (either mode's pipeline). */
+export function countOutcomes(metrics: Metrics, outcomes: readonly UnitOutcome[], source: IngestSource): void {
+  let accepted = 0;
+  let records = 0;
+  // One increment per reason per batch, not per frame: a body of thousands of rejected frames
+  // would otherwise spend more on the counter than on refusing them.
+  const rejected = new Map<string, number>();
+  for (const o of outcomes) {
+    if (o.ok) {
+      if (o.redelivery || o.bufferId !== undefined) continue; // readings are counted when stored
+      accepted++;
+      records += o.records;
+    } else {
+      rejected.set(o.reason, (rejected.get(o.reason) ?? 0) + 1);
+    }
+  }
+  for (const [reason, n] of rejected) metrics.framesRejected.inc({ reason }, n);
+  metrics.telemetryIngested.inc({ source }, accepted);
+  metrics.recordsIngested.inc({ source }, records);
+}
+
+/** JSON readings stored (either mode). */
+export function countReadings(metrics: Metrics, readings: readonly Reading[], source: IngestSource): void {
+  metrics.telemetryIngested.inc({ source }, readings.length);
+  metrics.recordsIngested.inc({ source }, readings.reduce((n, r) => n + r.values.length, 0));
 }

@@ -29,10 +29,13 @@ export interface IngestStatus {
     /** Dead letters Redis has not accepted yet (their entries stay pending until it does). */
     owed_dead_letters?: number;
   };
-  committer: CommitterStatus & {
+  /** The embedded mode's committer (the shared mode commits in the batch's own transaction). */
+  committer?: CommitterStatus & {
     /** Work-queue readings not yet in analytics. */
     backlog: number;
   };
-  /** The in-process replay index: frames remembered and the memory it holds. */
-  replay: { frames: number; bytes: number };
+  /** The embedded mode's in-process replay index: frames remembered and the memory it holds. */
+  replay?: { frames: number; bytes: number };
+  /** The shared mode's connection pool: connections open, idle, and queries waiting for one. */
+  database?: { pool: { total: number; idle: number; waiting: number } };
 }

@@ -82,4 +82,7 @@ export interface StoreOperations {
   devices: EitherMode<Omit<Devices, 'pendingPurges' | 'purgeDone' | 'onPurgeQueued' | 'onSecretsChanged'>>;
   deviceEvents: EitherMode<DeviceEvents>;
   storeProfileAs: EitherMode<Pick<OperationalStore, 'storeProfileAs'>>['storeProfileAs'];
+  /** The JSON work queue as the admin reads and empties it. */
+  buffer: EitherMode<Pick<OperationalStore['buffer'], 'queued' | 'markProcessed'>>;
+  quarantine: EitherMode<Pick<OperationalStore['quarantine'], 'count' | 'list'>>;
 }

@@ -1,8 +1,9 @@
 import { ForbiddenError } from '../errors.js';
 import { LATER, PASSED, reasonOf } from '../ingest/decode-batch.js';
 import type { DecodePool } from '../ingest/decode-pool.js';
-import { prepareUnits, type CommitOptions, type IngestUnit, type PreparedBatch, type UnitOutcome } from '../ingest/pipeline.js';
+import { countOutcomes, countReadings, prepareUnits, type CommitOptions, type IngestUnit, type PreparedBatch, type UnitOutcome } from '../ingest/pipeline.js';
 import type { Reading } from '../ingest/reading.js';
+import type { Metrics } from '../metrics.js';
 import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
 import type { DeviceActivity } from '../operational/devices.js';
 import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operational/record-batch.js';
@@ -51,10 +52,16 @@ export class PgIngest {
       /** Unix seconds. */
       now?: () => number;
       maxSensorsPerUser?: number;
+      metrics?: Metrics;
     },
   ) {
     this.now = options.now ?? (() => Date.now() / 1000);
     this.series = new PgSeries(options.pool);
+  }
+
+  /** Decodes and stores a batch: one outcome per unit, in order. Throws when nothing of it could be stored. */
+  async ingest(units: readonly IngestUnit[], options: CommitOptions & { maxBadMacs?: number }): Promise<UnitOutcome[]> {
+    return this.commit(await this.prepare(units, options.maxBadMacs), options);
   }
 
   /** Decodes a batch's frames in the decode pool, off this thread. */
@@ -198,13 +205,24 @@ export class PgIngest {
     // Committed: these devices exist (made by frames or before), and a frame's device is never claimed after.
     if (this.settled.size + settledNow.length > MAX_SETTLED) this.settled.clear();
     for (const id of settledNow) this.settled.add(id);
+    this.count(outcomes, options.source, readings.filter((r) => outcomes[r.unit]!.ok && !(outcomes[r.unit] as { redelivery?: true }).redelivery).map((r) => r.reading));
     return outcomes;
   }
 
   /** JSON readings (HTTP) in a transaction of their own: all stored, or none (403 when a sensor is another's). */
   async ingestReadings(readings: readonly Reading[], options: CommitOptions): Promise<UnitOutcome[]> {
     const json = await this.prepareJson(readings, options.source);
-    return inTransaction(this.options.pool, (tx) => this.storeReadingsIn(tx, readings, json, options));
+    const outcomes = await inTransaction(this.options.pool, (tx) => this.storeReadingsIn(tx, readings, json, options));
+    this.count(outcomes, options.source, readings.filter((_, i) => outcomes[i]!.ok));
+    return outcomes;
+  }
+
+  /** The embedded pipeline's counters, for what this batch stored and refused. */
+  private count(outcomes: readonly UnitOutcome[], source: CommitOptions['source'], readings: readonly Reading[]): void {
+    const { metrics } = this.options;
+    if (!metrics) return;
+    countOutcomes(metrics, outcomes, source);
+    if (readings.length > 0) countReadings(metrics, readings, source);
   }
 
   /** Each reading's records, laid out for the statement (series resolved), one segment per reading. */

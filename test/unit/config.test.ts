@@ -36,12 +36,12 @@ describe('loadConfig', () => {
     ['REDIS_URL', 'localhost:6379'],
     ['ADMIN_TOKEN', 'tiny'],
     ['LOG_LEVEL', 'loud'],
-    // Not in this build yet: refused rather than ignored (each instance would keep its own data).
-    ['DATABASE_URL', 'postgres://ocean:pw@db.example:5432/ocean'],
+    ['DATABASE_URL', 'mysql://ocean:pw@db.example:3306/ocean'],
+    ['DATABASE_POOL_MAX', '1'],
   ])('refuses %s=%s with a ConfigError naming the variable', (variable, value) => {
     let thrown: unknown;
     try {
-      loadConfig({ [variable]: value });
+      loadConfig({ ADMIN_TOKEN: 'a'.repeat(32), DATABASE_URL: 'postgres://ocean:pw@db.example:5432/ocean', [variable]: value });
     } catch (err) {
       thrown = err;
     }
@@ -52,5 +52,20 @@ describe('loadConfig', () => {
     expect(err.message).not.toContain('\n');
     // A rejected secret or token is not echoed.
     if (/SECRET|TOKEN|DATABASE_URL/.test(variable)) expect(err.message).not.toContain(value);
+  });
+
+  it('DATABASE_URL switches on the shared mode, and then needs ADMIN_TOKEN (one token for every instance)', () => {
+    const url = 'postgres://ocean:s3cret-pw@db.example:5432/ocean';
+    expect(loadConfig({}).database).toBeUndefined();
+    expect(loadConfig({ DATABASE_URL: url, ADMIN_TOKEN: 'a'.repeat(32) }).database).toEqual({ url, poolMax: 10 });
+    let thrown: unknown;
+    try {
+      loadConfig({ DATABASE_URL: url });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).variable).toBe('ADMIN_TOKEN');
+    expect((thrown as ConfigError).message).not.toContain('s3cret');
   });
 });

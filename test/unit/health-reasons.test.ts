@@ -8,9 +8,9 @@ const well: IngestStatus = {
   replay: { frames: 100, bytes: 4096 },
 };
 const disk = { free: 10 * 1024 ** 3, total: 100 * 1024 ** 3 };
-const with_ = (patch: { consumer?: Partial<IngestStatus['consumer']>; committer?: Partial<IngestStatus['committer']> }): IngestStatus => ({
+const with_ = (patch: { consumer?: Partial<IngestStatus['consumer']>; committer?: Partial<NonNullable<IngestStatus['committer']>> }): IngestStatus => ({
   consumer: { ...well.consumer, ...patch.consumer },
-  committer: { ...well.committer, ...patch.committer },
+  committer: { ...well.committer!, ...patch.committer },
   replay: well.replay,
 });
 

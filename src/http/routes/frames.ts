@@ -87,7 +87,7 @@ export const framesRoutes: RoutePlugin = async (app, { deps }) => {
       if (!Buffer.isBuffer(body) || body.length === 0) {
         throw new BadRequestError('the body must be one or more Nanogridata frames sent as application/octet-stream');
       }
-      return deps.pipeline.ingestFrameBody(body, { deviceId: request.headers['x-device-id'], maxFrames: framesPerBody });
+      return deps.ingest.frames(body, { deviceId: request.headers['x-device-id'], maxFrames: framesPerBody });
     },
   );
 };

@@ -1,19 +1,8 @@
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import type { RoutePlugin } from '../../app.js';
 import { plainJsonSerializer } from '../plain-serializer.js';
 import { loadRedocBundle, REDOC_SCRIPT_URL, redocPage } from '../redoc.js';
 import { docsSchema, healthSchema, statusSchema } from '../schemas/system.js';
 
-const fileSize = (path: string) => {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-};
-
-const ENGINE = 'sqlite+duckdb';
 const ARCHITECTURE = 'ocean-core-ts';
 
 /**
@@ -31,29 +20,25 @@ export function endpointName(method: string, url: string): string {
 
 /** Health, metrics, status and the docs pages. None of them needs auth (status says more to the admin), and none scans a table. */
 export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => {
-  const { store, metrics, config } = deps;
-  const sqlitePath = join(config.dataDir, 'ocean.db');
-  const duckdbPath = join(config.dataDir, 'analytics.duckdb');
+  const { facts, metrics, config } = deps;
 
   const dbSizes = () => {
-    const sqlite = fileSize(sqlitePath) + fileSize(`${sqlitePath}-wal`);
-    const duckdb = fileSize(duckdbPath) + fileSize(`${duckdbPath}.wal`);
-    metrics.databaseSize.set({ engine: 'sqlite' }, sqlite);
-    metrics.databaseSize.set({ engine: 'duckdb' }, duckdb);
-    return { sqlite, duckdb };
+    const sizes = facts.sizes();
+    for (const [engine, bytes] of Object.entries(sizes)) metrics.databaseSize.set({ engine }, bytes);
+    return sizes;
   };
 
-  // /health is polled hard (load balancers, health checks): file sizes and the ingest state are
-  // taken at most every 250 ms; the work-queue counts stay exact (buffer.ts keeps them in memory
-  // and drops them on every counter write).
+  // /health is polled hard (load balancers, health checks): store sizes and the ingest state are
+  // taken at most every 250 ms; the work-queue counts stay exact (the embedded buffer keeps them
+  // in memory and drops them on every counter write).
   const HEALTH_FIGURES_MS = 250;
-  let figures: { at: number; sizes: { sqlite: number; duckdb: number }; ingest: ReturnType<typeof deps.ingestStatus> } | undefined;
-  const healthFigures = () => {
+  let figures: { at: number; sizes: Record<string, number>; ingest: ReturnType<typeof facts.ingest> } | undefined;
+  const healthFigures = async () => {
     const now = performance.now();
-    if (!figures || now - figures.at >= HEALTH_FIGURES_MS) figures = { at: now, sizes: dbSizes(), ingest: deps.ingestStatus() };
-    let buffer = { rows: 0, unprocessed: figures.ingest.committer.backlog, queued: 0 };
+    if (!figures || now - figures.at >= HEALTH_FIGURES_MS) figures = { at: now, sizes: dbSizes(), ingest: facts.ingest() };
+    let buffer = { rows: 0, unprocessed: 0, queued: 0 };
     try {
-      buffer = { ...buffer, ...store.buffer.counts() };
+      buffer = await facts.buffer();
     } catch {
       // reported by the checks
     }
@@ -75,15 +60,15 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
     async (_request, reply) => {
       // Evaluated in the background (health.ts): answering never waits for a store.
       const health = deps.health.get();
-      const { buffer, sizes, ingest } = healthFigures();
+      const { buffer, sizes, ingest } = await healthFigures();
       return reply.code(health.status === 'unhealthy' ? 503 : 200).send({
         status: health.status,
-        engine: ENGINE,
+        engine: facts.engine,
         architecture: ARCHITECTURE,
         // The original's field; one process on the embedded engines, no busy loops.
         cpu_mode: 'efficient',
         telemetry_buffer: buffer.rows,
-        db_size_mb: Math.round(((sizes.sqlite + sizes.duckdb) / 1048576) * 100) / 100,
+        db_size_mb: Math.round((Object.values(sizes).reduce((n, b) => n + b, 0) / 1048576) * 100) / 100,
         timestamp: new Date().toISOString(),
         checks: health.checks,
         reasons: health.reasons,
@@ -95,7 +80,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
   );
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_request, reply) => {
-    const { buffer } = healthFigures();
+    const { buffer } = await healthFigures();
     metrics.bufferRows.set({ state: 'total' }, buffer.rows);
     metrics.bufferRows.set({ state: 'unprocessed' }, buffer.unprocessed);
     metrics.bufferRows.set({ state: 'queued' }, buffer.queued);
@@ -115,11 +100,11 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
     },
     async (request) => {
       const memory = process.memoryUsage();
-      const { buffer } = healthFigures();
+      const { buffer } = await healthFigures();
       const open = {
         status: 'operational' as const,
         cpu_efficient: true,
-        engine: ENGINE,
+        engine: facts.engine,
         telemetry_buffer_size: buffer.rows,
         memory_usage_mb: Math.round((memory.rss / 1048576) * 10) / 10,
       };
@@ -127,12 +112,12 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
       if ((await auth.identify(request))?.kind !== 'admin') return open;
       return {
         ...open,
-        engines: { operational: 'sqlite', analytics: 'duckdb', stream: config.redisUrl ? 'redis' : 'disabled' },
+        engines: { ...facts.engines, stream: config.redisUrl ? 'redis' : 'disabled' },
         telemetry_buffer: buffer,
         heap_used_mb: Math.round((memory.heapUsed / 1048576) * 10) / 10,
         db_size_bytes: dbSizes(),
         uptime_s: Math.round(process.uptime()),
-        ingest: { ...deps.ingestStatus() },
+        ingest: { ...facts.ingest() },
         timestamp: new Date().toISOString(),
       };
     },

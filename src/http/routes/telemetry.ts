@@ -1,5 +1,4 @@
 import type { RoutePlugin } from '../../app.js';
-import { IngestCoalescer } from '../../ingest/ingest-coalescer.js';
 import type { Principal } from '../auth.js';
 import { plainJsonSerializer } from '../plain-serializer.js';
 import { errors } from '../schemas/common.js';
@@ -25,9 +24,7 @@ const isoNow = () => new Date().toISOString();
  * `mark-processed` names them.
  */
 export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
-  const { pipeline, store } = deps;
-  // Single readings from concurrent requests share one transaction (group commit).
-  const coalescer = new IngestCoalescer(store, pipeline);
+  const { ingest, store } = deps;
   const ownerOf = (p: Principal) => (p.kind === 'user' ? p.userId : undefined);
 
   app.post(
@@ -44,7 +41,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
     },
     async (request) => {
       const reading = request.body;
-      const [outcome] = await coalescer.submit([reading], ownerOf(request.principal!));
+      const outcome = await ingest.reading(reading, ownerOf(request.principal!));
       const stored = outcome as { ok: true; records: number; bufferId: number };
       return { id: stored.bufferId, sensor_id: reading.sensor_id, buffered: true as const, timestamp: isoNow(), status: 'accepted' as const, records: stored.records };
     },
@@ -62,8 +59,7 @@ export const telemetryRoutes: RoutePlugin = async (app, { deps, auth }) => {
       },
     },
     async (request) => {
-      const owner = ownerOf(request.principal!);
-      const outcomes = pipeline.ingestReadings(request.body, { source: 'http', ...(owner !== undefined ? { owner } : {}) });
+      const outcomes = await ingest.readings(request.body, ownerOf(request.principal!));
       const ids = outcomes.map((o) => (o as { bufferId: number }).bufferId);
       const records = outcomes.reduce((n, o) => n + (o.ok ? o.records : 0), 0);
       return { count: ids.length, ids, timestamp: isoNow(), status: 'accepted' as const, records };
