@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { openService } from './service.js';
+import { openSharedService } from './shared-service.js';
 
 /**
  * Every file the service creates is its user's alone (ocean.db holds device secrets): the engines
@@ -21,7 +22,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  const service = await openService(config, { logger });
+  // DATABASE_URL: the shared mode (several instances on one PostgreSQL); else the embedded stores in DATA_DIR.
+  const service = config.database ? await openSharedService(config, { logger }) : await openService(config, { logger });
   await service.start();
   await service.app.listen({ port: config.port, host: config.host });
 

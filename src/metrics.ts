@@ -141,9 +141,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         this.set(memoryLimit());
       },
     }),
+    databasePool: new Gauge({
+      name: 'ocean_database_pool_connections',
+      help: "The shared mode's PostgreSQL pool: connections open (total) and idle, and queries waiting for one",
+      labelNames: ['state'] as const,
+      registers,
+    }),
     databaseSize: new Gauge({
       name: 'ocean_database_size_bytes',
-      help: 'Size of the database files on disk, by engine',
+      help: 'Size of the database files on disk, by engine (the shared mode: the PostgreSQL database)',
       labelNames: ['engine'] as const,
       registers,
     }),

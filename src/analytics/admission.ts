@@ -1,4 +1,5 @@
 import { BusyError, QueryTimeoutError } from '../errors.js';
+import type { AnalyticsStore } from './types.js';
 
 /** Who asks (the key of its share: a user id, or `admin`) and when its request arrived (performance.now()). */
 export interface Caller {
@@ -158,4 +159,36 @@ export class Admission {
   private forget(key: string, share: Share): void {
     if (share.running === 0 && share.waiting === 0 && share.exports === 0) this.shares.delete(key);
   }
+}
+
+/**
+ * An analytics store whose calls wait their caller's turn: each query runs within its caller's
+ * share and the queue bounds, each export holds one of its caller's export slots until it ends.
+ * The embedded client admits on its own (it also hands the time left to its worker); this serves a
+ * store that has none (the shared mode's PostgreSQL, whose pool bounds the connections).
+ */
+export function admitted(store: AnalyticsStore, admission: Admission): { forCaller(caller: Caller): AnalyticsStore } {
+  return {
+    forCaller(caller) {
+      const query = <T>(fn: () => Promise<T>) => admission.query(caller, fn);
+      return {
+        sensorStats: (sensorId, filter) => query(() => store.sensorStats(sensorId, filter)),
+        timeseries: (sensorId, options) => query(() => store.timeseries(sensorId, options)),
+        anomalies: (sensorId, options) => query(() => store.anomalies(sensorId, options)),
+        compare: (sensorIds, filter) => query(() => store.compare(sensorIds, filter)),
+        sensors: (options) => query(() => store.sensors(options)),
+        exportMeasurements: async (request) => {
+          const release = admission.exportSlot(caller);
+          try {
+            const file = await store.exportMeasurements(request);
+            void file.finished.then(release, release);
+            return file;
+          } catch (err) {
+            release();
+            throw err;
+          }
+        },
+      };
+    },
+  };
 }

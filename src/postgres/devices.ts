@@ -38,7 +38,13 @@ export function createPgDevices(db: Queryable, options: { maxSensorsPerUser?: nu
           await tx.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userId]);
         }
         const made = await tx.query("INSERT INTO devices(device_id, owner_id, created_at, origin) VALUES ($1, $2, $3, 'claim') ON CONFLICT (device_id) DO NOTHING", [id, userId, now]);
-        if (made.rowCount !== 1) return id;
+        if (made.rowCount !== 1) {
+          // Made meanwhile by a transaction that committed first (READ COMMITTED: this statement sees it):
+          // the same user's concurrent first reading of the sensor is no conflict.
+          const owner = (await tx.query<{ owner_id: string | null }>('SELECT owner_id FROM devices WHERE device_id = $1', [id])).rows[0]?.owner_id;
+          if (owner !== userId) return id;
+          continue;
+        }
         claimed++;
       }
       if (claimed > 0) {

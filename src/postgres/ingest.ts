@@ -121,6 +121,7 @@ export class PgIngest {
     const json = await this.prepareJson(readings.map((r) => r.reading), options.source);
     const at = Math.floor(this.now());
     let settledNow: string[] = [];
+    const end = this.options.metrics?.commitDuration.startTimer();
     await inTransaction(this.options.pool, async (tx) => {
       const devices = createPgDevices(tx, this.deviceOptions());
       // Frames refused after decoding: a replay says so first; a held frame is counted for the admin.
@@ -202,6 +203,7 @@ export class PgIngest {
         stored.forEach((o, k) => (outcomes[readings[k]!.unit] = o));
       }
     });
+    end?.();
     // Committed: these devices exist (made by frames or before), and a frame's device is never claimed after.
     if (this.settled.size + settledNow.length > MAX_SETTLED) this.settled.clear();
     for (const id of settledNow) this.settled.add(id);

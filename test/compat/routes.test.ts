@@ -1,6 +1,6 @@
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commitRows, type MeasurementRow } from '../helpers/measurements.js';
+import type { MeasurementRow } from '../helpers/measurements.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 import { COMPARISON_ENTRY, CONTRACT, type Shape } from './contract.js';
@@ -72,7 +72,7 @@ describe('compatibility with the original API', () => {
       rows.push(row('my sensor', 'v', BASE + i * 60, 5));
     }
     rows.push(row('T-1', 'temperature', BASE + 30 * 60, 95));
-    await commitRows(t.service.analytics, rows);
+    await t.seed(rows);
   });
   afterAll(() => t.close());
 
@@ -297,7 +297,7 @@ describe('compatibility with the original API', () => {
     it('profiles: storing one for a sensor nobody owns claims it for the caller', async () => {
       const u = await newUser();
       expectAnswer(await json('POST', '/api/ocean/profiles/store', { profile_id: `claim-${u.id}`, sensor_id: `unclaimed ${u.id}`, metadata: {} }, u.auth), 'POST', '/api/ocean/profiles/store');
-      expect(t.service.store.devices.ownerOf(`unclaimed ${u.id}`)).toBe(u.id);
+      expect(await t.store.devices.ownerOf(`unclaimed ${u.id}`)).toBe(u.id);
       expectAnswer(await raw('GET', `/api/ocean/analytics/sensor/${encodeURIComponent(`unclaimed ${u.id}`)}/stats`, { headers: u.auth }), 'GET', '/api/ocean/analytics/sensor/{sensor_id}/stats');
       expectTextError(await raw('GET', `/api/ocean/analytics/sensor/${encodeURIComponent(`unclaimed ${u.id}`)}/stats`, { headers: bob.auth }), 403);
     });
@@ -395,7 +395,7 @@ describe('compatibility with the original API', () => {
       const sent = ['{"temperature": 21.5}', 'door open', '7'];
       const ids: number[] = [];
       for (const data of sent) ids.push((await json('POST', '/api/ocean/telemetry/ingest', { sensor_id: sensor, data }, u.auth)).json().id);
-      await t.service.committer.whenIdle();
+      await t.settle();
       const queue = await raw('GET', '/api/ocean/telemetry/unprocessed?limit=10000', { headers: t.admin, contentType: 'application/json', body: '' });
       expectAnswer(queue, 'GET', '/api/ocean/telemetry/unprocessed');
       const mine = queue.json().data.filter((r: { sensor_id: string }) => r.sensor_id === sensor);

@@ -29,7 +29,12 @@ export interface Committer {
  * per run of rows with the same source, in one commit with whatever else `request` carries.
  */
 export function commitRows(store: Committer, rows: readonly MeasurementRow[], request: Omit<CommitRequest, 'segments'> = {}): Promise<CommitResult> {
-  const segments: CommitRequest['segments'] = [];
+  return store.commit({ ...request, segments: segmentsOf(rows) });
+}
+
+/** The rows as packed records, one segment per run of rows with the same source. */
+export function segmentsOf(rows: readonly MeasurementRow[]): Array<{ source: IngestSource; records: Uint8Array }> {
+  const segments: Array<{ source: IngestSource; records: Uint8Array }> = [];
   let builder: RecordBatchBuilder | undefined;
   let source: string | undefined;
   const close = () => {
@@ -45,7 +50,7 @@ export function commitRows(store: Committer, rows: readonly MeasurementRow[], re
     builder.add(r, r.lab_id, r.model_id);
   }
   close();
-  return store.commit({ ...request, segments });
+  return segments;
 }
 
 /** Measurements stored, counted with SQL on the view (optionally one sensor's). */

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { expectErrorShape } from '../helpers/error-shape.js';
-import { BASE_TS, commitRows, expectedAggregate, generateRows, iso, type MeasurementRow } from '../helpers/measurements.js';
+import { BASE_TS, expectedAggregate, generateRows, iso, type MeasurementRow } from '../helpers/measurements.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
 const near = (a: number, b: number) => expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(b)));
@@ -16,7 +16,7 @@ describe('HTTP analytics', () => {
   beforeAll(async () => {
     t = await createTestApp();
     rows = generateRows({ count: 4000, sensors: ['alice-1', 'alice-2', 'bob-1', 'orphan'], seed: 11 });
-    await commitRows(t.service.analytics, rows);
+    await t.seed(rows);
     alice = await createUserWithSession(t, 'alice');
     bob = await createUserWithSession(t, 'bob');
     for (const [device_id, owner_id] of [

@@ -103,7 +103,7 @@ describe('HTTP users', () => {
     expect(ingest.statusCode).toBe(200);
     const { id } = ingest.json();
     expect(id).toBeGreaterThan(0);
-    expect(t.service.store.buffer.queued(10).map((r) => r.id)).toContain(id);
+    expect((await t.store.buffer.queued(10)).map((r) => r.id)).toContain(id);
   });
 
   it('lets a user read itself, refuses another user (403) and lets the admin read anyone', async () => {
