@@ -18,6 +18,10 @@ export interface PostgresServer {
   createDatabase(): Promise<string>;
   /** Stops (fast shutdown: committed work is kept) and starts again on the same port and directory. */
   restart(): Promise<void>;
+  /** Stops it (fast shutdown), until up(). */
+  down(): Promise<void>;
+  /** Starts it again after down(), on the same port and directory. */
+  up(): Promise<void>;
   /** Stops the server and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -134,6 +138,8 @@ export async function startPostgres(): Promise<PostgresServer> {
       await halt();
       await launch();
     },
+    down: halt,
+    up: launch,
     stop() {
       stopped ??= (async () => {
         await halt();

@@ -1,0 +1,92 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
+import { createUserWithSession } from '../helpers/sessions.js';
+
+/**
+ * Two instances of the service (DATABASE_URL) on one PostgreSQL, each its own app: what a user of
+ * one sees through the other. The store-level cases are in postgres-operational.test.ts; these go
+ * through HTTP, as clients do.
+ */
+describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one database', () => {
+  const pg = usePostgres();
+  const open: TestApp[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((t) => t.close()));
+  });
+  /** Two instances on a new database, started together (the schema is migrated once: advisory lock). */
+  const twoInstances = async (): Promise<[TestApp, TestApp]> => {
+    const url = await pg.server().createDatabase();
+    const apps = await Promise.all(['a', 'b'].map((name) => createTestApp({ env: { DATABASE_URL: url, INGEST_CONSUMER: name } })));
+    open.push(...apps);
+    return apps as [TestApp, TestApp];
+  };
+  const inject = (t: TestApp, method: 'GET' | 'POST', url: string, headers: Record<string, string>, payload?: object) =>
+    t.app.inject({ method, url: `/api/ocean${url}`, headers, ...(payload ? { payload } : {}) });
+
+  it('starts both on an empty database, migrating once; a session made through A validates through B, and B revoking it is refused by A at once', async () => {
+    const [a, b] = await twoInstances();
+    const { rows } = await a.shared!.pool.query('SELECT version FROM ocean_schema ORDER BY version');
+    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6]);
+    const alice = await createUserWithSession(a, 'alice');
+    expect((await inject(b, 'POST', '/sessions/validate', alice.auth)).statusCode).toBe(200);
+    expect((await inject(b, 'GET', `/users/${alice.id}`, alice.auth)).json().username).toBe('alice');
+    expect((await inject(b, 'POST', '/sessions/revoke', alice.auth)).statusCode).toBe(200);
+    expect((await inject(a, 'POST', '/sessions/validate', alice.auth)).statusCode).toBe(401);
+    expect((await inject(a, 'GET', `/users/${alice.id}`, alice.auth)).statusCode).toBe(401);
+  });
+
+  it('never takes credits below zero through both, the ledger summing to the balance; one username taken at once through both answers one 200 and one 409', async () => {
+    const [a, b] = await twoInstances();
+    const alice = await createUserWithSession(a, 'alice');
+    expect((await inject(a, 'POST', `/billing/${alice.id}/add-credits?amount=50`, a.admin)).statusCode).toBe(200);
+    const debits = await Promise.all(Array.from({ length: 80 }, (_, i) => inject(i % 2 ? a : b, 'POST', `/billing/${alice.id}/add-credits?amount=-1`, a.admin)));
+    expect(debits.filter((r) => r.statusCode === 200)).toHaveLength(50);
+    expect(debits.filter((r) => r.statusCode !== 200).map((r) => r.json().error)).toEqual(Array(30).fill('insufficient_credits'));
+    const billing = (await inject(b, 'GET', `/billing/${alice.id}`, alice.auth)).json();
+    expect(billing.credits).toBe(0);
+    const { rows } = await a.shared!.pool.query('SELECT coalesce(sum(delta), 0) AS total FROM billing_ledger WHERE user_id = $1', [alice.id]);
+    expect(Number(rows[0].total)).toBe(0);
+
+    const [one, two] = await Promise.all([a, b].map((t) => inject(t, 'POST', '/users', t.admin, { username: 'carol', email: `carol-${t === a ? 'a' : 'b'}@example.com` })));
+    expect([one!.statusCode, two!.statusCode].sort()).toEqual([200, 409]);
+  });
+
+  it('answers /health degraded (database_unreachable) and refuses ingest with 5xx while PostgreSQL is down, then recovers with nothing half-stored', async () => {
+    const [a] = await twoInstances();
+    const alice = await createUserWithSession(a, 'alice');
+    expect((await inject(a, 'POST', '/telemetry/ingest', alice.auth, { sensor_id: 's1', data: { v: 1 } })).statusCode).toBe(200);
+    await a.shared!.health.evaluate();
+    expect((await a.app.inject({ method: 'GET', url: '/health' })).json()).toMatchObject({ status: 'healthy', checks: { postgresql: 'ok' } });
+
+    const server = pg.server();
+    await server.down();
+    try {
+      await a.shared!.health.evaluate();
+      const health = await a.app.inject({ method: 'GET', url: '/health' });
+      expect(health.statusCode).toBe(200);
+      expect(health.json()).toMatchObject({ status: 'degraded', reasons: ['database_unreachable'], checks: { postgresql: 'unavailable' } });
+      const metrics = (await a.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toContain('ocean_health_degraded{reason="database_unreachable"} 1');
+      const refused = await inject(a, 'POST', '/telemetry/ingest', alice.auth, { sensor_id: 's1', data: { v: 2 } });
+      expect(refused.statusCode).toBeGreaterThanOrEqual(500);
+      expect(refused.body).not.toContain('accepted');
+    } finally {
+      await server.up();
+    }
+    await a.shared!.health.evaluate();
+    expect((await a.app.inject({ method: 'GET', url: '/health' })).json()).toMatchObject({ status: 'healthy', reasons: [] });
+    expect((await inject(a, 'POST', '/telemetry/ingest', alice.auth, { sensor_id: 's1', data: { v: 3 } })).statusCode).toBe(200);
+    expect(await a.count('s1')).toBe(2);
+    const metrics = (await a.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/ocean_database_pool_connections\{state="total"\} [1-9]/);
+    expect(metrics).toMatch(/ocean_database_query_duration_seconds_count\{engine="postgresql",op="health_ping"\} [1-9]/);
+  });
+
+  it('refuses the online backup with the way to back up PostgreSQL instead', async () => {
+    const [a] = await twoInstances();
+    const res = await inject(a, 'POST', '/admin/backup', a.admin, { dir: '/tmp/never-written' });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().detail).toContain('pg_dump');
+  });
+});
