@@ -72,7 +72,7 @@ interface Resolved {
 /** A project directory with the committed files and a .env: .env.example as it is, or filled in as a user would. */
 async function projectDir(fill: boolean): Promise<{ dir: string; env: Env; cleanup(): Promise<void> }> {
   const { path: dir, cleanup } = await makeTempDir('ocean-compose-');
-  for (const f of ['docker-compose-ultralight.yml', 'Dockerfile.ocean', 'prometheus.yml', 'alerts.yml', 'grafana']) {
+  for (const f of ['docker-compose-ultralight.yml', 'docker-compose-shared.yml', 'Dockerfile.ocean', 'prometheus.yml', 'prometheus-shared.yml', 'alerts.yml', 'grafana']) {
     cpSync(join(ROOT, f), join(dir, f), { recursive: true });
   }
   let text = read('.env.example');
@@ -89,17 +89,17 @@ async function projectDir(fill: boolean): Promise<{ dir: string; env: Env; clean
   return { dir, env, cleanup };
 }
 
-function runCompose(dir: string, args: string[]): string {
-  const r = spawnSync(compose!.command, [...compose!.args, '-f', 'docker-compose-ultralight.yml', ...args], { cwd: dir, encoding: 'utf8' });
+function runCompose(dir: string, args: string[], files = ['docker-compose-ultralight.yml']): string {
+  const r = spawnSync(compose!.command, [...compose!.args, ...files.flatMap((f) => ['-f', f]), ...args], { cwd: dir, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${compose!.command} ${[...compose!.args, ...args].join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
 
 /** The configuration as compose resolves it (.env interpolated, env_file merged), as JSON. */
-function resolve(dir: string): Resolved {
-  if (compose!.v2) return JSON.parse(runCompose(dir, ['--profile', 'demo', 'config', '--format', 'json'])) as Resolved;
+function resolve(dir: string, files?: string[]): Resolved {
+  if (compose!.v2) return JSON.parse(runCompose(dir, ['--profile', 'demo', 'config', '--format', 'json'], files)) as Resolved;
   // docker-compose 1 prints YAML only; it runs on python3-yaml, so that is there to read it.
-  const yaml = runCompose(dir, ['--profile', 'demo', 'config']);
+  const yaml = runCompose(dir, ['--profile', 'demo', 'config'], files);
   const r = spawnSync('python3', ['-c', 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'], { input: yaml, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cannot read docker-compose config output: ${r.stderr}`);
   return JSON.parse(r.stdout) as Resolved;
@@ -351,13 +351,58 @@ describe('Dockerfile.ocean', () => {
   });
 });
 
+describe.skipIf(skipCompose)('docker-compose-shared.yml on top of it (the shared mode)', () => {
+  const SHARED_FILES = ['docker-compose-ultralight.yml', 'docker-compose-shared.yml'];
+
+  it('runs two instances on one PostgreSQL that is not published, with one admin token, both scraped by Prometheus', async () => {
+    const p = await projectDir(true);
+    try {
+      const { services } = resolve(p.dir, SHARED_FILES);
+      const [a, b] = [services['ocean-core-8030']!, services['ocean-core-8031']!];
+      for (const [name, s] of [['ocean-core-8030', a], ['ocean-core-8031', b]] as const) {
+        const env = containerEnv(s);
+        expect(env.DATABASE_URL).toBe(`postgres://ocean:${p.env.POSTGRES_PASSWORD}@postgres:5432/ocean`);
+        expect(env.ADMIN_TOKEN).toBe(p.env.ADMIN_TOKEN);
+        expect(env.INGEST_CONSUMER).toBe(name);
+        expect(Object.keys(s.depends_on ?? {})).toEqual(expect.arrayContaining(['postgres', 'redis']));
+      }
+      // The second instance is the first with its own name, port and volume: the same settings reach both.
+      expect(Object.keys(b.environment ?? {}).sort()).toEqual(Object.keys(a.environment ?? {}).sort());
+      expect(published(b)).toEqual([{ hostIp: '0.0.0.0', port: 8031 }]);
+      expect(published(services.postgres!)).toEqual([]);
+      expect(mountTarget(services.prometheus!, 'prometheus-shared.yml')).toBe('/etc/prometheus/prometheus.yml');
+      expect(read('prometheus-shared.yml')).toContain("targets: ['ocean-core-8030:8030', 'ocean-core-8031:8031']");
+      // Everything else of prometheus.yml is the same (alerts, intervals).
+      const strip = (text: string) => text.split('\n').filter((l) => !l.startsWith('#') && !/targets:|deployment:/.test(l)).join('\n');
+      expect(strip(read('prometheus-shared.yml'))).toBe(strip(read('prometheus.yml')));
+    } finally {
+      await p.cleanup();
+    }
+  });
+
+  it("refuses to start PostgreSQL while POSTGRES_PASSWORD is still .env.example's placeholder", async () => {
+    const p = await projectDir(true);
+    try {
+      const pgService = resolve(p.dir, SHARED_FILES).services.postgres!;
+      const script = pgService.command![0]!.replace(/\$\$/g, '$').replace('exec docker-entrypoint.sh postgres', 'echo started');
+      const run = (password: string) => spawnSync('sh', ['-c', script], { env: { PATH: process.env.PATH, POSTGRES_PASSWORD: password }, encoding: 'utf8' });
+      const refused = run('replace-me');
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain('POSTGRES_PASSWORD');
+      expect(run('0123abcd').stdout).toContain('started');
+    } finally {
+      await p.cleanup();
+    }
+  });
+});
+
 describe('secrets and configuration files', () => {
   it('keeps .env out of git and documents it in .env.example', () => {
     const ignored = spawnSync('git', ['check-ignore', '-q', '.env'], { cwd: ROOT });
     if (ignored.error) expect(read('.gitignore').split('\n')).toContain('.env');
     else expect(ignored.status).toBe(0);
     const example = read('.env.example');
-    for (const name of ['ADMIN_TOKEN', 'NANOGRIDATA_SECRET_10', 'NANOGRIDATA_SECRET_20', 'NANOGRIDATA_SECRET_30', 'NANOGRIDATA_SECRET_40', 'NANOGRIDATA_SECRET_FF', 'REDIS_PASSWORD', 'GRAFANA_ADMIN_PASSWORD']) {
+    for (const name of ['ADMIN_TOKEN', 'NANOGRIDATA_SECRET_10', 'NANOGRIDATA_SECRET_20', 'NANOGRIDATA_SECRET_30', 'NANOGRIDATA_SECRET_40', 'NANOGRIDATA_SECRET_FF', 'REDIS_PASSWORD', 'GRAFANA_ADMIN_PASSWORD', 'POSTGRES_PASSWORD']) {
       expect(example).toMatch(new RegExp(`^${name}=`, 'm'));
     }
     expect(example).not.toMatch(/=[0-9a-fA-F]{32,}\s*$/m);
