@@ -9,6 +9,8 @@ import { defineConfig } from 'vitest/config';
 const MATRIX = [
   'test/compat/**/*.test.ts',
   ...['http-users', 'http-billing', 'http-telemetry', 'analytics-routes'].map((f) => `test/integration/${f}.test.ts`),
+  ...['http-sessions', 'http-metadata', 'http-devices', 'http-billing-idempotency'].map((f) => `test/integration/${f}.test.ts`),
+  ...['device-authority', 'error-bodies', 'status', 'user-sensor-limits', 'frames-limits'].map((f) => `test/integration/${f}.test.ts`),
 ];
 
 /** Debian's PostgreSQL server (postgresql package), as test/helpers/postgres-server.ts finds it. */

@@ -1,123 +1,135 @@
 /**
- * The shared mode's stream ingest (`npm run bench:pg-ingest`): instances sharing one consumer group
- * drain signed frames from a Redis stream into PostgreSQL as the mode runs it: the stream consumer
- * (read-ahead, group commit of its batches) committing through PgIngest (decode in the decode pool;
- * one transaction per batch: readings with their fingerprints, device activity, usage, dead letters
- * after). Not the HTTP service around it (the mode is not switched on yet).
+ * Stream ingest end to end through the built service (`npm run bench:pg-ingest`): signed frames in
+ * a Redis stream, drained by Ocean Core processes (dist/main.js, as `npm start` runs it) until every
+ * entry is acknowledged, which each does only after its batch is committed. In one run, on the same
+ * frames (levels 1 and 2, about three readings each, 1,000 devices):
  *
- * Runs, on the same frames (levels 1 and 2, about three readings each, 1,000 devices): a bare
- * XREADGROUP + XACK drain (the baseline), then 1 and 2 instances (child processes of this script,
- * started and warmed up on an empty stream; the frames are then added, and the time runs until the
- * last is stored). A private redis-server and PostgreSQL are started. Options: --frames N (default
- * 200000), --batch N (INGEST_BATCH_SIZE, default 1000), --cpu-prof DIR (profiles of the instances).
+ *   - the baseline: a bare XREADGROUP + XACK drain;
+ *   - one embedded instance (SQLite + DuckDB in a temp DATA_DIR);
+ *   - one and two instances of the shared mode (DATABASE_URL) on one PostgreSQL, one stream group.
+ *
+ * Each run starts its instances on an empty group position ($) and warms them up on one frame; then
+ * the group is moved back to the start of the stream and the clock runs until nothing is pending or
+ * undelivered. A private redis-server and PostgreSQL are started. Options: --frames N (default
+ * 200000), --batch N (INGEST_BATCH_SIZE, default 1000).
  */
-import { fork } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
-import { loadConfig, loadNanogridataConfig } from '../src/config.js';
-import { DecodePool } from '../src/ingest/decode-pool.js';
-import { openPostgres } from '../src/postgres/connect.js';
-import { migratePostgres } from '../src/postgres/migrations.js';
-import { PgIngest } from '../src/postgres/ingest.js';
-import { StreamConsumer } from '../src/ingest/consumer.js';
-import { createMetrics } from '../src/metrics.js';
+import { stop } from '../test/helpers/child-process.js';
 import { waitFor } from '../test/helpers/frames.js';
 import { startPostgres } from '../test/helpers/postgres-server.js';
-import { startRedis } from '../test/helpers/redis-server.js';
+import { freePort, startRedis } from '../test/helpers/redis-server.js';
+import { makeTempDir } from '../test/helpers/temp-dir.js';
 import { load, makeFrames } from './stream-frames.js';
 
 const { values } = parseArgs({
   options: {
     frames: { type: 'string', default: '200000' },
     batch: { type: 'string', default: '1000' },
-    worker: { type: 'string' },
-    'cpu-prof': { type: 'string' },
   },
 });
+const FRAMES = Number(values.frames);
 const BATCH = Number(values.batch);
+const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
 
 type Entries = Array<[Buffer, Buffer[]]>;
-const read = async (redis: Redis, stream: string, group: string, name: string): Promise<Entries> => {
-  const reply = (await redis.callBuffer('XREADGROUP', 'GROUP', group, name, 'COUNT', BATCH, 'STREAMS', stream, '>')) as Array<[Buffer, Entries]> | null;
-  return reply?.[0]?.[1] ?? [];
-};
 
-/** One instance as the shared mode will run it: the stream consumer (read-ahead, claims) committing through PgIngest. Runs until killed. */
-async function instance(args: { redisUrl: string; pgUrl: string; stream: string; name: string; secretHex: string }): Promise<void> {
-  const env = { NANOGRIDATA_SECRET_10: args.secretHex, INGEST_STREAM: args.stream, INGEST_GROUP: 'g', INGEST_BATCH_SIZE: String(BATCH) };
-  const consumer = new StreamConsumer({
-    redis: new Redis(args.redisUrl),
-    config: loadConfig(env).ingest,
-    consumerName: args.name,
-    pipeline: new PgIngest({ pool: openPostgres(args.pgUrl, { max: 4 }), decoder: new DecodePool(loadNanogridataConfig(env), pino({ level: 'silent' })) }),
-    metrics: createMetrics(),
-    logger: pino({ level: 'silent' }),
-    claimIdleMs: 30_000,
+/** The group's entries not yet delivered (lag) and delivered but not acknowledged (pending). */
+async function groupState(redis: Redis, stream: string): Promise<{ lag: number; pending: number }> {
+  const groups = (await redis.call('XINFO', 'GROUPS', stream)) as unknown[][];
+  const fields = new Map<string, unknown>();
+  for (let i = 0; i < groups[0]!.length; i += 2) fields.set(String(groups[0]![i]), groups[0]![i + 1]);
+  return { lag: Number(fields.get('lag')), pending: Number(fields.get('pending')) };
+}
+
+/** A service process on a free port, started until its consumer is connected. */
+async function startInstance(env: Record<string, string>): Promise<ChildProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), ADMIN_TOKEN, LOG_LEVEL: 'warn', INGEST_BATCH_SIZE: String(BATCH), ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
-  await consumer.start();
-  process.send?.('started');
+  await waitFor(
+    async () => {
+      try {
+        const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { ingest?: { consumer_connected?: boolean } };
+        return health.ingest?.consumer_connected === true;
+      } catch {
+        return false;
+      }
+    },
+    { what: 'the instance serving with its consumer connected', timeoutMs: 60_000, intervalMs: 100 },
+  );
+  return child;
 }
 
-if (values.worker) {
-  await instance(JSON.parse(values.worker) as Parameters<typeof instance>[0]);
-} else {
-  await main();
-}
+const redisServer = await startRedis();
+const pgServer = await startPostgres();
+const redis = new Redis(redisServer.url);
+const dirs: Array<{ cleanup(): Promise<void> }> = [];
+try {
+  const secret = Buffer.alloc(32, 7);
+  const { frames, records } = makeFrames(FRAMES, secret);
+  console.log(`${FRAMES.toLocaleString('en')} frames (${records.toLocaleString('en')} readings), batches of ${BATCH}; the service as built (dist/)`);
 
-async function main(): Promise<void> {
-  const FRAMES = Number(values.frames);
-  const redisServer = await startRedis();
-  const pgServer = await startPostgres();
-  const redis = new Redis(redisServer.url);
-  try {
-    const secret = Buffer.alloc(32, 7);
-    const { frames } = makeFrames(FRAMES, secret);
-    console.log(`${FRAMES.toLocaleString('en')} frames, batches of ${BATCH}`);
-
-    await load(redis, 'bare', frames);
-    await redis.xgroup('CREATE', 'bare', 'g', '0');
-    let t = performance.now();
-    for (;;) {
-      const entries = await read(redis, 'bare', 'g', 'c');
-      if (entries.length === 0) break;
-      await redis.xack('bare', 'g', ...entries.map(([id]) => id));
-    }
-    const bare = FRAMES / ((performance.now() - t) / 1000);
-    console.log(`baseline: bare XREADGROUP + XACK     ${bare.toFixed(0).padStart(8)} frames/s`);
-
-    for (const instances of [1, 2]) {
-      const stream = `frames-${instances}`;
-      const pgUrl = await pgServer.createDatabase();
-      const pool = openPostgres(pgUrl);
-      await migratePostgres(pool);
-      // The frames are in the stream before the instances start, behind the group's position ($):
-      // the instances start and warm up on one frame, then the group is moved back and the clock runs.
-      await load(redis, stream, frames.slice(1));
-      await redis.xgroup('CREATE', stream, 'g', '$');
-      // The instances start (and warm up) on an empty stream; then the frames are added and timed.
-      const children = Array.from({ length: instances }, (_, i) =>
-        fork(new URL(import.meta.url).pathname, ['--batch', String(BATCH), '--worker', JSON.stringify({ redisUrl: redisServer.url, pgUrl, stream, name: `i${i}`, secretHex: secret.toString('hex') })], {
-          execArgv: ['--import', 'tsx', ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [])],
-        }),
-      );
-      await Promise.all(children.map((c) => new Promise<void>((resolve) => c.once('message', () => resolve()))));
-      await load(redis, stream, frames.slice(0, 1));
-      await waitFor(async () => (await pool.query<{ n: number }>('SELECT count(*) AS n FROM replay_fingerprints')).rows[0]!.n === 1, { what: 'warm-up frame' });
-      t = performance.now();
-      await redis.xgroup('SETID', stream, 'g', '0');
-      await waitFor(async () => (await pool.query<{ n: number }>('SELECT count(*) AS n FROM replay_fingerprints')).rows[0]!.n === FRAMES, { what: 'every frame stored', timeoutMs: 600_000, intervalMs: 20 });
-      const seconds = (performance.now() - t) / 1000;
-      const n = FRAMES;
-      for (const c of children) c.kill('SIGTERM');
-      await pool.end();
-      console.log(
-        `${instances} instance${instances > 1 ? 's' : ' '} → PostgreSQL           ${(FRAMES / seconds).toFixed(0).padStart(8)} frames/s  (${(FRAMES / seconds / bare).toFixed(2)} × baseline; ${n.toLocaleString('en')} frames stored)`,
-      );
-    }
-  } finally {
-    redis.disconnect();
-    await pgServer.stop();
-    await redisServer.stop();
+  await load(redis, 'bare', frames);
+  await redis.xgroup('CREATE', 'bare', 'g', '0');
+  let t = performance.now();
+  for (;;) {
+    const reply = (await redis.callBuffer('XREADGROUP', 'GROUP', 'g', 'c', 'COUNT', BATCH, 'STREAMS', 'bare', '>')) as Array<[Buffer, Entries]> | null;
+    const entries = reply?.[0]?.[1] ?? [];
+    if (entries.length === 0) break;
+    await redis.xack('bare', 'g', ...entries.map(([id]) => id));
   }
+  const bare = FRAMES / ((performance.now() - t) / 1000);
+  console.log(`baseline: bare XREADGROUP + XACK        ${bare.toFixed(0).padStart(8)} frames/s`);
+
+  const runs: Array<{ name: string; instances: number; shared: boolean }> = [
+    { name: '1 embedded instance (SQLite + DuckDB)', instances: 1, shared: false },
+    { name: '1 instance, shared mode (PostgreSQL)', instances: 1, shared: true },
+    { name: '2 instances, shared mode (PostgreSQL)', instances: 2, shared: true },
+  ];
+  for (const run of runs) {
+    const stream = `frames-${run.instances}-${run.shared ? 'pg' : 'embedded'}`;
+    const databaseUrl = run.shared ? await pgServer.createDatabase() : undefined;
+    // The frames are in the stream before the instances start, behind the group's position ($).
+    await load(redis, stream, frames.slice(1));
+    await redis.xgroup('CREATE', stream, 'g', '$');
+    const children = await Promise.all(
+      Array.from({ length: run.instances }, async (_, i) => {
+        const dir = await makeTempDir('ocean-bench-');
+        dirs.push(dir);
+        return startInstance({
+          REDIS_URL: redisServer.url,
+          INGEST_STREAM: stream,
+          INGEST_GROUP: 'g',
+          INGEST_CONSUMER: `i${i}`,
+          DATA_DIR: dir.path,
+          NANOGRIDATA_SECRET_10: secret.toString('hex'),
+          ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+        });
+      }),
+    );
+    // Warm-up: one frame through; then every frame from the start of the stream (the warm-up frame again: a replay).
+    await load(redis, stream, frames.slice(0, 1));
+    await waitFor(async () => Object.values(await groupState(redis, stream)).every((n) => n === 0), { what: 'warm-up frame', timeoutMs: 60_000 });
+    t = performance.now();
+    await redis.xgroup('SETID', stream, 'g', '0');
+    await waitFor(
+      async () => {
+        const { lag, pending } = await groupState(redis, stream);
+        return lag === 0 && pending === 0;
+      },
+      { what: 'every entry acknowledged', timeoutMs: 600_000, intervalMs: 20 },
+    );
+    const seconds = (performance.now() - t) / 1000;
+    await Promise.all(children.map((c) => stop(c, { signal: 'SIGTERM' })));
+    console.log(`${run.name.padEnd(40)} ${(FRAMES / seconds).toFixed(0).padStart(8)} frames/s  (${(FRAMES / seconds / bare).toFixed(3)} × baseline)`);
+  }
+} finally {
+  redis.disconnect();
+  await pgServer.stop();
+  await redisServer.stop();
+  for (const d of dirs) await d.cleanup();
 }

@@ -62,7 +62,15 @@ export async function openSharedService(config: Config, options: ServiceOptions)
   const { userLimits } = config;
 
   const pool = openPostgres(database.url, { max: database.poolMax, statementTimeoutMs: config.duckdb.queryTimeoutMs });
-  const store = openPgStore(pool, { sessionTtlS: config.sessionTtlS, idempotencyKeyTtlS: config.idempotencyKeyTtlS, now, maxSensorsPerUser: userLimits.maxSensors });
+  let secrets: Awaited<ReturnType<typeof watchDeviceSecrets>> | undefined;
+  const store = openPgStore(pool, {
+    sessionTtlS: config.sessionTtlS,
+    idempotencyKeyTtlS: config.idempotencyKeyTtlS,
+    now,
+    maxSensorsPerUser: userLimits.maxSensors,
+    // This instance checks the next frame with a device's new secret (the others follow on the NOTIFY).
+    onSecretSet: async () => secrets?.reload(),
+  });
   const analytics = admitted(
     createPgAnalytics(pool, {
       maxExports: userLimits.exportsRunning,
@@ -155,7 +163,6 @@ export async function openSharedService(config: Config, options: ServiceOptions)
     timer.unref();
     timers.push(timer);
   };
-  let secrets: { close(): Promise<void> } | undefined;
   let closing: Promise<void> | undefined;
   return {
     app,

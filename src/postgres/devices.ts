@@ -17,7 +17,17 @@ export const SECRETS_CHANNEL = 'ocean_device_secrets';
  * `settled` remembers devices that are neither new nor claimed by JSON: that is for good (an admin
  * registration or a first frame never turns back into a claim), so it holds across instances.
  */
-export function createPgDevices(db: Queryable, options: { maxSensorsPerUser?: number } = {}) {
+export interface PgDevicesOptions {
+  maxSensorsPerUser?: number;
+  /**
+   * Called after a registration that sets a device's own secret has committed, and awaited before
+   * it answers: this instance's decoder takes the new secret at once, as the embedded store's does
+   * (the other instances follow on the NOTIFY).
+   */
+  onSecretSet?: () => Promise<void>;
+}
+
+export function createPgDevices(db: Queryable, options: PgDevicesOptions = {}) {
   const maxSensors = options.maxSensorsPerUser ?? Infinity;
   const settled = new Set<string>();
   const one = async <T extends object>(sql: string, values: unknown[]): Promise<T | undefined> => (await db.query<T>(sql, values)).rows[0];
@@ -88,6 +98,8 @@ export function createPgDevices(db: Queryable, options: { maxSensorsPerUser?: nu
         if (input.secret) await tx.query('SELECT pg_notify($1, $2)', [SECRETS_CHANNEL, input.deviceId]);
         return rows[0]!;
       });
+      // Committed whatever the reload does: should it fail, the NOTIFY (or the listener's reconnection) reloads.
+      if (input.secret) await options.onSecretSet?.().catch(() => undefined);
       settled.add(input.deviceId);
       return toDevice(row);
     },

@@ -16,9 +16,11 @@ export async function watchDeviceSecrets(
   url: string,
   apply: (secrets: ReadonlyMap<string, Buffer>) => void,
   logger: Logger,
-): Promise<{ close(): Promise<void> }> {
+): Promise<{ reload(): Promise<void>; close(): Promise<void> }> {
   const devices = createPgDevices(pool);
-  const reload = async () => apply(await devices.ownSecrets());
+  // One reload at a time, in order: a set read before a registration never replaces one read after it.
+  let last: Promise<void> = Promise.resolve();
+  const reload = () => (last = last.catch(() => undefined).then(async () => apply(await devices.ownSecrets())));
   let client: pg.Client | undefined;
   let closed = false;
   let backoff = 100;
@@ -54,6 +56,7 @@ export async function watchDeviceSecrets(
 
   await connect();
   return {
+    reload,
     async close() {
       closed = true;
       clearTimeout(timer);

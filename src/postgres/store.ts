@@ -13,6 +13,8 @@ export interface PgStoreOptions {
   /** Unix seconds (billing and its Idempotency-Keys); default the system clock. */
   now?: () => number;
   maxSensorsPerUser?: number;
+  /** After a device's own secret is set through this store, before the registration answers (postgres/devices.ts). */
+  onSecretSet?: () => Promise<void>;
 }
 
 /**
@@ -21,7 +23,10 @@ export interface PgStoreOptions {
  * PostgreSQL transaction.
  */
 export function openPgStore(pool: Pg, options: PgStoreOptions) {
-  const deviceOptions = options.maxSensorsPerUser === undefined ? {} : { maxSensorsPerUser: options.maxSensorsPerUser };
+  const deviceOptions = {
+    ...(options.maxSensorsPerUser === undefined ? {} : { maxSensorsPerUser: options.maxSensorsPerUser }),
+    ...(options.onSecretSet ? { onSecretSet: options.onSecretSet } : {}),
+  };
   return {
     users: createPgUsers(pool),
     sessions: createPgSessions(pool, { ttlS: options.sessionTtlS }),

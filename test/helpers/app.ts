@@ -91,7 +91,9 @@ export async function createTestApp(
     await service.close();
     if (!keepDir) await rm(dataDir, { recursive: true, force: true });
   };
-  const common = { config, dataDir, database, adminToken: TEST_ADMIN_TOKEN, admin: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } };
+  // The token in force: the configured one, or the one the embedded service generated (ADMIN_TOKEN empty).
+  const tokenOf = (adminToken: string) => ({ adminToken, admin: { authorization: `Bearer ${adminToken}` } });
+  const common = { config, dataDir, database };
 
   if (config.database) {
     const shared = await openSharedService(config, serviceOptions);
@@ -99,6 +101,7 @@ export async function createTestApp(
     const series = new PgSeries(shared.pool);
     return {
       ...common,
+      ...tokenOf(shared.adminToken),
       get service(): Service {
         throw new Error('this test reads the embedded service: it is not for the shared mode');
       },
@@ -134,6 +137,7 @@ export async function createTestApp(
   if (options.start ?? true) await service.start();
   return {
     ...common,
+    ...tokenOf(service.adminToken),
     service,
     shared: undefined,
     app: service.app,

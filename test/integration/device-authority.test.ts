@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { countMeasurements } from '../helpers/measurements.js';
 import { encodeFrame, pressurePayload } from '../../src/nanogridata/encoder.js';
 import { createSessions } from '../../src/operational/sessions.js';
+import { createPgSessions } from '../../src/postgres/sessions.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { PRESSURE_MODEL, pressureSecret, waitFor } from '../helpers/frames.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -53,10 +53,10 @@ describe('device authority', () => {
 
   const postFrames = (body: Buffer, headers: Record<string, string> = {}) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream', ...headers }, payload: body });
-  /** Readings of a sensor in DuckDB once the committer has caught up with everything stored. */
+  /** Readings of a sensor in analytics once everything stored has settled. */
   const storedFor = async (sensor: string) => {
-    await t.service.committer.whenIdle();
-    return countMeasurements(t.service.analytics, sensor);
+    await t.settle();
+    return t.count(sensor);
   };
   const ingestJson = (user: TestUser, sensor_id: string) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id, data: { v: 1 } } });
@@ -209,7 +209,7 @@ describe('device authority', () => {
       expectErrorShape(stats, 422, 'validation_error');
     }
     // Nothing was stored for OK-1 either (a batch is validated whole), and ordinary text stays fine.
-    expect(t.service.store.devices.get('OK-1')).toBeUndefined();
+    expect(await t.store.devices.get('OK-1')).toBeUndefined();
     const fine = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: alice.auth, payload: { sensor_id: 'Tank 3 / pH (ü)', data: '7' } });
     expect(fine.statusCode).toBe(200);
   });
@@ -223,7 +223,7 @@ describe('device authority', () => {
     const reading = (await redis.xadd(stream, '*', 'sensor_id', 'S\u200b1', 'data', '{"v":1}'))!;
     expect(await deadLetterOf(framed)).toBe('bad_payload');
     expect(await deadLetterOf(reading)).toBe('bad_reading');
-    for (const id of [...BAD, 'S\n1', 'S\u200b1']) expect(t.service.store.devices.get(id)).toBeUndefined();
+    for (const id of [...BAD, 'S\n1', 'S\u200b1']) expect(await t.store.devices.get(id)).toBeUndefined();
   });
 });
 
@@ -233,11 +233,19 @@ describe('session purge', () => {
     const t = await createTestApp({ start: true });
     try {
       const user = await createUserWithSession(t, 'alice');
-      createSessions(t.service.store.db, { ttlS: 60, now: () => now() - 7200 }).create(user.id, 'alice');
-      const count = () => (t.service.store.db.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n;
-      expect(count()).toBe(2);
+      // A session that expired two hours ago, written past the API (which opens live ones only).
+      const expired = { ttlS: 60, now: () => now() - 7200 };
+      if (t.shared) await createPgSessions(t.shared.pool, expired).create(user.id, 'alice');
+      else createSessions(t.service.store.db, expired).create(user.id, 'alice');
+      const count = async () =>
+        t.shared
+          ? (await t.shared.pool.query<{ n: number }>('SELECT count(*) AS n FROM sessions')).rows[0]!.n
+          : (t.service.store.db.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n;
+      expect(await count()).toBe(2);
       vi.advanceTimersByTime(10 * 60 * 1000);
-      expect(count()).toBe(1);
+      // The embedded purge is synchronous; the shared one is a query the timer started.
+      await waitFor(async () => (await count()) === 1, { what: 'the expired session purged' });
+      expect(await count()).toBe(1);
       expect((await t.app.inject({ method: 'GET', url: `/api/ocean/users/${user.id}`, headers: user.auth })).statusCode).toBe(200);
     } finally {
       vi.useRealTimers();

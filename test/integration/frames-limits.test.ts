@@ -180,7 +180,8 @@ describe('frames endpoint limits', () => {
     const tooMany = await postFrames(base, Buffer.concat(frames));
     expect(tooMany.status).toBe(413);
     expect(await tooMany.json()).toMatchObject({ statusCode: 413, error: 'too_many_frames', detail: expect.stringMatching(/more than 8 frames/) });
-    expect(t!.service.store.buffer.counts().rows).toBe(0);
+    expect((await t!.store.buffer.counts()).rows).toBe(0);
+    expect(await t!.count()).toBe(0);
     // At the limit the body is taken (its frames are new: the refused body stored nothing).
     expect(await (await postFrames(base, Buffer.concat(frames.slice(0, 8)))).json()).toMatchObject({ accepted: 8, rejected: [] });
   });

@@ -21,7 +21,7 @@ describe('HTTP devices', () => {
     expect(res.json()).toMatchObject({ device_id: 'ESP32-001', owner_id: alice.id, model_id: 16, lab_id: 'LAB-01', has_secret: true, frames: 0, records: 0, last_seen: null });
     expect(res.body).not.toContain(SECRET);
     expect(res.json()).not.toHaveProperty('secret');
-    expect(t.service.store.devices.secretOf('ESP32-001')).toEqual(Buffer.from(SECRET, 'hex'));
+    expect(await t.store.devices.secretOf('ESP32-001')).toEqual(Buffer.from(SECRET, 'hex'));
     const listed = await list(t.admin);
     expect(listed.body).not.toContain(SECRET);
   });
@@ -50,7 +50,7 @@ describe('HTTP devices', () => {
     expect((await register({ device_id: 'D1', owner_id: '999' })).statusCode).toBe(404);
     expect((await register({ device_id: 'D1' }, {})).statusCode).toBe(401);
     expect((await register({ device_id: 'D1' }, alice.auth)).statusCode).toBe(403);
-    expect(t.service.store.devices.get('D1')).toBeUndefined();
+    expect(await t.store.devices.get('D1')).toBeUndefined();
   });
 
   it('lists a user its own devices (also those claimed by ingest) and the admin all of them', async () => {
@@ -68,8 +68,8 @@ describe('HTTP devices', () => {
 
   it("shows a device's non-telemetry events to its owner and the admin only", async () => {
     await register({ device_id: 'A1', owner_id: alice.id });
-    t.service.store.deviceEvents.add({ sourceId: 'e1', deviceId: 'A1', payloadType: 3, ts: 1_767_225_600, body: { device_id: 'A1', alarm: 'door' } });
-    t.service.store.deviceEvents.add({ sourceId: 'e2', deviceId: 'A1', payloadType: 5, ts: 1_767_225_700, body: { device_id: 'A1', offset: 0.5 } });
+    await t.store.deviceEvents.add({ sourceId: 'e1', deviceId: 'A1', payloadType: 3, ts: 1_767_225_600, body: { device_id: 'A1', alarm: 'door' } });
+    await t.store.deviceEvents.add({ sourceId: 'e2', deviceId: 'A1', payloadType: 5, ts: 1_767_225_700, body: { device_id: 'A1', offset: 0.5 } });
     const res = await t.app.inject({ method: 'GET', url: '/api/ocean/devices/A1/events', headers: alice.auth });
     expect(res.statusCode).toBe(200);
     const body = res.json();

@@ -90,18 +90,18 @@ describe('HTTP metadata and profiles', () => {
     // A sensor the admin registered without an owner is nobody's to claim.
     await t.app.inject({ method: 'POST', url: '/api/ocean/devices', headers: t.admin, payload: { device_id: 'ownerless' } });
     expect((await storeProfile({ profile_id: 'p3', sensor_id: 'ownerless', metadata: {} }, alice.auth)).statusCode).toBe(403);
-    expect(t.service.store.devices.ownerOf('ownerless')).toBeNull();
+    expect(await t.store.devices.ownerOf('ownerless')).toBeNull();
     // The admin stores and reads anything, and claims nothing.
     expect((await storeProfile({ profile_id: 'p3', sensor_id: 'ownerless', metadata: {} }, t.admin)).statusCode).toBe(200);
     expect((await getProfile('p3', t.admin)).statusCode).toBe(200);
     expect((await storeProfile({ profile_id: 'p4', sensor_id: 'admin-only', metadata: {} }, t.admin)).statusCode).toBe(200);
-    expect(t.service.store.devices.ownerOf('admin-only')).toBeUndefined();
+    expect(await t.store.devices.ownerOf('admin-only')).toBeUndefined();
   });
 
   it('claims a sensor nobody owns yet for the user storing its profile, as a first ingest does', async () => {
-    expect(t.service.store.devices.ownerOf('fresh-sensor')).toBeUndefined();
+    expect(await t.store.devices.ownerOf('fresh-sensor')).toBeUndefined();
     expect((await storeProfile({ profile_id: 'p1', sensor_id: 'fresh-sensor', metadata: {} }, alice.auth)).statusCode).toBe(200);
-    expect(t.service.store.devices.ownerOf('fresh-sensor')).toBe(alice.id);
+    expect(await t.store.devices.ownerOf('fresh-sensor')).toBe(alice.id);
     // Now it is alice's: bob can neither profile it nor ingest into it; alice can.
     expect((await storeProfile({ profile_id: 'p2', sensor_id: 'fresh-sensor', metadata: {} }, bob.auth)).statusCode).toBe(403);
     expect((await ingest(bob, 'fresh-sensor')).statusCode).toBe(403);
@@ -113,7 +113,7 @@ describe('HTTP metadata and profiles', () => {
     await storeProfile({ profile_id: 'p1', sensor_id: 'alice-s1', metadata: {} }, alice.auth);
     // Bob repoints alice's profile at a new sensor: refused, and the new sensor stays unclaimed.
     expect((await storeProfile({ profile_id: 'p1', sensor_id: 'bob-new', metadata: {} }, bob.auth)).statusCode).toBe(403);
-    expect(t.service.store.devices.ownerOf('bob-new')).toBeUndefined();
+    expect(await t.store.devices.ownerOf('bob-new')).toBeUndefined();
   });
 
   it("answers a 403 on another user's profile without naming that user's sensor", async () => {

@@ -1,8 +1,9 @@
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSessions } from '../../src/operational/sessions.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createPgSessions } from '../../src/postgres/sessions.js';
+import { createTestApp, SHARED, type TestApp } from '../helpers/app.js';
 import { expectErrorShape } from '../helpers/error-shape.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
@@ -19,6 +20,9 @@ describe('HTTP sessions', () => {
 
   const create = (payload: object, headers: Record<string, string> = t.admin) =>
     t.app.inject({ method: 'POST', url: '/api/ocean/sessions/create', headers, payload });
+  /** Sessions of the test's store on a clock of the test's own (the service's sessions run on the wall clock). */
+  const sessionsAt = (ttlS: number, now: () => number) =>
+    SHARED ? createPgSessions(t.shared!.pool, { ttlS, now }) : createSessions(t.service.store.db, { ttlS, now });
   const validate = (opts: { url?: string; headers?: Record<string, string>; payload?: object }) =>
     t.app.inject({ method: 'POST', url: opts.url ?? '/api/ocean/sessions/validate', headers: opts.headers ?? {}, ...(opts.payload ? { payload: opts.payload } : {}) });
 
@@ -80,8 +84,8 @@ describe('HTTP sessions', () => {
 
   it('does not validate an expired session, nor use it for anything', async () => {
     // A session that expired an hour ago, written through the same store with a clock in the past.
-    const past = createSessions(t.service.store.db, { ttlS: 60, now: () => Math.floor(Date.now() / 1000) - 3600 });
-    const expired = past.create(alice.id, 'alice');
+    const past = sessionsAt(60, () => Math.floor(Date.now() / 1000) - 3600);
+    const expired = await past.create(alice.id, 'alice');
     const res = await validate({ payload: { token: expired.token } });
     expect(res.statusCode).toBe(401);
     const use = await t.app.inject({ method: 'GET', url: `/api/ocean/users/${alice.id}`, headers: { authorization: `Bearer ${expired.token}` } });
@@ -90,25 +94,28 @@ describe('HTTP sessions', () => {
 
   it('stops validating a session at its expiry second (short TTL)', async () => {
     let clock = Math.floor(Date.now() / 1000);
-    const sessions = createSessions(t.service.store.db, { ttlS: 60, now: () => clock });
-    const s = sessions.create(alice.id, 'alice');
+    const sessions = sessionsAt(60, () => clock);
+    const s = await sessions.create(alice.id, 'alice');
     expect((await validate({ payload: { token: s.token } })).statusCode).toBe(200);
     clock += 60;
-    expect(sessions.verify(s.token)).toBeNull();
+    expect(await sessions.verify(s.token)).toBeNull();
   });
 
   it('moves last_activity forward on validation, writing at most once a minute, and never echoes the token', async () => {
     let clock = Math.floor(Date.now() / 1000) - 600;
-    const sessions = createSessions(t.service.store.db, { ttlS: 3600, now: () => clock });
-    const s = sessions.create(alice.id, 'alice');
-    const stored = () => t.service.store.db.prepare('SELECT last_activity FROM sessions WHERE id = ?').pluck().get(s.session_id);
-    expect(stored()).toBe(clock);
+    const sessions = sessionsAt(3600, () => clock);
+    const s = await sessions.create(alice.id, 'alice');
+    const stored = async () =>
+      SHARED
+        ? (await t.shared!.pool.query('SELECT last_activity FROM sessions WHERE id = $1', [s.session_id])).rows[0].last_activity
+        : t.service.store.db.prepare('SELECT last_activity FROM sessions WHERE id = ?').pluck().get(s.session_id);
+    expect(await stored()).toBe(clock);
     clock += 59;
-    expect(sessions.verify(s.token)!.last_activity).toBe(clock - 59); // within the minute: no write
-    expect(stored()).toBe(clock - 59);
+    expect((await sessions.verify(s.token))!.last_activity).toBe(clock - 59); // within the minute: no write
+    expect(await stored()).toBe(clock - 59);
     clock += 1;
-    expect(sessions.verify(s.token)!.last_activity).toBe(clock);
-    expect(stored()).toBe(clock);
+    expect((await sessions.verify(s.token))!.last_activity).toBe(clock);
+    expect(await stored()).toBe(clock);
     // Through the API, with the real clock (ten minutes on): the answer shows the new time.
     const res = await validate({ payload: { token: s.token } });
     expect(res.statusCode).toBe(200);
@@ -144,24 +151,48 @@ describe('HTTP sessions', () => {
   });
 
   it('never writes a session token to the database files', async () => {
+    // Shared mode: PostgreSQL's WAL is the server's, shared by the run's databases; only what this test wrote is read.
+    const walStart = SHARED ? (await t.shared!.pool.query('SELECT pg_walfile_name(pg_current_wal_lsn()) AS f')).rows[0].f : '';
     const tokens = [alice.token];
     for (let i = 0; i < 10; i++) tokens.push((await create({ user_id: alice.id, username: 'alice' })).json().token);
     for (const token of tokens) expect((await validate({ payload: { token } })).statusCode).toBe(200);
-    const scan = () => {
-      const files = readdirSync(t.dataDir).filter((f) => f.startsWith('ocean.db'));
-      expect(files).toContain('ocean.db');
-      for (const f of files) {
-        const path = join(t.dataDir, f);
-        if (!existsSync(path)) continue;
-        const bytes = readFileSync(path);
+    const expectNoToken = (paths: string[]) => {
+      for (const path of paths) {
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(path);
+        } catch (err) {
+          // Removed meanwhile (a SQLite WAL after its checkpoint, a recycled WAL segment): it holds nothing any more.
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw err;
+        }
         for (const token of tokens) {
           expect(bytes.includes(Buffer.from(token))).toBe(false);
           expect(bytes.includes(Buffer.from(token, 'base64url'))).toBe(false);
         }
       }
     };
-    scan();
-    t.service.store.db.pragma('wal_checkpoint(TRUNCATE)');
-    scan();
+    const scan = async () => {
+      if (!SHARED) {
+        const files = readdirSync(t.dataDir).filter((f) => f.startsWith('ocean.db'));
+        expect(files).toContain('ocean.db');
+        return expectNoToken(files.map((f) => join(t.dataDir, f)));
+      }
+      // This database's directory (its tables and indexes) and the WAL segments written since the test began.
+      const { dir, db, sessions } = (
+        await t.shared!.pool.query(
+          "SELECT current_setting('data_directory') AS dir, (SELECT oid FROM pg_database WHERE datname = current_database()) AS db, pg_relation_filepath('sessions') AS sessions",
+        )
+      ).rows[0];
+      const base = readdirSync(join(dir, 'base', String(db))).map((f) => join(dir, 'base', String(db), f));
+      expect(base).toContain(join(dir, sessions));
+      const wal = readdirSync(join(dir, 'pg_wal')).filter((f) => /^[0-9A-F]{24}$/.test(f) && f >= walStart);
+      expect(wal.length).toBeGreaterThan(0);
+      expectNoToken([...base, ...wal.map((f) => join(dir, 'pg_wal', f))]);
+    };
+    await scan();
+    if (SHARED) await t.shared!.pool.query('CHECKPOINT');
+    else t.service.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    await scan();
   });
 });
