@@ -20,6 +20,41 @@ export function createPgSessions(db: Queryable, options: Omit<SessionsOptions, '
       ? db.query<{ session_id: string; user_id: string; revoked_at: number | null }>('SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE id = $1', [ref.sessionId])
       : db.query<{ session_id: string; user_id: string; revoked_at: number | null }>('SELECT id AS session_id, user_id, revoked_at FROM sessions WHERE token_hash = $1', [hashToken(ref.token)]);
 
+  /**
+   * Every request is checked against the database, none from a cache (a revocation through any
+   * instance holds at once); but the checks that arrive in one turn of the event loop go in one
+   * query, each answered from the database as it was after the request arrived. Under load that
+   * is one round trip for many requests (the round trip, not the lookup, is what costs).
+   */
+  let waiting: Array<{ hash: Buffer; resolve: (s: SessionInfo | null) => void; reject: (err: unknown) => void }> = [];
+  const verifyWaiting = async () => {
+    const group = waiting;
+    waiting = [];
+    const t = now();
+    try {
+      // A named statement: each connection parses and plans it once.
+      const { rows } = await db.query<SessionInfo & { token_hash: Buffer }>({
+        name: 'ocean_session_verify',
+        text: `SELECT s.token_hash, s.id AS session_id, s.user_id, u.username, s.created_at, s.expires_at, s.last_activity
+               FROM sessions s JOIN users u ON u.id = s.user_id
+               WHERE s.token_hash = ANY($1::bytea[]) AND s.revoked_at IS NULL AND s.expires_at > $2`,
+        values: [group.map((w) => w.hash), t],
+      });
+      const stale = rows.filter((r) => t - r.last_activity >= ACTIVITY_RESOLUTION_S);
+      if (stale.length > 0) {
+        await db.query('UPDATE sessions SET last_activity = $1 WHERE id = ANY($2::text[]) AND last_activity < $1', [t, stale.map((r) => r.session_id)]);
+        for (const r of stale) r.last_activity = t;
+      }
+      const byHash = new Map(rows.map(({ token_hash, ...session }) => [token_hash.toString('hex'), session]));
+      for (const w of group) {
+        const session = byHash.get(w.hash.toString('hex'));
+        w.resolve(session ? { ...session } : null);
+      }
+    } catch (err) {
+      for (const w of group) w.reject(err);
+    }
+  };
+
   return {
     /** Opens a session for an existing user whose username is `username`. */
     async create(userId: string, username: string): Promise<CreatedSession> {
@@ -40,23 +75,16 @@ export function createPgSessions(db: Queryable, options: Omit<SessionsOptions, '
       if (!user.inserted) throw new BadRequestError(`username does not match user ${userId}`, 'username_mismatch');
       return { session_id: sessionId, token, expires_at: new Date(expiresAt * 1000).toISOString() };
     },
-    /** The session a token stands for, or null when unknown, expired or revoked; moves last_activity forward once a minute. */
-    async verify(token: string, hash?: Buffer): Promise<SessionInfo | null> {
-      if (token.length !== TOKEN_LENGTH) return null;
-      const t = now();
-      const { rows } = await db.query<SessionInfo>(
-        `SELECT s.id AS session_id, s.user_id, u.username, s.created_at, s.expires_at, s.last_activity
-         FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,
-        [hash ?? hashToken(token), t],
-      );
-      const session = rows[0];
-      if (!session) return null;
-      if (t - session.last_activity >= ACTIVITY_RESOLUTION_S) {
-        await db.query('UPDATE sessions SET last_activity = $1 WHERE id = $2 AND last_activity < $1', [t, session.session_id]);
-        session.last_activity = t;
-      }
-      return session;
+    /**
+     * The session a token stands for, or null when unknown, expired or revoked; moves last_activity
+     * forward once a minute. Checks arriving together share one round trip (verifyNow).
+     */
+    verify(token: string, hash?: Buffer): Promise<SessionInfo | null> {
+      if (token.length !== TOKEN_LENGTH) return Promise.resolve(null);
+      return new Promise((resolve, reject) => {
+        if (waiting.length === 0) setImmediate(verifyWaiting);
+        waiting.push({ hash: hash ?? hashToken(token), resolve, reject });
+      });
     },
     /** Who a session belongs to (whatever its state), for revocation checks. */
     async find(ref: SessionRef): Promise<{ session_id: string; user_id: string; revoked: boolean } | undefined> {

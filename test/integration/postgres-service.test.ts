@@ -36,6 +36,24 @@ describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one data
     expect((await inject(a, 'GET', `/users/${alice.id}`, alice.auth)).statusCode).toBe(401);
   });
 
+  it('answers each of many concurrent validations on its own (they share round trips): valid, revoked and unknown tokens mixed', async () => {
+    const [a, b] = await twoInstances();
+    const alice = await createUserWithSession(a, 'alice');
+    const bob = await createUserWithSession(b, 'bob');
+    const revoked = await createUserWithSession(a, 'carol');
+    expect((await inject(b, 'POST', '/sessions/revoke', revoked.auth)).statusCode).toBe(200);
+    const unknown = { authorization: `Bearer ${'x'.repeat(alice.token.length)}` };
+    const cases = Array.from({ length: 60 }, (_, i) => [alice, bob, revoked, { auth: unknown, username: undefined }][i % 4]!);
+    const answers = await Promise.all(cases.map((c) => inject(a, 'POST', '/sessions/validate', c.auth)));
+    answers.forEach((res, i) => {
+      const c = cases[i]!;
+      if (c === alice || c === bob) {
+        expect(res.statusCode).toBe(200);
+        expect(res.json().session.username).toBe(c.username);
+      } else expect(res.statusCode).toBe(401);
+    });
+  });
+
   it('never takes credits below zero through both, the ledger summing to the balance; one username taken at once through both answers one 200 and one 409', async () => {
     const [a, b] = await twoInstances();
     const alice = await createUserWithSession(a, 'alice');
