@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +16,7 @@ import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const STREAM = 'ocean:frames';
 const GROUP = 'ocean-core';
@@ -107,18 +109,37 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
     await waitFor(() => seen.at(-1)!.has('OWN-2') && seen.at(-1)!.has('OWN-1'), { what: 'both secrets after the restart', timeoutMs: 15_000 });
   });
 
-  it('stores every frame exactly once while instances are killed (kill -9) at random moments and restarted', { timeout: 120_000 }, async () => {
+  it('stores every frame exactly once while service instances are killed (kill -9) at random moments and restarted', { timeout: 120_000 }, async () => {
     const [pool] = await pg.database();
     const db = (await pool!.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
     const pgUrl = `postgres://postgres@127.0.0.1:${pg.server().port}/${db}`;
+    const dataDir = await makeTempDir('ocean-kill-');
+    open.push({ stop: () => dataDir.cleanup() });
     const { frames, records } = pressureFrames({ count: 20_000, devices: 40, secret });
     await redis.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM');
     const pipeline = redis.pipeline();
     for (const f of frames) pipeline.xadd(STREAM, '*', 'frame', f);
     await pipeline.exec();
+    // Each instance is the service as `npm start` runs it (src/main.ts), with DATABASE_URL; a restarted one reads its own pending entries first.
     const start = (name: string) => {
-      const child = launchTsx('test/helpers/pg-consumer-process.ts', [JSON.stringify({ redisUrl: redisServer.url, pgUrl, name, secretHex: secret.toString('hex'), claimIdleMs: 2000 })]);
-      const started = waitFor(() => child.stdout().includes('started'), { what: `instance ${name} started`, timeoutMs: 30_000 });
+      const child = launchTsx('src/main.ts', [], {
+        inherit: false,
+        env: {
+          PATH: process.env.PATH,
+          ...env,
+          DATABASE_URL: pgUrl,
+          REDIS_URL: redisServer.url,
+          ADMIN_TOKEN: 'test-admin-token-0123456789abcdef',
+          INGEST_STREAM: STREAM,
+          INGEST_GROUP: GROUP,
+          INGEST_CONSUMER: name,
+          INGEST_BATCH_SIZE: '50',
+          INGEST_BLOCK_MS: '100',
+          PORT: '0',
+          DATA_DIR: join(dataDir.path, name),
+        },
+      });
+      const started = waitFor(() => child.stdout().includes('Server listening'), { what: `instance ${name} started`, timeoutMs: 30_000 });
       return { child, started };
     };
     let a = start('a');

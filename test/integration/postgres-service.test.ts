@@ -1,6 +1,10 @@
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
+import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+import { startRedis } from '../helpers/redis-server.js';
 import { createUserWithSession } from '../helpers/sessions.js';
 
 /**
@@ -99,6 +103,47 @@ describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one data
     const metrics = (await a.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/ocean_database_pool_connections\{state="total"\} [1-9]/);
     expect(metrics).toMatch(/ocean_database_query_duration_seconds_count\{engine="postgresql",op="health_ping"\} [1-9]/);
+  });
+
+  it('stores 100,000 stream entries read by both instances once each: duplicates refused as replays, records equal the unique frames', { timeout: 120_000 }, async () => {
+    const redisServer = await startRedis();
+    const redis = new Redis(redisServer.url);
+    try {
+      const { secret, env } = pressureSecret();
+      const url = await pg.server().createDatabase();
+      const apps = await Promise.all(
+        ['a', 'b'].map((name) => createTestApp({ env: { ...env, DATABASE_URL: url, REDIS_URL: redisServer.url, INGEST_CONSUMER: name, INGEST_BLOCK_MS: '100' } })),
+      );
+      open.push(...apps);
+      const { frames, records } = pressureFrames({ count: 90_000, devices: 500, secret });
+      // 10,000 copies spread through the stream: of each pair, whichever is stored first stands, the other is a replay, whichever instance reads it.
+      const random = mulberry32(21);
+      const entries = [...frames];
+      for (let i = 0; i < 10_000; i++) entries.splice(Math.floor(random() * entries.length), 0, frames[Math.floor(random() * frames.length)]!);
+      for (let i = 0; i < entries.length; i += 5000) {
+        const batch = redis.pipeline();
+        for (const f of entries.slice(i, i + 5000)) batch.xadd('ocean:frames', '*', 'frame', f);
+        await batch.exec();
+      }
+      const [a] = apps as [TestApp, TestApp];
+      const pool = a.shared!.pool;
+      const count = async (sql: string) => (await pool.query<{ n: number }>(sql)).rows[0]!.n;
+      await waitFor(async () => (await redis.xlen('ocean:frames:dead')) === 10_000 && (await count('SELECT count(*) AS n FROM replay_fingerprints')) === 90_000, {
+        what: 'every entry stored or refused',
+        timeoutMs: 90_000,
+        intervalMs: 100,
+      });
+      await waitFor(async () => ((await redis.xpending('ocean:frames', 'ocean-core')) as [number])[0] === 0, { what: 'nothing pending' });
+      expect(await count('SELECT count(*) AS n FROM readings')).toBe(records);
+      const reasons = (await redis.xrange('ocean:frames:dead', '-', '+')).map(([, fields]) => fields[fields.indexOf('reason') + 1]);
+      expect(new Set(reasons)).toEqual(new Set(['replay']));
+      // Both instances took part.
+      const consumers = (await redis.call('XINFO', 'CONSUMERS', 'ocean:frames', 'ocean-core')) as unknown[][];
+      expect(consumers.map((c) => c[1]).sort()).toEqual(['a', 'b']);
+    } finally {
+      redis.disconnect();
+      await redisServer.stop();
+    }
   });
 
   it('refuses the online backup with the way to back up PostgreSQL instead', async () => {
