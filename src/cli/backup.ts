@@ -27,11 +27,11 @@ environment:
   ADMIN_TOKEN             the admin token (default: read from DATA_DIR/admin.token)
 `;
 
-/** What a shared PostgreSQL store needs instead (printed when DATABASE_URL is set). */
-export const PG_DUMP_NOTE = `backup: DATABASE_URL is set. A shared PostgreSQL store is backed up with PostgreSQL's own tools, not by this command:
+/** What a shared PostgreSQL store needs instead (DATABASE_URL set: the data is there, not in DATA_DIR). */
+export const PG_DUMP_NOTE = `backup: DATABASE_URL is set: the data is in that PostgreSQL, not in DATA_DIR, and is backed up with PostgreSQL's own tools, not by this command:
   pg_dump --format=custom --file=<dir>/ocean.pgdump "$DATABASE_URL"        (consistent while the service runs)
   pg_restore --clean --if-exists --dbname="$DATABASE_URL" <dir>/ocean.pgdump  (with the service stopped)
-This build keeps its data in DATA_DIR (the shared PostgreSQL mode has not landed), so DATA_DIR is backed up below.
+Nothing was written.
 `;
 
 function adminToken(config: OpsConfig): string | undefined {
@@ -45,7 +45,10 @@ export async function runBackup(argv: string[], env: Env, io: CommandIo): Promis
   const args = opsArgs('backup', USAGE, argv, env, io);
   if (!args) return 2;
   const { dir, config } = args;
-  if (config.databaseUrlSet) io.err(PG_DUMP_NOTE);
+  if (config.databaseUrlSet) {
+    io.err(PG_DUMP_NOTE);
+    return 1;
+  }
   try {
     let manifest: Manifest;
     if (await serviceAnswers(config.serviceUrl)) {

@@ -305,7 +305,7 @@ export class StreamConsumer {
     if (others.length > 0) {
       throw new ConsumerRefusedError(
         `stream ${this.cfg.stream}, group ${this.cfg.group} is already served by consumer ${others.join(', ')} (another data dir); this one is ${this.name}. ` +
-          'In the embedded mode one data dir serves a group: several instances need the shared mode (DATABASE_URL; not in this build yet). ' +
+          'In the embedded mode one data dir serves a group: several instances need the shared mode (DATABASE_URL on each, one PostgreSQL). ' +
           `If ${others[0]} is gone for good and its data dir with it, remove it from the group — XGROUP DELCONSUMER ${this.cfg.stream} ${this.cfg.group} ${others[0]} ` +
           '(entries still pending on it are then not read again) — or give this data dir its name (INGEST_CONSUMER before its first start, or the file DATA_DIR/consumer).',
       );

@@ -148,10 +148,11 @@ describe('npm run backup / npm run restore', () => {
     expect(readdirSync(temp.path).sort()).toEqual(['b4', 'data']);
   });
 
-  it('says how a shared PostgreSQL store is backed up when DATABASE_URL is set, without printing it', { timeout: 120_000 }, async () => {
+  it('refuses, saying how a shared PostgreSQL store is backed up, when DATABASE_URL is set, without printing it', { timeout: 120_000 }, async () => {
     await populate();
     const made = await backup(join(temp.path, 'b5'), { ...env, DATABASE_URL: 'postgres://ocean:s3cret-pw@db.example:5432/ocean' });
-    expect(made.code, made.stderr).toBe(0);
+    expect(made.code, made.stderr).toBe(1);
+    expect(existsSync(join(temp.path, 'b5'))).toBe(false);
     expect(made.stderr).toContain('pg_dump --format=custom');
     expect(made.stderr).toContain('pg_restore');
     expect(made.stderr).not.toContain('s3cret-pw');
