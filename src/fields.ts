@@ -15,6 +15,9 @@ export function optional<T extends z.ZodType>(schema: T) {
 
 // eslint-disable-next-line no-control-regex -- refusing control characters is this pattern's purpose
 const CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+/** U+0000 is refused in every text: no client means it, and PostgreSQL's text (the shared mode) cannot hold it. */
+export const NO_NUL = /^[^\u0000]*$/;
+export const NUL_MESSAGE = 'must not contain the NUL character (U+0000)';
 
 /**
  * Text, also given as a number (JSON `42` reads as "42", as pydantic coerced it).
@@ -22,7 +25,7 @@ const CONTROL = /^[^\u0000-\u001f\u007f]*$/;
  */
 export function text(options: { min?: number; max: number; controls?: boolean; pattern?: { regex: RegExp; message: string } }) {
   let s = z.string().min(options.min ?? 1).max(options.max);
-  if (options.controls === false) s = s.regex(CONTROL, 'must not contain control characters');
+  s = options.controls === false ? s.regex(CONTROL, 'must not contain control characters') : s.regex(NO_NUL, NUL_MESSAGE);
   if (options.pattern) s = s.regex(options.pattern.regex, options.pattern.message);
   return z
     .union([z.string(), z.number().finite()])

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MAX_MEASUREMENT } from '../nanogridata/types.js';
-import { depthWithin, MAX_JSON_DEPTH, optional, sensorId, timestampInput } from '../fields.js';
+import { depthWithin, MAX_JSON_DEPTH, NO_NUL, NUL_MESSAGE, optional, sensorId, timestampInput } from '../fields.js';
 
 /**
  * A JSON reading, as HTTP ingest and JSON stream entries carry it, after validation: the data text
@@ -73,6 +73,7 @@ function checkValues(values: Reading['values']): Parsed {
     if (metric.length === 0 || metric.length > READING_LIMITS.metricLength) {
       return { ok: false, message: `field names must have 1 to ${READING_LIMITS.metricLength} characters` };
     }
+    if (!NO_NUL.test(metric)) return { ok: false, message: `field names ${NUL_MESSAGE}` };
     if (!(Math.abs(value) <= MAX_MEASUREMENT)) {
       return { ok: false, message: `value of ${JSON.stringify(metric.slice(0, 64))} is outside ±${MAX_MEASUREMENT}` };
     }
@@ -86,6 +87,11 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v ===
 const dataInput = z.union([z.string(), z.number(), z.record(z.string(), z.unknown())]).transform((data, ctx) => {
   if (typeof data === 'object' && !depthWithin(data, READING_LIMITS.depth)) {
     ctx.addIssue({ code: 'custom', message: `data is nested deeper than ${READING_LIMITS.depth} levels` });
+    return z.NEVER;
+  }
+  // An object's strings are kept escaped (JSON); a string is kept as sent, so it may not hold U+0000.
+  if (typeof data === 'string' && !NO_NUL.test(data)) {
+    ctx.addIssue({ code: 'custom', message: `data ${NUL_MESSAGE}` });
     return z.NEVER;
   }
   const text = typeof data === 'string' ? data : JSON.stringify(data);

@@ -100,7 +100,20 @@ function decodeSafely(frame: Buffer, payloadEnd: number, header: FrameHeader, pr
   }
 }
 
+/**
+ * Labels (lab, metric, unit) with U+0000 are refused as a bad payload: no label means one, and
+ * PostgreSQL's text cannot hold it (the shared mode would fail the whole batch on it).
+ */
+const hasNul = (texts: ReadonlyArray<string | null>) => texts.some((t) => t !== null && t.includes('\u0000'));
+
 function decodeBody(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile): DecodedFrame | null {
+  const decoded = decodeFields(frame, payloadEnd, header, profile);
+  if (decoded === null || !decoded.ok) return decoded;
+  if (hasNul([decoded.lab_id]) || decoded.records.some((r) => hasNul([r.metric, r.unit]))) return null;
+  return decoded;
+}
+
+function decodeFields(frame: Buffer, payloadEnd: number, header: FrameHeader, profile: Profile): DecodedFrame | null {
   if (payloadEnd === HEADER_SIZE || !isCborMapHeader(frame[HEADER_SIZE])) {
     // Only telemetry has a legacy layout; other payload types must be CBOR maps.
     if (header.payload_type !== PayloadType.TELEMETRY || profile.legacy === undefined) return null;

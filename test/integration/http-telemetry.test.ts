@@ -96,6 +96,20 @@ describe('HTTP telemetry', () => {
     expect((await counts()).rows).toBe(1);
   });
 
+  it('refuses U+0000 in text kept as sent (data, field names, user names) with 422 and stores nothing; inside JSON data it is an escape', async () => {
+    for (const data of ['a\u0000b', { 'v\u0000': 1 }]) {
+      const res = await post('ingest', { sensor_id: 'alice-s1', data }, alice.auth);
+      expect(res.statusCode, JSON.stringify(data)).toBe(422);
+      expect(res.json().detail[0].msg).toContain('U+0000');
+    }
+    const user = await t.app.inject({ method: 'POST', url: '/api/ocean/users', headers: t.admin, payload: { username: 'a\u0000b', email: 'a@example.com' } });
+    expect(user.statusCode).toBe(422);
+    expect((await counts()).rows).toBe(0);
+    const escaped = await post('ingest', { sensor_id: 'alice-s1', data: { note: 'a\u0000b', v: 1 } }, alice.auth);
+    expect(escaped.statusCode).toBe(200);
+    expect((await queue())[0]!.data).toBe(JSON.stringify({ note: 'a\u0000b', v: 1 }));
+  });
+
   it('answers each of many concurrent ingests on its own: accepted ones stored, refused ones not', async () => {
     await post('ingest', { sensor_id: 'alice-s1', data: { v: 0 } }, alice.auth);
     const requests = Array.from({ length: 200 }, (_, i) =>

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/nanogridata/simulated-sensors.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { skipWithoutPostgres, usePostgres } from '../helpers/postgres-server.js';
-import { pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
+import { encodeFrame, pressurePayload } from '../../src/nanogridata/encoder.js';
+import { PRESSURE_MODEL, pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { startRedis } from '../helpers/redis-server.js';
 import { createUserWithSession } from '../helpers/sessions.js';
 
@@ -140,6 +141,34 @@ describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one data
       // Both instances took part.
       const consumers = (await redis.call('XINFO', 'CONSUMERS', 'ocean:frames', 'ocean-core')) as unknown[][];
       expect(consumers.map((c) => c[1]).sort()).toEqual(['a', 'b']);
+    } finally {
+      redis.disconnect();
+      await redisServer.stop();
+    }
+  });
+
+  it('dead-letters stream entries PostgreSQL text could not hold (U+0000) and goes on storing the rest', async () => {
+    const redisServer = await startRedis();
+    const redis = new Redis(redisServer.url);
+    try {
+      const { secret, env } = pressureSecret();
+      const url = await pg.server().createDatabase();
+      const a = await createTestApp({ env: { ...env, DATABASE_URL: url, REDIS_URL: redisServer.url, INGEST_CONSUMER: 'a', INGEST_BLOCK_MS: '100' } });
+      open.push(a);
+      const now = Math.floor(Date.now() / 1000);
+      const bad = encodeFrame({ modelId: PRESSURE_MODEL, level: 1, timestamp: now, secret, payload: pressurePayload({ deviceId: 'P-1', labId: 'L\u0000', entries: [{ ts: now, value: 1 }] }) });
+      const ids = [
+        await redis.xadd('ocean:frames', '*', 'sensor_id', 'J-1', 'data', 'a\u0000b'),
+        await redis.xadd('ocean:frames', '*', 'frame', bad),
+        ...(await Promise.all(pressureFrames({ count: 10, devices: 2, secret }).frames.map((f) => redis.xadd('ocean:frames', '*', 'frame', f)))),
+      ];
+      await waitFor(async () => (await a.count()) > 0 && ((await redis.xpending('ocean:frames', 'ocean-core')) as [number])[0] === 0, { what: 'the good frames stored, nothing pending' });
+      const dead = await redis.xrange('ocean:frames:dead', '-', '+');
+      expect(dead.map(([, fields]) => [fields[fields.indexOf('source_id') + 1], fields[fields.indexOf('reason') + 1]])).toEqual([
+        [ids[0], 'bad_reading'],
+        [ids[1], 'bad_payload'],
+      ]);
+      expect(await a.count('P-0')).toBeGreaterThan(0);
     } finally {
       redis.disconnect();
       await redisServer.stop();

@@ -54,6 +54,17 @@ describe('Nanogridata payload rules beyond the shared vectors', () => {
     expect(decodePayload({ device_id: 'D', lab_id: null, entries: [] })).toMatchObject({ ok: true, lab_id: null });
   });
 
+  it('rejects U+0000 in a lab_id, metric or unit (CBOR and legacy layouts), and keeps it in event bodies', () => {
+    expect(decodePayload({ device_id: 'D', lab_id: 'L\u0000', entries: [{ value: 1 }] })).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', lab_id: 'L', entries: [{ value: 1 }] })).toMatchObject({ ok: true, lab_id: 'L' });
+    expect(decodePayload(legacyPressurePayload({ deviceId: 'D', labId: 'L\u0000', ts: NOW, pressurePa: 1 }))).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', sensors: [{ type: 'gas', unit: 'ppm', entries: [{ value: 1 }] }] }, 0x30)).toMatchObject({ ok: true, records: [{ metric: 'gas', unit: 'ppm' }] });
+    expect(decodePayload({ device_id: 'D', sensors: [{ type: 'gas\u0000', unit: 'ppm', entries: [{ value: 1 }] }] }, 0x30)).toEqual({ ok: false, reason: 'bad_payload' });
+    expect(decodePayload({ device_id: 'D', sensors: [{ type: 'gas', unit: 'p\u0000', entries: [{ value: 1 }] }] }, 0x30)).toEqual({ ok: false, reason: 'bad_payload' });
+    // An event's body is kept as JSON, where U+0000 is an escape like any other.
+    expect(decodePayload({ device_id: 'D', note: 'a\u0000b' }, 0x10, 3)).toMatchObject({ ok: true, event: { note: 'a\u0000b' } });
+  });
+
   it('requires the profile shape for telemetry but only a device_id map for the other payload types', () => {
     expect(decodePayload({ device_id: 'D' })).toEqual({ ok: false, reason: 'bad_payload' });
     expect(decodePayload({ device_id: 'D', entries: {} })).toEqual({ ok: false, reason: 'bad_payload' });
