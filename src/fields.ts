@@ -16,6 +16,7 @@ export function optional<T extends z.ZodType>(schema: T) {
 // eslint-disable-next-line no-control-regex -- refusing control characters is this pattern's purpose
 const CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 /** U+0000 is refused in every text: no client means it, and PostgreSQL's text (the shared mode) cannot hold it. */
+// eslint-disable-next-line no-control-regex -- refusing U+0000 is this pattern's purpose
 export const NO_NUL = /^[^\u0000]*$/;
 export const NUL_MESSAGE = 'must not contain the NUL character (U+0000)';
 
