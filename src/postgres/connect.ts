@@ -20,9 +20,8 @@ export interface PostgresOptions {
 }
 
 /**
- * A pool to the shared PostgreSQL. An idle connection that breaks (the server restarted) emits
- * 'error' on the pool: it is dropped and the next query opens a new one, so the error is only
- * logged by the caller, never thrown out of the event loop.
+ * A pool to the shared PostgreSQL. A connection that breaks (the server restarted) is dropped and
+ * the next query opens a new one; its error reaches the query that was running, never the event loop.
  */
 export function openPostgres(url: string, options: PostgresOptions = {}): Pg {
   const pool = new pg.Pool({
@@ -34,6 +33,10 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Pg {
     types,
   });
   pool.on('error', () => undefined);
+  // A connection that breaks while checked out (a transaction, an export) when the server restarts
+  // emits 'error' on its client, where no pool listener is: without one Node would end the process.
+  // The query it was running rejects with the same error, which its caller handles.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -147,6 +147,48 @@ describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one data
     }
   });
 
+  it('loses and doubles nothing when PostgreSQL restarts while both instances ingest a stream', { timeout: 120_000 }, async () => {
+    const redisServer = await startRedis();
+    const redis = new Redis(redisServer.url);
+    try {
+      const { secret, env } = pressureSecret();
+      const url = await pg.server().createDatabase();
+      const apps = await Promise.all(
+        ['a', 'b'].map((name) => createTestApp({ env: { ...env, DATABASE_URL: url, REDIS_URL: redisServer.url, INGEST_CONSUMER: name, INGEST_BLOCK_MS: '100', INGEST_BATCH_SIZE: '200' } })),
+      );
+      open.push(...apps);
+      const { frames, records } = pressureFrames({ count: 30_000, devices: 100, secret });
+      for (let i = 0; i < frames.length; i += 5000) {
+        const batch = redis.pipeline();
+        for (const f of frames.slice(i, i + 5000)) batch.xadd('ocean:frames', '*', 'frame', f);
+        await batch.exec();
+      }
+      const pool = apps[0]!.shared!.pool;
+      const stored = async () => (await pool.query<{ n: number }>('SELECT count(*) AS n FROM replay_fingerprints')).rows[0]!.n;
+      await waitFor(async () => (await stored()) >= 3000, { what: 'ingest under way', timeoutMs: 30_000, intervalMs: 5 });
+      const server = pg.server();
+      await server.down();
+      // Down long enough for both instances' batches to fail and be read again.
+      await new Promise((r) => setTimeout(r, 2000));
+      await server.up();
+      await waitFor(
+        async () => {
+          try {
+            return (await stored()) === 30_000 && ((await redis.xpending('ocean:frames', 'ocean-core')) as [number])[0] === 0;
+          } catch {
+            return false; // the pool's connections are re-made after the restart
+          }
+        },
+        { what: 'every frame stored once, nothing pending', timeoutMs: 90_000, intervalMs: 100 },
+      );
+      expect((await pool.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(records);
+      expect(await redis.xlen('ocean:frames:dead')).toBe(0);
+    } finally {
+      redis.disconnect();
+      await redisServer.stop();
+    }
+  });
+
   it('dead-letters stream entries PostgreSQL text could not hold (U+0000) and goes on storing the rest', async () => {
     const redisServer = await startRedis();
     const redis = new Redis(redisServer.url);
