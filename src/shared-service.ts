@@ -163,6 +163,7 @@ export async function openSharedService(config: Config, options: ServiceOptions)
     timer.unref();
     timers.push(timer);
   };
+  let started = false;
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -174,6 +175,7 @@ export async function openSharedService(config: Config, options: ServiceOptions)
     metrics,
     adminToken,
     async start() {
+      started = true;
       const applied = await migratePostgres(pool);
       if (applied.length > 0) logger.info({ versions: applied }, 'database schema migrated');
       await decoder.ready();
@@ -217,7 +219,7 @@ export async function openSharedService(config: Config, options: ServiceOptions)
         await step('redis', () => redis?.disconnect());
         await step('periodic jobs', () => Promise.all(running));
         // The activity committed last is folded now rather than left for another instance's next round.
-        await step('device activity', () => foldActivity(pool, now()));
+        if (started) await step('device activity', () => foldActivity(pool, now()));
         await step('pool', () => pool.end());
         if (failures.length > 0) throw failures[0];
       })();

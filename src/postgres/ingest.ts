@@ -8,7 +8,7 @@ import { FINGERPRINT_BYTES } from '../nanogridata/types.js';
 import type { DeviceActivity } from '../operational/devices.js';
 import { RecordBatchBuilder, filterRecords, readRecordBatch } from '../operational/record-batch.js';
 import { appendActivity } from './activity.js';
-import { inTransaction, type Pg, type PgClient } from './connect.js';
+import { inTransaction, sqlState, type Pg, type PgClient } from './connect.js';
 import { createPgDeviceEvents, createPgDevices } from './devices.js';
 import { PgSeries, prepareReadings, REDELIVERY, REPLAY, storeReadings, withoutFrames, type PgSegment, type PreparedReadings } from './readings.js';
 
@@ -69,8 +69,32 @@ export class PgIngest {
     return prepareUnits(this.options.decoder, units, this.now(), maxBadMacs);
   }
 
-  /** Checks and stores a prepared batch in one transaction: one outcome per unit, in order. Throws when nothing of it was stored. */
+  /**
+   * Checks and stores a prepared batch in one transaction: one outcome per unit, in order. Throws
+   * when nothing of it was stored (the database unreachable: the consumer reads it again). A batch
+   * the database refuses for its data (SQLSTATE class 22, which the checks at the edge should have
+   * made impossible) is stored in halves, down to the unit it refuses, which is rejected alone
+   * (`unstorable`, with the database's message) rather than holding the stream for ever.
+   */
   async commit(batch: PreparedBatch, options: CommitOptions): Promise<UnitOutcome[]> {
+    try {
+      return await this.commitWhole(batch, options);
+    } catch (err) {
+      if (!sqlState(err)?.startsWith('22')) throw err;
+      const { units } = batch;
+      if (units.length === 1) return [{ ok: false, reason: 'unstorable', detail: (err as Error).message }];
+      const half = async (from: number, to: number) =>
+        this.commit(await this.prepare(units.slice(from, to)), {
+          ...options,
+          ...(options.tags ? { tags: options.tags.subarray(from, to) } : {}),
+          ...(options.entryIds ? { entryIds: options.entryIds.slice(from, to) } : {}),
+        });
+      const mid = units.length >> 1;
+      return [...(await half(0, mid)), ...(await half(mid, units.length))];
+    }
+  }
+
+  private async commitWhole(batch: PreparedBatch, options: CommitOptions): Promise<UnitOutcome[]> {
     const { units, frameOf, decoded: d } = batch;
     const outcomes: UnitOutcome[] = new Array(units.length);
     const readings: Array<{ unit: number; reading: Reading }> = [];
@@ -214,7 +238,10 @@ export class PgIngest {
   /** JSON readings (HTTP) in a transaction of their own: all stored, or none (403 when a sensor is another's). */
   async ingestReadings(readings: readonly Reading[], options: CommitOptions): Promise<UnitOutcome[]> {
     const json = await this.prepareJson(readings, options.source);
+    // Timed as a commit, as frames' transactions are (the embedded committer times JSON readings too).
+    const end = this.options.metrics?.commitDuration.startTimer();
     const outcomes = await inTransaction(this.options.pool, (tx) => this.storeReadingsIn(tx, readings, json, options));
+    end?.();
     this.count(outcomes, options.source, readings.filter((_, i) => outcomes[i]!.ok));
     return outcomes;
   }
@@ -225,6 +252,9 @@ export class PgIngest {
     if (!metrics) return;
     countOutcomes(metrics, outcomes, source);
     if (readings.length > 0) countReadings(metrics, readings, source);
+    // This transaction was also the commit to analytics, which the embedded committer counts apart
+    // (frames and JSON readings alike; a redelivery stores no records).
+    metrics.committedRecords.inc(outcomes.reduce((n, o) => n + (o.ok ? o.records : 0), 0));
   }
 
   /** Each reading's records, laid out for the statement (series resolved), one segment per reading. */

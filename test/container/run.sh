@@ -10,7 +10,11 @@
 #   compose:    docker-compose-ultralight.yml (redis + ocean-core-8030, images substituted by
 #               compose.local.yml) comes up healthy with the stream consumer connected; Redis wants its
 #               password; placeholders are refused; the simulator's frames reach analytics; data
-#               survives down/up.
+#               survives down/up. Then docker-compose-shared.yml on top (the shared mode, with a
+#               PostgreSQL stand-in built here): both instances on PostgreSQL, healthy, with their
+#               consumers connected; PostgreSQL published nowhere; a session made through one
+#               validates through the other and its revocation holds on both; the simulator's frames
+#               reach analytics, the same through both, each once.
 # One PASS or FAIL line per check; exit status 1 when any failed. Everything it starts is removed at
 # exit, whatever the exit path: containers, volumes, networks, temporary files, and the dockerd it
 # started (with the host changes that starting it made). Images are kept as the next run's cache.
@@ -40,6 +44,8 @@ source "$HERE/lib/build.sh"
 source "$HERE/lib/image-checks.sh"
 # shellcheck source=lib/compose-checks.sh
 source "$HERE/lib/compose-checks.sh"
+# shellcheck source=lib/shared-checks.sh
+source "$HERE/lib/shared-checks.sh"
 
 # Runs on every exit: what the check started, in reverse order of starting it.
 cleanup() {

@@ -93,10 +93,7 @@ describe('frames pushed to the stream, read back through the analytics API', () 
     const pipeline = redis.pipeline();
     for (const frame of framesOf(readings)) pipeline.xadd(stream, '*', 'frame', frame);
     await pipeline.exec();
-    await waitFor(async () => {
-      const rows = await t.service.analytics.all('test', 'SELECT count(*)::INTEGER AS n FROM measurements');
-      return Number(rows[0]!.n) === readings.length;
-    }, { what: 'all readings in DuckDB' });
+    await waitFor(async () => (await t.count()) === readings.length, { what: 'all readings in analytics' });
   });
 
   afterAll(async () => {

@@ -2,26 +2,30 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsumerRefusedError } from '../../src/ingest/consumer.js';
 import { encodeFrame, gasPayload, pressurePayload } from '../../src/nanogridata/encoder.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import type { Service } from '../../src/service.js';
+import { createTestApp, SHARED, type TestApp } from '../helpers/app.js';
 import { pressureFrames, waitFor } from '../helpers/frames.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { streamTestEnv, xaddFrames } from '../helpers/stream-env.js';
 
-/** Per-sensor totals as DuckDB holds them. */
-async function duckTotals(t: TestApp) {
-  const rows = await t.service.analytics.all(
-    'test',
-    `SELECT sensor_id, count(*)::INTEGER AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
-            (count(*) - count(DISTINCT (sensor_id, metric, ts, value)))::INTEGER AS duplicates
-     FROM measurements GROUP BY sensor_id ORDER BY sensor_id`,
-  );
-  return new Map(rows.map((r) => [String(r.sensor_id), { count: Number(r.count), sum: Number(r.sum), min: Number(r.min), max: Number(r.max), duplicates: Number(r.duplicates) }]));
+/**
+ * Per-sensor totals as analytics holds them (either mode). `duplicates` counts rows repeating a
+ * (metric, value): the frames here never repeat a value, so any such row is a record stored twice.
+ */
+async function totalsOf(t: TestApp, sensors: Iterable<string>) {
+  const totals = new Map<string, { count: number; sum: number; min: number; max: number; duplicates: number }>();
+  for (const sensor of sensors) {
+    const rows = await t.measurements(sensor);
+    if (rows.length === 0) continue;
+    const values = rows.map(([, v]) => v);
+    const distinct = new Set(rows.map(([metric, v]) => `${metric}|${v}`)).size;
+    totals.set(sensor, { count: rows.length, sum: values.reduce((a, b) => a + b, 0), min: Math.min(...values), max: Math.max(...values), duplicates: rows.length - distinct });
+  }
+  return totals;
 }
 
-async function duckCount(t: TestApp): Promise<number> {
-  const rows = await t.service.analytics.all('test', 'SELECT count(*)::INTEGER AS n FROM measurements');
-  return Number(rows[0]!.n);
-}
+/** The stream consumer of either mode. */
+const consumerOf = (t: TestApp): Service['consumer'] => (SHARED ? t.shared!.consumer : t.service.consumer);
 
 describe('Redis stream ingest', () => {
   let redisServer: RedisServer;
@@ -82,7 +86,7 @@ describe('Redis stream ingest', () => {
     for (const b of bad) badIds.set(String(await redis.xadd(stream, '*', ...b.fields)), b.reason);
 
     await waitFor(async () => (await redis.xlen(dead)) === bad.length, { what: 'dead letters' });
-    await waitFor(async () => (await duckCount(t)) === good.records + 2, { what: 'records in DuckDB' });
+    await waitFor(async () => (await t.count()) === good.records + 2, { what: 'records in analytics' });
 
     const deadEntries = await redis.xrange(dead, '-', '+');
     const byReason = new Map<string, string>();
@@ -93,7 +97,7 @@ describe('Redis stream ingest', () => {
     }
     for (const [id, reason] of badIds) expect(byReason.get(reason), reason).toBe(id);
 
-    const totals = await duckTotals(t);
+    const totals = await totalsOf(t, [...good.totals.keys(), 'J-1', 'H-1']);
     for (const [sensor, expected] of good.totals) {
       expect(totals.get(sensor)).toEqual({ ...expected, duplicates: 0 });
     }
@@ -107,33 +111,35 @@ describe('Redis stream ingest', () => {
   });
 
   it('stores an entry committed but never acknowledged once, and does not call it a replay', async () => {
-    // Redis refuses XACK (an ACL): the first life commits the entry to DuckDB, cannot acknowledge it, stops.
+    // Redis refuses XACK (an ACL): the first life commits the entry to analytics, cannot acknowledge it, stops.
     await redis.call('ACL', 'SETUSER', 'default', '-xack');
     const first = await start();
     const { frames } = pressureFrames({ count: 3, devices: 1, secret });
     await xaddFrames(redis, stream, frames);
-    await waitFor(async () => (await duckCount(first)) === 6, { what: 'records committed' });
+    await waitFor(async () => (await first.count()) === 6, { what: 'records committed' });
     expect(((await redis.xpending(stream, 'ocean')) as [number])[0]).toBe(3);
-    const dataDir = first.dataDir;
+    const { dataDir, database } = first;
     apps.splice(apps.indexOf(first), 1);
     await first.close({ keepDir: true });
     await redis.call('ACL', 'SETUSER', 'default', '+xack');
 
-    // The restarted consumer reads its pending entries again: they are recognised and acknowledged.
-    const t = await createTestApp({ env, dataDir, start: true });
+    // The restarted consumer (the same name: kept in the data dir, or INGEST_CONSUMER in the shared
+    // mode) reads its pending entries again: they are recognised and acknowledged.
+    const t = await createTestApp({ env, dataDir, database, start: true });
     apps.push(t);
     await waitFor(async () => ((await redis.xpending(stream, 'ocean')) as [number])[0] === 0, { what: 'entries acked' });
-    expect(await duckCount(t)).toBe(6);
+    expect(await t.count()).toBe(6);
     expect(await redis.xlen(dead)).toBe(0);
     // Device activity counted once (side effects are applied by close at the latest).
     apps.splice(apps.indexOf(t), 1);
     await t.close({ keepDir: true });
-    const after = await createTestApp({ env: { LOG_LEVEL: 'silent' }, dataDir, start: false });
+    const after = await createTestApp({ env: { LOG_LEVEL: 'silent' }, dataDir, database, start: false });
     apps.push(after);
-    expect(after.service.store.devices.get('P-0')).toMatchObject({ frames: 3, records: 6 });
+    expect(await after.store.devices.get('P-0')).toMatchObject({ frames: 3, records: 6 });
   });
 
-  it('refuses to join a group another data dir serves, and says what to do', async () => {
+  // The embedded mode's one consumer per group; the shared mode accepts several by design (next test).
+  it.skipIf(SHARED)('refuses to join a group another data dir serves, and says what to do', async () => {
     await start();
     const other = await createTestApp({ env: { ...env, INGEST_CONSUMER: 'c2' }, start: false });
     apps.push(other);
@@ -148,7 +154,27 @@ describe('Redis stream ingest', () => {
     expect(consumers.map((c) => String(c[1]))).toEqual(['c1']);
   });
 
-  it('keeps its consumer name in the data dir across restarts', async () => {
+  it.runIf(SHARED)('accepts a second instance as another consumer of the group, and stores each entry once', async () => {
+    const first = await start();
+    const second = await createTestApp({ env: { ...env, INGEST_CONSUMER: 'c2' }, database: first.database, start: true });
+    apps.push(second);
+    expect(consumerOf(second)?.status()).toMatchObject({ consumer: 'c2', refused: false });
+    const { frames, totals, records } = pressureFrames({ count: 300, devices: 3, secret });
+    await xaddFrames(redis, stream, frames);
+    await waitFor(async () => (await first.count()) === records, { what: 'every record' });
+    await waitFor(async () => ((await redis.xpending(stream, 'ocean')) as [number])[0] === 0, { what: 'entries acked' });
+    const got = await totalsOf(second, totals.keys());
+    for (const [sensor, expected] of totals) expect(got.get(sensor)).toEqual({ ...expected, duplicates: 0 });
+    // Both read from the group (a consumer appears there with its first XREADGROUP).
+    await waitFor(async () => {
+      const consumers = (await redis.xinfo('CONSUMERS', stream, 'ocean')) as unknown[][];
+      return consumers.map((c) => String(c[1])).sort().join() === 'c1,c2';
+    }, { what: 'two consumers in the group' });
+    expect(await redis.xlen(dead)).toBe(0);
+  });
+
+  // The name is kept in DATA_DIR by the embedded mode only; the shared mode takes INGEST_CONSUMER on each start (next test).
+  it.skipIf(SHARED)('keeps its consumer name in the data dir across restarts', async () => {
     const first = await start();
     const dataDir = first.dataDir;
     apps.splice(apps.indexOf(first), 1);
@@ -156,6 +182,16 @@ describe('Redis stream ingest', () => {
     const t = await createTestApp({ env: { ...env, INGEST_CONSUMER: 'renamed-host' }, dataDir, start: true });
     apps.push(t);
     expect(t.service.consumer?.status().consumer).toBe('c1');
+  });
+
+  it.runIf(SHARED)('names its consumer by INGEST_CONSUMER on each start (nothing kept in the data dir)', async () => {
+    const first = await start();
+    const { dataDir, database } = first;
+    apps.splice(apps.indexOf(first), 1);
+    await first.close({ keepDir: true });
+    const t = await createTestApp({ env: { ...env, INGEST_CONSUMER: 'renamed-host' }, dataDir, database, start: true });
+    apps.push(t);
+    expect(consumerOf(t)?.status().consumer).toBe('renamed-host');
   });
 
   // Its own budget: a restart and the consumer's reconnection backoff (up to 5 s) on a loaded machine.
@@ -169,20 +205,20 @@ describe('Redis stream ingest', () => {
     const t = await start();
     const { frames, totals, records } = pressureFrames({ count: 4000, devices: 5, secret });
     await xaddFrames(redis, stream, frames.slice(0, 2000));
-    await waitFor(async () => (await duckCount(t)) > 0, { what: 'first records' });
+    await waitFor(async () => (await t.count()) > 0, { what: 'first records' });
     await redisServer.restart();
     await xaddFrames(redis, stream, frames.slice(2000));
-    await waitFor(async () => (await duckCount(t)) === records, { what: 'every record after the restart', timeoutMs: 30_000 });
-    const got = await duckTotals(t);
+    await waitFor(async () => (await t.count()) === records, { what: 'every record after the restart', timeoutMs: 30_000 });
+    const got = await totalsOf(t, totals.keys());
     for (const [sensor, expected] of totals) expect(got.get(sensor)).toEqual({ ...expected, duplicates: 0 });
-    expect(t.service.consumer?.status().connected).toBe(true);
+    expect(consumerOf(t)?.status().connected).toBe(true);
   });
 
   it('rejects an HTTP-posted frame that the stream already delivered as a replay, and keeps no replay state in Redis', async () => {
     const t = await start();
     const [frame] = pressureFrames({ count: 1, devices: 1, secret }).frames;
     await redis.xadd(stream, '*', 'frame', frame!);
-    await waitFor(async () => (await duckCount(t)) > 0, { what: 'frame stored' });
+    await waitFor(async () => (await t.count()) > 0, { what: 'frame stored' });
     const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/frames', headers: { 'content-type': 'application/octet-stream' }, payload: frame });
     expect(res.json()).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'replay' }] });
     expect((await redis.keys('*')).sort()).toEqual([stream]);

@@ -217,6 +217,39 @@ describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one data
     }
   });
 
+  it('rejects alone, as unstorable, a frame whose data the database refuses, and stores the rest of its batch', async () => {
+    const redisServer = await startRedis();
+    const redis = new Redis(redisServer.url);
+    try {
+      const { secret, env } = pressureSecret();
+      const url = await pg.server().createDatabase();
+      const a = await createTestApp({ env: { ...env, DATABASE_URL: url, REDIS_URL: redisServer.url, INGEST_CONSUMER: 'a', INGEST_BLOCK_MS: '100' } });
+      open.push(a);
+      // A value the checks at the edge let through and the database refuses (as it refused U+0000 before those checks).
+      await a.shared!.pool.query(`CREATE FUNCTION refuse_value() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.value = 100111 THEN RAISE EXCEPTION 'value % refused', NEW.value USING ERRCODE = '22023'; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER refuse_value BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION refuse_value()`);
+      const { frames } = pressureFrames({ count: 100, devices: 5, secret });
+      const ids: string[] = [];
+      const batch = redis.pipeline();
+      for (const f of frames) batch.xadd('ocean:frames', '*', 'frame', f);
+      for (const [, id] of (await batch.exec())!) ids.push(String(id));
+      await waitFor(async () => (await redis.xlen('ocean:frames:dead')) === 1 && ((await redis.xpending('ocean:frames', 'ocean-core')) as [number])[0] === 0, {
+        what: 'the refused frame dead-lettered, nothing pending',
+      });
+      const [[, fields]] = (await redis.xrange('ocean:frames:dead', '-', '+')) as Array<[string, string[]]>;
+      // Frame 37 carries the value 100,000 + 37 × 3.
+      expect(fields[fields.indexOf('source_id') + 1]).toBe(ids[37]);
+      expect(fields[fields.indexOf('reason') + 1]).toBe('unstorable');
+      expect(fields[fields.indexOf('detail') + 1]).toContain('value 100111 refused');
+      // Every other frame's readings are stored: all but frame 37's 1 + 37 % 3 = 2.
+      expect(await a.count()).toBe(pressureFrames({ count: 100, devices: 5, secret }).records - 2);
+    } finally {
+      redis.disconnect();
+      await redisServer.stop();
+    }
+  });
+
   it('refuses the online backup with the way to back up PostgreSQL instead', async () => {
     const [a] = await twoInstances();
     const res = await inject(a, 'POST', '/admin/backup', a.admin, { dir: '/tmp/never-written' });

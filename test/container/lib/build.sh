@@ -7,15 +7,20 @@
 APP_IMAGE=ocean-core-check:app
 APP_BUILD_STAGE=ocean-core-check:app-build-stage
 REDIS_IMAGE=ocean-core-check:redis
+PG_IMAGE=ocean-core-check:postgres
 CANARY=
 REDIS_BUILD_PID=
 
 build_images() {
   local started=$SECONDS
   stage_context "$WORK/context"
-  # The Redis image is mostly apt-get (network); it builds beside the app image (mostly compiling).
-  build_image "$REDIS_IMAGE" "$WORK/redis-build.log" -f "$HERE/redis/Dockerfile" \
-    --build-arg BASE_IMAGE="$BASE_IMAGE" "$HERE/redis" &
+  # The Redis and PostgreSQL stand-ins are mostly apt-get (network); they build beside the app image
+  # (mostly compiling), one after the other.
+  {
+    build_image "$REDIS_IMAGE" "$WORK/redis-build.log" -f "$HERE/redis/Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" "$HERE/redis" &&
+      build_image "$PG_IMAGE" "$WORK/redis-build.log.pg" -f "$HERE/postgres/Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" "$HERE/postgres" ||
+      { cat "$WORK/redis-build.log.pg" >>"$WORK/redis-build.log" 2>/dev/null; exit 1; }
+  } &
   REDIS_BUILD_PID=$!
   if ! build_image "$APP_IMAGE" "$WORK/app-build.log" -f "$WORK/context/Dockerfile.ocean" \
     --build-arg NODE_IMAGE="$BASE_IMAGE" "$WORK/context"; then
@@ -32,10 +37,10 @@ build_images() {
   REDIS_BUILD_PID=
   if ((redis_status != 0)); then
     tail -n 40 "$WORK/redis-build.log"
-    die "docker build of test/container/redis/Dockerfile failed (last lines above)"
+    die "docker build of test/container/redis/Dockerfile or test/container/postgres/Dockerfile failed (last lines above)"
   fi
   pass "the image builds from Dockerfile.ocean on the local base ($((SECONDS - started))s)"
-  log "image size: $APP_IMAGE $(image_mb "$APP_IMAGE") MB (base $(image_mb "$BASE_IMAGE") MB, Redis stand-in $(image_mb "$REDIS_IMAGE") MB)"
+  log "image size: $APP_IMAGE $(image_mb "$APP_IMAGE") MB (base $(image_mb "$BASE_IMAGE") MB, Redis stand-in $(image_mb "$REDIS_IMAGE") MB, PostgreSQL stand-in $(image_mb "$PG_IMAGE") MB)"
 }
 
 # build_image TAG LOG docker-build-args...: builds, then drops the image the tag pointed to before.

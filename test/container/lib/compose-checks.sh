@@ -60,12 +60,15 @@ run_compose_checks() {
   check "the Redis password is on no command line on the host" password_not_in_process_list
 
   check "data survives compose down / up (analytics readings, metadata in SQLite, a key in Redis)" data_survives_down_up
+
+  run_shared_checks
 }
 
 make_project_dir() {
   mkdir -p "$PROJECT_DIR"
-  cp -r "$ROOT/docker-compose-ultralight.yml" "$ROOT/Dockerfile.ocean" "$ROOT/prometheus.yml" "$ROOT/grafana" "$PROJECT_DIR/"
-  cp "$HERE/compose.local.yml" "$PROJECT_DIR/"
+  cp -r "$ROOT/docker-compose-ultralight.yml" "$ROOT/docker-compose-shared.yml" "$ROOT/Dockerfile.ocean" "$ROOT/prometheus.yml" \
+    "$ROOT/prometheus-shared.yml" "$ROOT/alerts.yml" "$ROOT/grafana" "$PROJECT_DIR/"
+  cp "$HERE/compose.local.yml" "$HERE/compose.shared.local.yml" "$PROJECT_DIR/"
   # .env as a user makes it: .env.example with every placeholder replaced by a random value.
   STACK_ADMIN_TOKEN=$(random_hex 24)
   local env="$PROJECT_DIR/.env" v
@@ -80,6 +83,7 @@ make_project_dir() {
   # simulated fleet.
   cat >>"$env" <<EOF
 OCEAN_HOST_PORT=127.0.0.1:$(free_port)
+OCEAN2_HOST_PORT=127.0.0.1:$(free_port)
 REDIS_HOST_PORT=$(free_port)
 SIMULATOR_SENSORS=4
 SIMULATOR_RATE=40
