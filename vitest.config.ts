@@ -10,6 +10,8 @@ const MATRIX = [
   'test/compat/**/*.test.ts',
   ...['http-users', 'http-billing', 'http-telemetry', 'analytics-routes'].map((f) => `test/integration/${f}.test.ts`),
   ...['http-sessions', 'http-metadata', 'http-devices', 'http-billing-idempotency'].map((f) => `test/integration/${f}.test.ts`),
+  ...['analytics-limits', 'logging', 'reading-streams', 'service-close'].map((f) => `test/integration/${f}.test.ts`),
+  ...['analytics-fairness', 'http-admin-backup', 'http-service', 'ingest-analytics', 'ingest-holds', 'ingest-stream', 'metrics'].map((f) => `test/integration/${f}.test.ts`),
   ...['device-authority', 'error-bodies', 'status', 'user-sensor-limits', 'frames-limits'].map((f) => `test/integration/${f}.test.ts`),
 ];
 

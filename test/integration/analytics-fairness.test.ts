@@ -1,25 +1,35 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createTestApp, SHARED, type TestApp } from '../helpers/app.js';
 import { expectErrorShape } from '../helpers/error-shape.js';
 import { loadGenerated } from '../helpers/measurements.js';
 import { createUserWithSession, type TestUser } from '../helpers/sessions.js';
 
-/** `rows` readings of one sensor, generated inside DuckDB straight into its partition. */
+/** `rows` readings of one sensor, generated inside the analytics store (DuckDB, or PostgreSQL) straight into its tables. */
 async function load(t: TestApp, sensorId: string, rows: number): Promise<void> {
+  if (SHARED) {
+    // The same series and readings as loadGenerated's, in one statement.
+    await t.shared!.pool.query(
+      `WITH s AS (INSERT INTO series(sensor_id, metric, unit, lab_id, model_id, source) VALUES ($1, 'temperature', 'C', NULL, NULL, 'test') RETURNING series)
+       INSERT INTO readings(series, ts, value)
+       SELECT s.series, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', (i * 7919) % 1000 * 0.1 FROM s, generate_series(0, $2::bigint - 1) AS i`,
+      [sensorId, rows],
+    );
+    return;
+  }
   await loadGenerated(t.service.analytics, { sensors: [sensorId], count: rows, ts: `TIMESTAMP '2024-01-01' + to_seconds(i)`, value: '(i * 7919) % 1000 * 0.1' });
 }
 
-/** A user who owns `sensorId` (claimed by an ingest, committed to DuckDB). */
+/** A user who owns `sensorId` (claimed by an ingest, in analytics). */
 async function userWithSensor(t: TestApp, name: string, sensorId: string): Promise<TestUser> {
   const user = await createUserWithSession(t, name);
   const res = await t.app.inject({ method: 'POST', url: '/api/ocean/telemetry/ingest', headers: user.auth, payload: { sensor_id: sensorId, data: { temperature: 20 } } });
   expect(res.statusCode).toBe(200);
-  await t.service.committer.whenIdle();
+  await t.settle();
   return user;
 }
 
-describe('analytics and exports are shared fairly between users (real DuckDB)', () => {
+describe('analytics and exports are shared fairly between users (real DuckDB, or PostgreSQL)', () => {
   let t: TestApp;
   let slow: Socket | undefined;
   afterEach(async () => {

@@ -3,7 +3,7 @@ import { totalmem } from 'node:os';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, gasPayload, pressurePayload } from '../../src/nanogridata/encoder.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createTestApp, SHARED, type TestApp } from '../helpers/app.js';
 import { PRESSURE_MODEL, pressureFrames, pressureSecret, waitFor } from '../helpers/frames.js';
 import { parsePromText, samplesOf, sumOf, type PromSample } from '../helpers/prom-text.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -99,7 +99,7 @@ describe('metrics', () => {
     }
     await t.app.inject({ method: 'GET', url: '/no/such/route/424242' });
 
-    await t.service.committer.whenIdle();
+    await t.settle();
     samples = await scrape();
   });
 
@@ -150,19 +150,28 @@ describe('metrics', () => {
     expect(Math.max(...bounds)).toBeGreaterThanOrEqual(5);
   });
 
-  it('reports ingest commits, committed records and DuckDB append durations', () => {
+  it('reports ingest commits, committed records and store operation durations', () => {
     expect(sumOf(samples, 'ocean_ingest_commit_duration_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(sumOf(samples, 'ocean_committed_records_total')).toBe(acceptedRecords + 6);
-    expect(sumOf(samples, 'ocean_database_query_duration_seconds_count', { engine: 'duckdb', op: 'commit' })).toBeGreaterThanOrEqual(1);
+    // Embedded: the committer's DuckDB appends; shared: the health probe of PostgreSQL (its only timed operation).
+    const timed = SHARED ? { engine: 'postgresql', op: 'health_ping' } : { engine: 'duckdb', op: 'commit' };
+    expect(sumOf(samples, 'ocean_database_query_duration_seconds_count', timed)).toBeGreaterThanOrEqual(1);
   });
 
   it('reports work-queue rows by state and database sizes from cheap counters', () => {
-    // Only JSON readings are kept in SQLite; frames go straight to DuckDB.
+    // Only JSON readings are kept in the work queue; frames go straight to analytics.
     expect(sumOf(samples, 'ocean_telemetry_buffer_rows', { state: 'total' })).toBe(3);
     expect(sumOf(samples, 'ocean_telemetry_buffer_rows', { state: 'unprocessed' })).toBe(0);
     expect(sumOf(samples, 'ocean_telemetry_buffer_rows', { state: 'queued' })).toBe(3);
-    expect(sumOf(samples, 'ocean_database_size_bytes', { engine: 'sqlite' })).toBeGreaterThan(0);
-    expect(sumOf(samples, 'ocean_database_size_bytes', { engine: 'duckdb' })).toBeGreaterThan(0);
+    const engines = SHARED ? ['postgresql'] : ['sqlite', 'duckdb'];
+    for (const engine of engines) expect(sumOf(samples, 'ocean_database_size_bytes', { engine }), engine).toBeGreaterThan(0);
+    expect(samplesOf(samples, 'ocean_database_size_bytes').map((s) => s.labels.engine).sort()).toEqual([...engines].sort());
+    // The shared mode's pool, by state (embedded: no pool, no samples).
+    const pool = Object.fromEntries(samplesOf(samples, 'ocean_database_pool_connections').map((s) => [s.labels.state, s.value]));
+    if (SHARED) {
+      expect(pool).toEqual({ total: expect.any(Number), idle: expect.any(Number), waiting: 0 });
+      expect(pool.total).toBeGreaterThanOrEqual(1);
+    } else expect(pool).toEqual({});
   });
 
   it('exports the ingest gauges and zeroed error counters without Redis', () => {
