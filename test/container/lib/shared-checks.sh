@@ -27,7 +27,7 @@ run_shared_checks() {
   check "a session made through one instance validates through the other; revoked there, the first refuses it" session_across
   shared_compose --profile demo up -d --no-build simulator >>"$WORK/shared-up.log" 2>&1 || fail "compose up of the simulator (shared stack) failed"
   check "the simulator's frames reach analytics through both instances" wait_until 60 both_have_data
-  check "both instances answer the same readings, each stored once" same_readings_once
+  check "both instances answer the same readings, and every frame the simulator sent is stored" same_readings_every_frame
   shared_compose --profile demo down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || true
 }
 
@@ -77,10 +77,13 @@ both_have_data() {
   done
 }
 
-# Once the simulator is stopped and ingest has settled: the same export through both, no reading twice.
-same_readings_once() {
+# Once the simulator is stopped (it prints how many frames it sent) and ingest has settled: the same
+# export through both instances, and one fingerprint per frame sent (the fingerprint decides, in the
+# readings' own transaction, whether a frame is stored: so each frame is stored once, none is lost).
+same_readings_every_frame() {
   shared_compose stop simulator >/dev/null 2>&1 || return 1
-  local a b prev
+  local sent stored a b prev
+  sent=$(docker logs "$(shared_compose ps -q simulator)" 2>/dev/null | grep '^{' | tail -n 1 | jq -r '.sent // empty')
   a=$(api "$SHARED_A" '/api/ocean/analytics/export?format=csv' | tail -n +2 | sort)
   for _ in $(seq 1 15); do
     sleep 2
@@ -89,6 +92,8 @@ same_readings_once() {
     [[ $a == "$prev" ]] && break
   done
   b=$(api "$SHARED_B" '/api/ocean/analytics/export?format=csv' | tail -n +2 | sort)
-  log "shared stack: $(wc -l <<<"$a") readings, $(uniq -d <<<"$a" | wc -l) repeated"
-  [[ -n $a && $a == "$b" && -z $(uniq -d <<<"$a") ]]
+  # shellcheck disable=SC2016
+  stored=$(shared_compose exec -T postgres sh -c 'PGPASSWORD=$POSTGRES_PASSWORD psql -h /run/postgresql -U ocean -d ocean -tAc "SELECT count(*) FROM replay_fingerprints"' | tr -d '\r')
+  log "shared stack: the simulator sent ${sent:-?} frames; $stored stored, $(wc -l <<<"$a") readings"
+  [[ -n $a && $a == "$b" && -n $sent && $stored == "$sent" ]]
 }
