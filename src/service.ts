@@ -24,6 +24,7 @@ import type { IngestStatus } from './ingest/status.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { copyOperationalDbOffThread } from './operational/backup.js';
 import { openOperationalStore, type OperationalStore } from './operational/store.js';
+import { shutDownInOrder } from './shutdown.js';
 
 export interface Service {
   app: FastifyInstance;
@@ -216,30 +217,21 @@ export async function openService(config: Config, options: ServiceOptions): Prom
       forgetTimer.unref();
     },
     close() {
-      // Every step runs even when one before it fails; each failure is logged, and the first is thrown.
       closing ??= (async () => {
         clearInterval(purgeTimer);
         clearInterval(forgetTimer);
-        const failures: unknown[] = [];
-        const step = async (name: string, fn: () => unknown) => {
-          try {
-            await fn();
-          } catch (err) {
-            failures.push(err);
-            logger.error({ err, step: name }, 'shutdown step failed');
-          }
-        };
-        await step('http', () => app.close());
-        await step('consumer', () => consumer?.stop());
-        await step('committer', () => committer.stop());
-        await step('side effects', () => effects.stop());
-        await step('health', () => health.stop());
-        await step('pipeline', () => pipeline.close());
-        await step('analytics', () => analytics.close());
-        await step('store', () => store.close());
-        await step('reading streams', () => readingStreams?.close());
-        await step('redis', () => redis?.disconnect());
-        if (failures.length > 0) throw failures[0];
+        await shutDownInOrder(logger, [
+          ['http', () => app.close()],
+          ['consumer', () => consumer?.stop()],
+          ['committer', () => committer.stop()],
+          ['side effects', () => effects.stop()],
+          ['health', () => health.stop()],
+          ['pipeline', () => pipeline.close()],
+          ['analytics', () => analytics.close()],
+          ['store', () => store.close()],
+          ['reading streams', () => readingStreams?.close()],
+          ['redis', () => redis?.disconnect()],
+        ]);
       })();
       return closing;
     },

@@ -18,6 +18,7 @@ import { PgIngest } from './postgres/ingest.js';
 import { runMaintenance } from './postgres/maintenance.js';
 import { migratePostgres } from './postgres/migrations.js';
 import { watchDeviceSecrets } from './postgres/secrets.js';
+import { shutDownInOrder } from './shutdown.js';
 import { openPgStore, type PgStore } from './postgres/store.js';
 import type { ServiceOptions } from './service.js';
 
@@ -198,30 +199,21 @@ export async function openSharedService(config: Config, options: ServiceOptions)
       every(MAINTENANCE_MS, 'database size', measure);
     },
     close() {
-      // Every step runs even when one before it fails; each failure is logged, and the first is thrown.
       closing ??= (async () => {
         for (const timer of timers) clearInterval(timer);
-        const failures: unknown[] = [];
-        const step = async (name: string, fn: () => unknown) => {
-          try {
-            await fn();
-          } catch (err) {
-            failures.push(err);
-            logger.error({ err, step: name }, 'shutdown step failed');
-          }
-        };
-        await step('http', () => app.close());
-        await step('consumer', () => consumer?.stop());
-        await step('health', () => health.stop());
-        await step('secrets', () => secrets?.close());
-        await step('decoder', () => decoder.close());
-        await step('reading streams', () => readingStreams?.close());
-        await step('redis', () => redis?.disconnect());
-        await step('periodic jobs', () => Promise.all(running));
-        // The activity committed last is folded now rather than left for another instance's next round.
-        if (started) await step('device activity', () => foldActivity(pool, now()));
-        await step('pool', () => pool.end());
-        if (failures.length > 0) throw failures[0];
+        await shutDownInOrder(logger, [
+          ['http', () => app.close()],
+          ['consumer', () => consumer?.stop()],
+          ['health', () => health.stop()],
+          ['secrets', () => secrets?.close()],
+          ['decoder', () => decoder.close()],
+          ['reading streams', () => readingStreams?.close()],
+          ['redis', () => redis?.disconnect()],
+          ['periodic jobs', () => Promise.all(running)],
+          // The activity committed last is folded now rather than left for another instance's next round.
+          ['device activity', () => started && foldActivity(pool, now())],
+          ['pool', () => pool.end()],
+        ]);
       })();
       return closing;
     },
