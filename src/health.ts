@@ -49,7 +49,7 @@ export function degradedReasons(ingest: IngestStatus, disk: { free: number; tota
   return reasons;
 }
 
-/** One store's check: a trivial statement on a connection of its own. */
+/** One store's check: a trivial statement (DuckDB's on a connection of its own, never behind user queries). */
 export interface StoreProbe {
   /** Its key in `checks`, and the `engine` of its latency in ocean_database_query_duration_seconds. */
   name: string;
