@@ -117,9 +117,6 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
     open.push({ stop: () => dataDir.cleanup() });
     const { frames, records } = pressureFrames({ count: 20_000, devices: 40, secret });
     await redis.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM');
-    const pipeline = redis.pipeline();
-    for (const f of frames) pipeline.xadd(STREAM, '*', 'frame', f);
-    await pipeline.exec();
     // Each instance is the service as `npm start` runs it (src/main.ts), with DATABASE_URL; a restarted one reads its own pending entries first.
     const start = (name: string) => {
       const child = launchTsx('src/main.ts', [], {
@@ -146,6 +143,16 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
     const b = start('b');
     open.push({ stop: async () => void (await Promise.all([stopChild(a.child.proc, { signal: 'SIGKILL' }), stopChild(b.child.proc, { signal: 'SIGKILL' })])) });
     await Promise.all([a.started, b.started]);
+    // Frames arrive over about 15 s (400 every 300 ms), so that the kills fall while they still arrive,
+    // however fast the instances store them and however slowly a killed one starts again.
+    const produced = (async () => {
+      for (let i = 0; i < frames.length; i += 400) {
+        const pipeline = redis.pipeline();
+        for (const f of frames.slice(i, i + 400)) pipeline.xadd(STREAM, '*', 'frame', f);
+        await pipeline.exec();
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
     const stored = async () => (await pool!.query<{ n: number }>('SELECT count(*) AS n FROM replay_fingerprints')).rows[0]!.n;
     // Kill A mid-ingest three times, each once the store has passed a point (with a seeded jitter), restarting it each time.
     const random = mulberry32(7);
@@ -161,6 +168,7 @@ describe.skipIf(skipWithoutPostgres())('several consumers in one group on one Po
     }
     // The kills fell while frames were still arriving.
     expect(atKill.filter((n) => n < 20_000).length).toBeGreaterThanOrEqual(2);
+    await produced;
     await waitFor(async () => (await stored()) === 20_000 && (await pendingCount()) === 0, { what: 'every frame stored and acknowledged', timeoutMs: 60_000 });
     expect((await pool!.query('SELECT count(*) AS n FROM readings')).rows[0].n).toBe(records);
     await foldActivity(pool!, Date.now() / 1000);
