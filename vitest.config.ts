@@ -8,11 +8,32 @@ import { defineConfig } from 'vitest/config';
  */
 const MATRIX = [
   'test/compat/**/*.test.ts',
-  ...['http-users', 'http-billing', 'http-telemetry', 'analytics-routes'].map((f) => `test/integration/${f}.test.ts`),
-  ...['http-sessions', 'http-metadata', 'http-devices', 'http-billing-idempotency'].map((f) => `test/integration/${f}.test.ts`),
-  ...['analytics-limits', 'logging', 'reading-streams', 'service-close'].map((f) => `test/integration/${f}.test.ts`),
-  ...['analytics-fairness', 'http-admin-backup', 'http-service', 'ingest-analytics', 'ingest-holds', 'ingest-stream', 'metrics'].map((f) => `test/integration/${f}.test.ts`),
-  ...['device-authority', 'error-bodies', 'status', 'user-sensor-limits', 'frames-limits'].map((f) => `test/integration/${f}.test.ts`),
+  ...[
+    'analytics-fairness',
+    'analytics-limits',
+    'analytics-routes',
+    'device-authority',
+    'error-bodies',
+    'frames-limits',
+    'http-admin-backup',
+    'http-billing',
+    'http-billing-idempotency',
+    'http-devices',
+    'http-metadata',
+    'http-service',
+    'http-sessions',
+    'http-telemetry',
+    'http-users',
+    'ingest-analytics',
+    'ingest-holds',
+    'ingest-stream',
+    'logging',
+    'metrics',
+    'reading-streams',
+    'service-close',
+    'status',
+    'user-sensor-limits',
+  ].map((f) => `test/integration/${f}.test.ts`),
 ];
 
 /** Debian's PostgreSQL server (postgresql package), as test/helpers/postgres-server.ts finds it. */
@@ -21,7 +42,7 @@ const hasPostgres = () => {
   return existsSync(root) && readdirSync(root).some((major) => existsSync(join(root, major, 'bin', 'postgres')));
 };
 const shared = hasPostgres() || process.env.CI === 'true';
-if (!shared) console.warn('skipping the shared-mode (PostgreSQL) run of the API suites: PostgreSQL server binaries not found (Debian: apt-get install postgresql)');
+if (!shared) console.warn('skipping the shared-mode (PostgreSQL) run of the API and ingest suites: PostgreSQL server binaries not found (Debian: apt-get install postgresql)');
 
 export default defineConfig({
   test: {
