@@ -229,8 +229,11 @@ describe.skipIf(skipWithoutPostgres())('the shared mode: two instances, one data
     expect(await a.count()).toBe(pressureFrames({ count: 100, devices: 5, secret }).records - 2);
   });
 
-  it('refuses the online backup with the way to back up PostgreSQL instead', async () => {
+  it('refuses the online backup with the way to back up PostgreSQL instead, and describes itself as the shared mode', async () => {
     const [a] = await twoInstances();
+    const docs = (await a.app.inject({ method: 'GET', url: '/api/ocean/docs' })).json();
+    expect(docs.architecture).toContain('PostgreSQL');
+    expect(docs.layers.operational).toMatch(/^PostgreSQL/);
     const res = await inject(a, 'POST', '/admin/backup', a.admin, { dir: '/tmp/never-written' });
     expect(res.statusCode).toBe(409);
     expect(res.json().detail).toContain('pg_dump');

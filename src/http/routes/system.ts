@@ -5,6 +5,40 @@ import { docsSchema, healthSchema, statusSchema } from '../schemas/system.js';
 
 const ARCHITECTURE = 'ocean-core-ts';
 
+/** What /api/ocean/docs says of the service, by mode. */
+const EMBEDDED_DESCRIPTION = {
+  architecture:
+    'Nanogridata frames (Redis Stream or HTTP) → decode workers → one DuckDB commit per batch with their replay fingerprints → XACK; JSON readings → SQLite work queue → the same commit; operational data in SQLite; one process',
+  layers: {
+    ingest: 'Nanogridata frames via Redis Stream (consumer group) or HTTP → one DuckDB transaction per batch (readings, fingerprints, position) → XACK',
+    operational: 'SQLite (WAL): users, sessions, billing + ledger, metadata, devices, the JSON work queue',
+    analytics: 'DuckDB: measurements; stats, time buckets, z-score anomalies, compare, export',
+    observability: 'Prometheus /metrics, OpenAPI /openapi.json, Swagger UI /docs, ReDoc /redoc',
+  },
+  performance: {
+    ingest: 'one SQLite transaction per batch (group commit for single HTTP readings); exactly once into DuckDB',
+    analytics: 'columnar scans over sensor-hashed partitions; every value bound as a parameter',
+    sessions: 'token check from an in-process cache (write-through invalidation, expiry checked on every hit), else one indexed lookup; last_activity written at most once a minute',
+    memory: 'one process; DuckDB memory bounded by DUCKDB_MEMORY_LIMIT',
+  },
+};
+const SHARED_DESCRIPTION = {
+  architecture:
+    'Nanogridata frames (Redis Stream or HTTP) → decode workers → one PostgreSQL transaction per batch with their replay fingerprints → XACK; JSON readings in the same transaction; every instance shares one PostgreSQL and one consumer group (DATABASE_URL)',
+  layers: {
+    ingest: 'Nanogridata frames via Redis Stream (a consumer group shared by every instance) or HTTP → one PostgreSQL transaction per batch (readings, fingerprints) → XACK',
+    operational: 'PostgreSQL: users, sessions, billing + ledger, metadata, devices, the JSON work queue',
+    analytics: 'PostgreSQL: readings by series and time; stats, time buckets, z-score anomalies, compare; exports through an in-memory DuckDB',
+    observability: 'Prometheus /metrics, OpenAPI /openapi.json, Swagger UI /docs, ReDoc /redoc',
+  },
+  performance: {
+    ingest: 'one transaction per batch; the fingerprints decide what is stored, once, whichever instance reads it',
+    analytics: 'one sensor from a covering index (series, ts) with the value; every value bound as a parameter',
+    sessions: 'no cache (a revocation holds on every instance at once); checks arriving together share one query',
+    memory: 'no state an instance needs to keep: any number of instances',
+  },
+};
+
 /**
  * The original's name for a route, for /api/ocean/docs `endpoints`: method and path words,
  * e.g. `POST /api/ocean/users` → post_users, `GET /api/ocean/users/:user_id` → get_users_by_user_id.
@@ -128,20 +162,7 @@ export const systemRoutes: RoutePlugin = async (app, { deps, auth, routes }) => 
     { schema: { summary: 'Architecture summary and endpoint list', tags: ['system'], response: { 200: docsSchema } } },
     async () => ({
       system: 'Ocean Core',
-      architecture:
-        'Nanogridata frames (Redis Stream or HTTP) → decode workers → one DuckDB commit per batch with their replay fingerprints → XACK; JSON readings → SQLite work queue → the same commit; operational data in SQLite; one process',
-      layers: {
-        ingest: 'Nanogridata frames via Redis Stream (consumer group) or HTTP → one DuckDB transaction per batch (readings, fingerprints, position) → XACK',
-        operational: 'SQLite (WAL): users, sessions, billing + ledger, metadata, devices, the JSON work queue',
-        analytics: 'DuckDB: measurements; stats, time buckets, z-score anomalies, compare, export',
-        observability: 'Prometheus /metrics, OpenAPI /openapi.json, Swagger UI /docs, ReDoc /redoc',
-      },
-      performance: {
-        ingest: 'one SQLite transaction per batch (group commit for single HTTP readings); exactly once into DuckDB',
-        analytics: 'columnar scans over sensor-hashed partitions; every value bound as a parameter',
-        sessions: 'token check from an in-process cache (write-through invalidation, expiry checked on every hit), else one indexed lookup; last_activity written at most once a minute',
-        memory: 'one process; DuckDB memory bounded by DUCKDB_MEMORY_LIMIT',
-      },
+      ...(facts.engine === 'postgresql' ? SHARED_DESCRIPTION : EMBEDDED_DESCRIPTION),
       endpoints: Object.fromEntries(routes.map((r) => [endpointName(r.method, r.url), `${r.method} ${r.url}`])),
       routes: routes.map((r) => ({ method: r.method, path: r.url, ...(r.summary ? { summary: r.summary } : {}) })),
     }),
